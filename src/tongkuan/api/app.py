@@ -1,0 +1,45 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tongkuan import __version__
+from tongkuan.api import taobao
+from tongkuan.api.envelope import install_error_handlers, ok
+from tongkuan.config import Settings
+from tongkuan.engine import Engine
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """Build the app over `engine`, or open one from `settings` when the app starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = engine is None
+        app.state.engine = engine or Engine(settings)
+        app.state.engine.warm_up()
+        try:
+            yield
+        finally:
+            if own:
+                app.state.engine.close()
+
+    app = FastAPI(
+        title="tongkuan",
+        version=__version__,
+        description="Self-hosted product image search, wire-compatible with Taobao Image Search V2.0.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(taobao.router)
+
+    @app.get("/health", tags=["service"], summary="Liveness and catalog size")
+    def health() -> dict[str, object]:
+        products, images = app.state.engine.catalog.count()
+        return ok({"status": "ok", "products": products, "images": images})
+
+    return app

@@ -1,0 +1,175 @@
+"""The `tongkuan` command: thin wrappers over the engine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tongkuan.config import Settings
+from tongkuan.errors import TongkuanError
+
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="TONGKUAN_DATA_DIR",
+    default="data",
+    show_default=True,
+    help="Data directory: catalog, index, images, model cache, tongkuan.toml.",
+)
+
+
+def _settings(data_dir: Path, **overrides: Any) -> Settings:
+    return Settings(data_dir=data_dir, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
+@click.version_option(package_name="tongkuan")
+def main(verbose: bool) -> None:
+    """tongkuan: self-hosted product image search (Taobao Image Search V2.0 compatible)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@DATA_DIR
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--model", default=None, help="Shipped model name or model.json path.")
+def serve(data_dir: Path, host: str, port: int, model: str | None) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from tongkuan.api.app import create_app
+
+    app = create_app(_settings(data_dir, model=model))
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@DATA_DIR
+@click.option("--model", default=None, help="Shipped model name or model.json path.")
+@click.option("--batch-size", default=16, show_default=True, help="Images per model batch.")
+def ingest(paths: tuple[Path, ...], data_dir: Path, model: str | None, batch_size: int) -> None:
+    """Add or update products from JSONL or CSV files and image folders."""
+    from tongkuan.engine import Engine
+    from tongkuan.ingest.readers import read_sources
+
+    engine = Engine(_settings(data_dir, model=model))
+    try:
+        report = engine.ingester(batch_size).ingest(read_sources(list(paths)), progress=True)
+    except TongkuanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.close()
+    for failure in report.failures:
+        click.echo(f"failed {failure.origin} itemId={failure.item_id}: {failure.reason}", err=True)
+    click.echo(
+        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{len(report.failures)} failed; {report.images_embedded} images embedded in {report.seconds:.1f} s"
+    )
+
+
+@main.command()
+@click.argument("item_ids", nargs=-1, required=True)
+@DATA_DIR
+def delete(item_ids: tuple[str, ...], data_dir: Path) -> None:
+    """Remove products by itemId."""
+    from tongkuan.engine import Engine
+
+    engine = Engine(_settings(data_dir))
+    try:
+        for item_id in item_ids:
+            try:
+                engine.catalog.delete(item_id)
+                click.echo(f"deleted {item_id}")
+            except TongkuanError as exc:
+                click.echo(f"not found: {exc}", err=True)
+    finally:
+        engine.close()
+
+
+@main.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@DATA_DIR
+@click.option("--limit", default=10, show_default=True)
+@click.option("--no-crop", is_flag=True, help="Search the whole image, not the main subject.")
+def search(image: Path, data_dir: Path, limit: int, no_crop: bool) -> None:
+    """Search the catalog with a local image and print JSON."""
+    from tongkuan.engine import Engine
+    from tongkuan.images.decode import decode_image
+    from tongkuan.search.searcher import SearchQuery
+
+    engine = Engine(_settings(data_dir))
+    try:
+        pixels = decode_image(image.read_bytes(), engine.settings.max_pixels)
+        results = engine.searcher.search(pixels, SearchQuery(crop=not no_crop, limit=limit))
+    finally:
+        engine.close()
+    out = {
+        "region": results.searched.to_param(),
+        "categories": [{"categoryId": int(c.category), "score": round(c.score, 4)} for c in results.categories],
+        "hits": [
+            {"itemId": h.product.item_id, "title": h.product.title, "score": round(h.score, 4)} for h in results.hits
+        ],
+    }
+    click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+
+
+@main.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--fashion", default=0, show_default=True, help="Fashion shots per category to add.")
+@click.option("--photos", default=None, type=int, help="Shopper photos per grocery product (default all).")
+def sample(root: Path, out: Path, fashion: int, photos: int | None) -> None:
+    """Write a sample catalog (JSONL) from data sets laid out like shared/data."""
+
+    count = _write_sample(root, out, fashion, photos)
+    click.echo(f"wrote {count} products to {out}")
+
+
+def _write_sample(root: Path, out: Path, fashion: int, photos: int | None) -> int:
+    from tongkuan.sample import fashion_records, grocery_records
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with out.open("w", encoding="utf-8") as handle:
+        for record in [*grocery_records(root, photos), *fashion_records(root, fashion)]:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+@main.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@DATA_DIR
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.pass_context
+def demo(ctx: click.Context, root: Path, data_dir: Path, host: str, port: int) -> None:
+    """Build a sample catalog from ROOT (laid out like shared/data) if empty, then serve it."""
+    from tongkuan.engine import Engine
+    from tongkuan.ingest.readers import read_sources
+
+    engine = Engine(_settings(data_dir))
+    try:
+        if engine.catalog.count()[0] == 0:
+            jsonl = data_dir / "sample.jsonl"
+            _write_sample(root, jsonl, fashion=40, photos=10)
+            report = engine.ingester().ingest(read_sources([jsonl]), progress=True)
+            click.echo(f"sample catalog: {report.ok} products, {report.images_embedded} images")
+    finally:
+        engine.close()
+    ctx.invoke(serve, data_dir=data_dir, host=host, port=port, model=None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

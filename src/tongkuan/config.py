@@ -1,0 +1,124 @@
+"""Settings, read once at the edge (CLI or `create_app`) and passed down.
+
+Every field can be set by an environment variable `TONGKUAN_<FIELD>` (upper case) or in
+`tongkuan.toml` inside the data directory; the environment wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from tongkuan.errors import ConfigError
+
+DEFAULT_MODEL = "efficientnet-lite2"
+DEFAULT_FETCH_MAX_BYTES = 4 * 1024 * 1024
+DEFAULT_UPLOAD_MAX_BYTES = 3 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+class Settings(BaseSettings):
+    """All of tongkuan's configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="TONGKUAN_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where the catalog, index, images and models live.")
+    apps: str = Field(
+        "",
+        description='DAJI applications as "appKey:appSecret,appKey2:appSecret2". No apps: every request is refused.',
+    )
+    allow_app_secret: bool = Field(
+        True,
+        description="Accept the plain `appSecret` parameter (DAJI's testing mode); turn off in production.",
+    )
+    public_url: str | None = Field(
+        None, description="Base URL clients reach this service at, for item and upload picture URLs."
+    )
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="A shipped model (efficientnet-lite0, efficientnet-lite2) or a path to a model.json.",
+    )
+    threads: int = Field(2, ge=1, description="ONNX Runtime threads per inference.")
+    category_prior_weight: float = Field(
+        0.35, ge=0.0, le=1.0, description="Weight of the classifier prior against the neighbour vote."
+    )
+    category_neighbours: int = Field(30, ge=1, description="Catalog images that vote on the category.")
+    filter_predicted_category: bool = Field(
+        False, description="Search only within the predicted category when categoryId is not given."
+    )
+    allow_loopback_fetch: bool = Field(
+        False, description="Let picUrl reach loopback addresses (for local testing only)."
+    )
+    fetch_allow_hosts: str = Field(
+        "", description="Comma-separated host names picUrl may use; empty allows any public host."
+    )
+    fetch_connect_timeout: float = Field(3.0, gt=0, description="Seconds to connect to a picUrl host.")
+    fetch_read_timeout: float = Field(10.0, gt=0, description="Seconds for the whole picUrl download.")
+    fetch_max_bytes: int = Field(DEFAULT_FETCH_MAX_BYTES, gt=0, description="Largest picUrl body accepted.")
+    fetch_max_redirects: int = Field(3, ge=0, description="Redirects followed for one picUrl.")
+    upload_max_bytes: int = Field(DEFAULT_UPLOAD_MAX_BYTES, gt=0, description="Largest uploaded image.")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Largest image, in pixels, ever decoded.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _DataDirToml(settings_cls, init_settings, env_settings))
+
+    @field_validator("apps")
+    @classmethod
+    def _check_apps(cls, value: str) -> str:
+        parse_apps(value)
+        return value
+
+    @property
+    def app_secrets(self) -> dict[str, str]:
+        """appKey -> appSecret."""
+        return parse_apps(self.apps)
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.fetch_allow_hosts.split(",") if h.strip())
+
+
+class _DataDirToml(TomlConfigSettingsSource):
+    """`tongkuan.toml` inside whichever data directory the other sources name."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        init: PydanticBaseSettingsSource,
+        env: PydanticBaseSettingsSource,
+    ) -> None:
+        data_dir = init().get("data_dir") or env().get("data_dir") or "data"
+        super().__init__(settings_cls, toml_file=Path(data_dir) / "tongkuan.toml")
+
+    def __call__(self) -> dict[str, Any]:
+        return super().__call__()
+
+
+def parse_apps(value: str) -> dict[str, str]:
+    """Parse `key:secret,key2:secret2`; raise `ConfigError` naming the bad entry."""
+    apps: dict[str, str] = {}
+    for entry in value.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        key, sep, secret = entry.partition(":")
+        if not sep or not key or not secret:
+            raise ConfigError(f"TONGKUAN_APPS entry {entry!r} is not appKey:appSecret")
+        apps[key] = secret
+    return apps

@@ -1,0 +1,68 @@
+"""The composition root: one data directory opened into catalog, index, models and searcher.
+
+The CLI and the HTTP app are two front doors onto the same `Engine`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.config import Settings
+from tongkuan.images.fetch import FetchPolicy
+from tongkuan.images.store import ImageStore
+from tongkuan.index.sync import IndexSync
+from tongkuan.ingest.ingester import Ingester
+from tongkuan.search.searcher import Searcher, SearchOptions
+from tongkuan.vision.encoder import OnnxEncoder
+from tongkuan.vision.pipeline import Vision
+from tongkuan.vision.registry import resolve_model
+
+logger = logging.getLogger(__name__)
+
+
+class Engine:
+    """Everything a data directory holds, opened for use. Close it to persist the index."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        data_dir = Path(settings.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        spec = resolve_model(settings.model, data_dir)
+        self.vision = Vision(OnnxEncoder(spec, threads=settings.threads))
+        self.catalog = SqliteCatalog(data_dir / "catalog.db", spec.name, spec.dim)
+        self.images = ImageStore(data_dir / "images")
+        self.policy = FetchPolicy(
+            connect_timeout=settings.fetch_connect_timeout,
+            total_timeout=settings.fetch_read_timeout,
+            max_bytes=settings.fetch_max_bytes,
+            max_redirects=settings.fetch_max_redirects,
+            allow_loopback=settings.allow_loopback_fetch,
+            allowed_hosts=settings.allowed_hosts,
+        )
+        self.index = IndexSync(self.catalog, data_dir / "index" / spec.name)
+        self.searcher = Searcher(
+            self.vision,
+            self.catalog,
+            self.index,
+            SearchOptions(
+                prior_weight=settings.category_prior_weight,
+                neighbours=settings.category_neighbours,
+                filter_predicted_category=settings.filter_predicted_category,
+            ),
+        )
+
+    def ingester(self, batch_size: int = 16) -> Ingester:
+        return Ingester(self.vision, self.catalog, self.images, self.policy, self.settings.max_pixels, batch_size)
+
+    def warm_up(self) -> None:
+        """Load the model now rather than on the first request."""
+        self.vision.encoder.load()
+
+    def close(self) -> None:
+        """Bring the index up to date and persist it, so the next start is fast."""
+        with self.searcher.lock:
+            self.index.sync()
+            self.index.save()
+        self.catalog.close()

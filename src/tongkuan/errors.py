@@ -1,0 +1,82 @@
+"""The exception tree of tongkuan.
+
+    TongkuanError
+      ConfigError
+      ImageError
+        InvalidImage            bytes that are not a supported, sane image
+        ImageTooLarge           bytes or pixels over the limit
+        ImageFetchError         a picUrl that could not be fetched
+          ForbiddenAddress      the URL or a redirect points where we must not go
+        ImageNotFound           an imageId that was never uploaded
+      VisionError
+        ModelNotFound
+        ModelLoadError
+      StoreError
+        ProductNotFound
+        DimensionMismatch
+      IngestError
+
+Only `tongkuan.api.errors` knows HTTP status codes and envelope codes.
+"""
+
+from __future__ import annotations
+
+
+class TongkuanError(Exception):
+    """Base class of every error tongkuan raises on purpose."""
+
+
+class ConfigError(TongkuanError):
+    """Settings that cannot work together."""
+
+
+class ImageError(TongkuanError):
+    """A query or catalog image that cannot be used."""
+
+
+class InvalidImage(ImageError):
+    """Bytes that do not decode as a supported image."""
+
+
+class ImageTooLarge(ImageError):
+    """An image over the byte or pixel limit."""
+
+
+class ImageFetchError(ImageError):
+    """A URL that could not be fetched (network, status, timeout)."""
+
+
+class ForbiddenAddress(ImageFetchError):
+    """A URL, or one of its redirects, that resolves to an address we refuse to contact."""
+
+
+class ImageNotFound(ImageError):
+    """An uploaded image id that does not exist."""
+
+
+class VisionError(TongkuanError):
+    """A model that cannot be found, loaded or run."""
+
+
+class ModelNotFound(VisionError):
+    """A model name or path that does not exist."""
+
+
+class ModelLoadError(VisionError):
+    """A model file that exists but cannot be loaded."""
+
+
+class StoreError(TongkuanError):
+    """The catalog or the vector index failed."""
+
+
+class ProductNotFound(StoreError):
+    """An itemId that is not in the catalog."""
+
+
+class DimensionMismatch(StoreError):
+    """Vectors whose dimension differs from the index's."""
+
+
+class IngestError(TongkuanError):
+    """An ingestion run that cannot start (bad input file, unknown format)."""

@@ -1,0 +1,190 @@
+"""Bulk ingestion: records in, products with embedded images in the catalog, a report out.
+
+Images are loaded and decoded on a thread pool, embedded in model batches, and each
+product is written in one transaction together with its vectors, so a product is
+searchable only when all of it is there. Reruns are idempotent: a product whose images
+have the same content as stored is updated without embedding again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from tongkuan.catalog.product import Product
+from tongkuan.catalog.sqlite import NewImage, SqliteCatalog
+from tongkuan.errors import ImageError, ProductNotFound
+from tongkuan.images.decode import content_hash, decode_image
+from tongkuan.images.fetch import FetchPolicy, fetch_url
+from tongkuan.images.store import ImageStore
+from tongkuan.ingest.readers import SourceRecord
+from tongkuan.ingest.records import RecordError, to_product
+from tongkuan.vision.categories import CATEGORIES
+from tongkuan.vision.pipeline import Vision
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_WORKERS = 8
+
+
+@dataclass
+class Failure:
+    """A record that was not ingested, and why."""
+
+    origin: str
+    item_id: str | None
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    """What one run did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    images_embedded: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        return self.added + self.updated + self.unchanged
+
+
+@dataclass
+class _Loaded:
+    record: SourceRecord
+    product: Product
+    named_category: bool
+    data: list[bytes]
+    pixels: list[Image.Image]
+
+
+class Ingester:
+    """Loads records into a catalog with one vision model."""
+
+    def __init__(
+        self,
+        vision: Vision,
+        catalog: SqliteCatalog,
+        images: ImageStore,
+        policy: FetchPolicy,
+        max_pixels: int,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        workers: int = DEFAULT_WORKERS,
+    ) -> None:
+        self.vision = vision
+        self.catalog = catalog
+        self.images = images
+        self.policy = policy
+        self.max_pixels = max_pixels
+        self.batch_size = batch_size
+        self.workers = workers
+
+    def ingest(self, records: Iterable[SourceRecord], progress: bool = False) -> IngestReport:
+        """Ingest every record; failures are reported per record and never stop the run."""
+        started = time.perf_counter()
+        report = IngestReport()
+        pending = list(records)
+        bar = tqdm(total=len(pending), unit="item", disable=not progress)
+        with ThreadPoolExecutor(self.workers) as pool:
+            for batch in _batches(pending, self.batch_size):
+                loaded = list(pool.map(self._load, batch))
+                good = []
+                for result in loaded:
+                    if isinstance(result, Failure):
+                        report.failures.append(result)
+                        logger.warning("%s: %s", result.origin, result.reason)
+                    else:
+                        good.append(result)
+                self._write(good, report)
+                bar.update(len(batch))
+        bar.close()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _load(self, record: SourceRecord) -> _Loaded | Failure:
+        item_id = record.fields.get("itemId")
+        try:
+            product, named = to_product(record.fields)
+            if not record.images:
+                raise RecordError("images is empty: a product needs at least one image")
+            data = [self._read(ref, record.base_dir) for ref in record.images]
+            pixels = [decode_image(d, self.max_pixels) for d in data]
+        except (RecordError, ImageError, OSError) as exc:
+            return Failure(record.origin, None if item_id is None else str(item_id), str(exc))
+        return _Loaded(record, product, named, data, pixels)
+
+    def _read(self, ref: str, base_dir: Path) -> bytes:
+        if ref.startswith(("http://", "https://")):
+            return fetch_url(ref, self.policy)
+        path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ImageError(f"image {ref!r} cannot be read ({exc.strerror or exc})") from exc
+
+    def _write(self, loaded: list[_Loaded], report: IngestReport) -> None:
+        changed = []
+        for item in loaded:
+            hashes = [content_hash(d) for d in item.data]
+            if self.catalog.image_hashes(item.product.item_id) == hashes:
+                product = item.product
+                if not item.named_category:
+                    product = self._keep_predicted(product)
+                self.catalog.upsert(product, None)
+                report.unchanged += 1
+            else:
+                changed.append((item, hashes))
+        pixels = [p for item, _ in changed for p in item.pixels]
+        described = []
+        for chunk in _batches(pixels, self.batch_size):
+            described += self.vision.describe(chunk, crop=True)
+        report.images_embedded += len(described)
+        position = 0
+        for item, hashes in changed:
+            mine = described[position : position + len(item.pixels)]
+            position += len(item.pixels)
+            product = item.product
+            if not item.named_category:
+                prior = np.mean([d.prior for d in mine], axis=0)
+                product = replace(product, category=CATEGORIES[int(np.argmax(prior))], category_predicted=True)
+            new_images = [
+                NewImage(h, self._location(ref, data), d.embedding)
+                for ref, data, h, d in zip(item.record.images, item.data, hashes, mine, strict=True)
+            ]
+            existed = bool(self.catalog.image_hashes(product.item_id))
+            self.catalog.upsert(product, new_images)
+            if existed:
+                report.updated += 1
+            else:
+                report.added += 1
+
+    def _keep_predicted(self, product: Product) -> Product:
+        try:
+            stored = self.catalog.get(product.item_id)
+        except ProductNotFound:
+            return product
+        return replace(product, category=stored.category, category_predicted=stored.category_predicted)
+
+    def _location(self, ref: str, data: bytes) -> str:
+        if ref.startswith(("http://", "https://")):
+            return ref
+        return self.images.put(data)
+
+
+def _batches(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,99 @@
+"""Validating a source record into a `Product`, with defaults for missing optional fields."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from tongkuan.catalog.product import Product
+from tongkuan.vision.categories import Category
+
+MAX_ITEM_ID = 128
+
+
+class RecordError(ValueError):
+    """A record that cannot become a product; the message names the field and the rule."""
+
+
+def to_product(fields: dict[str, Any]) -> tuple[Product, bool]:
+    """The product a record describes, and whether it named its category.
+
+    Raises `RecordError` naming the field at fault.
+    """
+    if "_error" in fields:
+        raise RecordError(str(fields["_error"]))
+    item_id = fields.get("itemId")
+    if item_id is None or str(item_id).strip() == "":
+        raise RecordError("itemId is missing")
+    item_id = str(item_id).strip()
+    if len(item_id) > MAX_ITEM_ID:
+        raise RecordError(f"itemId is longer than {MAX_ITEM_ID} characters")
+    reserve = _price(fields, "reservePrice") or Decimal("0")
+    final = _price(fields, "zkFinalPrice")
+    category = _category(fields.get("categoryId"))
+    product = Product(
+        item_id=item_id,
+        title=str(fields.get("title") or item_id),
+        reserve_price=reserve,
+        final_price=final,
+        shop_title=str(fields.get("shopTitle") or ""),
+        seller_id=str(fields.get("sellerId") or ""),
+        provcity=str(fields.get("provcity") or ""),
+        user_type=_int(fields, "userType", 0),
+        volume=_int(fields, "volume", 0),
+        category_name=str(fields.get("categoryName") or ""),
+        level_one_category_name=str(fields.get("levelOneCategoryName") or ""),
+        coupon_amount=_optional_int(fields, "couponAmount"),
+        coupon_start_fee=None if fields.get("couponstartFee") in (None, "") else str(fields["couponstartFee"]),
+        url=str(fields.get("url") or ""),
+        category=category,
+    )
+    if product.user_type not in (0, 1):
+        raise RecordError("userType must be 0 (Taobao) or 1 (Tmall)")
+    if product.volume < 0:
+        raise RecordError("volume must not be negative")
+    return product, category is not None
+
+
+def _price(fields: dict[str, Any], name: str) -> Decimal | None:
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise RecordError(f"{name} must be a decimal price, not {value!r}") from exc
+    if not price.is_finite() or price < 0:
+        raise RecordError(f"{name} must be a non-negative price, not {value!r}")
+    return price
+
+
+def _int(fields: dict[str, Any], name: str, default: int) -> int:
+    value = _optional_int(fields, name)
+    return default if value is None else value
+
+
+def _optional_int(fields: dict[str, Any], name: str) -> int | None:
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise RecordError(f"{name} must be an integer, not {value!r}")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise RecordError(f"{name} must be an integer, not {value!r}") from exc
+    if number != number.to_integral_value():
+        raise RecordError(f"{name} must be an integer, not {value!r}")
+    return int(number)
+
+
+def _category(value: Any) -> Category | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Category(int(str(value)))
+    except ValueError as exc:
+        raise RecordError(
+            f"categoryId must be one of {', '.join(str(int(c)) for c in Category)}, not {value!r}"
+        ) from exc

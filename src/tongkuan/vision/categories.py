@@ -1,0 +1,201 @@
+"""The 14 API categories, the ImageNet prior mapped onto them, and the neighbour vote.
+
+Category scores come from two sources, fused as Pailitao does: the backbone's ImageNet
+classifier (each of its 1000 classes mapped onto one API category, everything unmapped is
+"other"), and a similarity-weighted vote over the nearest catalog images, whose categories
+the operator knows. With an empty catalog only the prior speaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class Category(IntEnum):
+    """The category codes of Taobao Image Search V2.0."""
+
+    TOPS = 0
+    DRESSES = 1
+    BOTTOMS = 2
+    BAGS = 3
+    SHOES = 4
+    ACCESSORIES = 5
+    SNACKS = 6
+    BEAUTY = 7
+    BOTTLED_BEVERAGES = 8
+    FURNITURE = 9
+    TOYS = 20
+    UNDERWEAR = 21
+    DIGITAL = 22
+    OTHER = 88888888
+
+
+CATEGORIES: tuple[Category, ...] = tuple(Category)
+CATEGORY_POSITION = {c: i for i, c in enumerate(CATEGORIES)}
+
+# English names as used by the API documentation and by data sets' `service_category`.
+CATEGORY_NAMES: dict[Category, str] = {
+    Category.TOPS: "tops",
+    Category.DRESSES: "dresses",
+    Category.BOTTOMS: "bottoms",
+    Category.BAGS: "bags",
+    Category.SHOES: "shoes",
+    Category.ACCESSORIES: "accessories",
+    Category.SNACKS: "snacks",
+    Category.BEAUTY: "beauty products",
+    Category.BOTTLED_BEVERAGES: "bottled beverages",
+    Category.FURNITURE: "furniture",
+    Category.TOYS: "toys",
+    Category.UNDERWEAR: "underwear",
+    Category.DIGITAL: "digital devices",
+    Category.OTHER: "other",
+}
+CATEGORY_BY_NAME = {name: cat for cat, name in CATEGORY_NAMES.items()}
+
+# ImageNet-1k class indices per category (hand-made from the class names); the rest is OTHER.
+_IMAGENET: dict[Category, tuple[int, ...]] = {
+    Category.TOPS: (474, 501, 568, 610, 617, 638, 735, 834, 841, 869, 887),
+    Category.DRESSES: (399, 400, 578, 601, 614),
+    Category.BOTTOMS: (608, 655, 689, 842),
+    Category.BAGS: (414, 636, 728, 748, 893),
+    Category.SHOES: (502, 514, 630, 770, 774),
+    Category.ACCESSORIES: (
+        433,
+        439,
+        451,
+        452,
+        457,
+        464,
+        488,
+        515,
+        584,
+        658,
+        667,
+        679,
+        793,
+        808,
+        824,
+        836,
+        837,
+        879,
+        903,
+        906,
+    ),
+    Category.SNACKS: (509, 927, 928, 929, 930, 931, 932, 933, 934, 935, 960),
+    Category.BEAUTY: (551, 585, 629, 631, 711, 838),
+    Category.BOTTLED_BEVERAGES: (440, 653, 720, 737, 898, 899, 901, 907),
+    Category.FURNITURE: (
+        423,
+        453,
+        492,
+        516,
+        520,
+        526,
+        532,
+        548,
+        553,
+        559,
+        564,
+        619,
+        648,
+        765,
+        831,
+        846,
+        857,
+        894,
+    ),
+    Category.TOYS: (417, 429, 430, 522, 574, 611, 722, 747, 768, 805, 850, 852, 865, 890),
+    Category.UNDERWEAR: (445, 459, 529, 639, 697, 806),
+    Category.DIGITAL: (
+        482,
+        487,
+        508,
+        527,
+        528,
+        531,
+        590,
+        605,
+        613,
+        620,
+        622,
+        632,
+        650,
+        664,
+        673,
+        681,
+        732,
+        742,
+        745,
+        754,
+        759,
+        761,
+        782,
+        810,
+        848,
+        851,
+        878,
+    ),
+}
+
+
+def imagenet_projection() -> NDArray[np.float32]:
+    """A (1000, 14) 0/1 matrix that sums ImageNet class probabilities into categories."""
+    proj = np.zeros((1000, len(CATEGORIES)), dtype=np.float32)
+    proj[:, CATEGORY_POSITION[Category.OTHER]] = 1.0
+    for cat, indices in _IMAGENET.items():
+        for i in indices:
+            proj[i, :] = 0.0
+            proj[i, CATEGORY_POSITION[cat]] = 1.0
+    return proj
+
+
+def softmax(logits: NDArray[np.float32]) -> NDArray[np.float32]:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    out: NDArray[np.float32] = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return out
+
+
+def neighbour_vote(
+    neighbours: Iterable[tuple[Category, float]], temperature: float = 0.05
+) -> NDArray[np.float32] | None:
+    """Category distribution from (category, cosine similarity) of the nearest catalog images.
+
+    Weights are `exp(sim / temperature)`, so close neighbours dominate; None when there are
+    no neighbours at all.
+    """
+    votes = np.zeros(len(CATEGORIES), dtype=np.float64)
+    pairs = list(neighbours)
+    if not pairs:
+        return None
+    top = max(sim for _, sim in pairs)
+    for cat, sim in pairs:
+        votes[CATEGORY_POSITION[cat]] += np.exp((sim - top) / temperature)
+    out: NDArray[np.float32] = (votes / votes.sum()).astype(np.float32)
+    return out
+
+
+@dataclass(frozen=True)
+class CategoryScore:
+    """One category and its probability."""
+
+    category: Category
+    score: float
+
+
+def fuse(prior: NDArray[np.float32], vote: NDArray[np.float32] | None, prior_weight: float) -> NDArray[np.float32]:
+    """Blend the classifier prior with the neighbour vote (prior only when there is no vote)."""
+    if vote is None:
+        return prior
+    return (prior_weight * prior + (1.0 - prior_weight) * vote).astype(np.float32)
+
+
+def ranked(scores: Sequence[float] | NDArray[np.float32], top: int) -> list[CategoryScore]:
+    """The `top` categories by score, best first."""
+    order = np.argsort(-np.asarray(scores), kind="stable")[:top]
+    return [CategoryScore(CATEGORIES[i], float(scores[i])) for i in order]

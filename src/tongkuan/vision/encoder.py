@@ -1,0 +1,152 @@
+"""ONNX Runtime inference for any image-embedding model described by a `ModelSpec`.
+
+A model is an `.onnx` file plus the numbers needed to feed it (input name and size, mean
+and std on the 0-255 scale) and the names of its outputs: the embedding (required), and
+optionally a (C, h, w) feature map for subject detection and class logits (ImageNet-1k)
+for the category prior. A model without a feature map still searches; it detects no
+subjects and reports the whole image as the region.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from tongkuan.errors import ModelLoadError, ModelNotFound
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to feed one ONNX image model and read its outputs."""
+
+    name: str
+    path: Path
+    input_size: int
+    dim: int
+    input_name: str = "image"
+    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
+    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    embedding_output: str = "embedding"
+    feature_map_output: str | None = None
+    logits_output: str | None = None
+    labels: str | None = None
+
+    @classmethod
+    def from_json(cls, json_path: Path, onnx_path: Path | None = None) -> ModelSpec:
+        """Read a `model.json`; the `.onnx` file defaults to `model.onnx` beside it."""
+        try:
+            raw: dict[str, Any] = json.loads(json_path.read_text())
+        except FileNotFoundError as exc:
+            raise ModelNotFound(f"model description {json_path} does not exist") from exc
+        except ValueError as exc:
+            raise ModelLoadError(f"model description {json_path} is not valid JSON") from exc
+        return cls(
+            name=str(raw.get("name", json_path.parent.name)),
+            path=onnx_path or json_path.with_name("model.onnx"),
+            input_size=int(raw["input_size"]),
+            dim=int(raw["dim"]),
+            input_name=str(raw.get("input_name", "image")),
+            mean=tuple(float(v) for v in raw.get("mean", (127.0,) * 3)),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in raw.get("std", (128.0,) * 3)),  # type: ignore[arg-type]
+            embedding_output=str(raw.get("embedding_output", "embedding")),
+            feature_map_output=raw.get("feature_map_output"),
+            logits_output=raw.get("logits_output"),
+            labels=raw.get("labels"),
+        )
+
+
+@dataclass
+class Outputs:
+    """One batch's results: L2-normalised embeddings and, where the model has them, the rest."""
+
+    embeddings: NDArray[np.float32]
+    feature_maps: NDArray[np.float32] | None = None
+    logits: NDArray[np.float32] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def preprocess(images: list[Image.Image], spec: ModelSpec) -> NDArray[np.float32]:
+    """Resize each RGB image to the model's square input and normalise it, NCHW float32."""
+    size = spec.input_size
+    batch = np.empty((len(images), 3, size, size), dtype=np.float32)
+    mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
+    for i, image in enumerate(images):
+        resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        chw = np.asarray(resized, dtype=np.float32).transpose(2, 0, 1)
+        batch[i] = (chw - mean) / std
+    return batch
+
+
+def l2_normalise(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    out: NDArray[np.float32] = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return out
+
+
+class OnnxEncoder:
+    """Runs a `ModelSpec` with ONNX Runtime. Thread-safe: ORT sessions allow concurrent `run`."""
+
+    def __init__(self, spec: ModelSpec, threads: int = 2) -> None:
+        self.spec = spec
+        self.threads = threads
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Open the ONNX session once (guarded: two requests may race to load)."""
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+
+            if not self.spec.path.exists():
+                raise ModelNotFound(f"model file {self.spec.path} does not exist")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            providers = [p for p in SUPPORTED_PROVIDERS if p in ort.get_available_providers()]
+            try:
+                session = ort.InferenceSession(str(self.spec.path), sess_options=options, providers=providers)
+            except Exception as exc:  # ORT raises its own untyped errors for corrupt files
+                raise ModelLoadError(f"cannot load {self.spec.path}: {exc}") from exc
+            names = {o.name for o in session.get_outputs()}
+            for wanted in (
+                self.spec.embedding_output,
+                self.spec.feature_map_output,
+                self.spec.logits_output,
+            ):
+                if wanted is not None and wanted not in names:
+                    raise ModelLoadError(f"model {self.spec.name} has no output {wanted!r}; it has {sorted(names)}")
+            logger.info("model %s loaded with %s, %d threads", self.spec.name, providers, self.threads)
+            self._session = session
+
+    def run(self, images: list[Image.Image]) -> Outputs:
+        """Embed a batch of RGB images; also return feature maps and logits if the model has them."""
+        self.load()
+        wanted = [self.spec.embedding_output]
+        if self.spec.feature_map_output:
+            wanted.append(self.spec.feature_map_output)
+        if self.spec.logits_output:
+            wanted.append(self.spec.logits_output)
+        results = self._session.run(wanted, {self.spec.input_name: preprocess(images, self.spec)})
+        by_name = dict(zip(wanted, results, strict=True))
+        emb = np.asarray(by_name[self.spec.embedding_output], dtype=np.float32)
+        emb = emb.reshape(len(images), -1)
+        return Outputs(
+            embeddings=l2_normalise(emb),
+            feature_maps=by_name.get(self.spec.feature_map_output or ""),
+            logits=by_name.get(self.spec.logits_output or ""),
+        )

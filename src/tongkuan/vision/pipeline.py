@@ -1,0 +1,83 @@
+"""What the search and ingest paths ask of the models: regions, categories, embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from tongkuan.vision.categories import CATEGORIES, imagenet_projection, softmax
+from tongkuan.vision.detect import Box, detect_regions
+from tongkuan.vision.encoder import OnnxEncoder
+
+# A region that covers this much of the image is searched as the whole image (one inference).
+WHOLE_IMAGE_COVERAGE = 0.9
+
+
+@dataclass(frozen=True)
+class Description:
+    """One image as the models see it."""
+
+    regions: tuple[Box, ...]  # every subject found, main first
+    searched: Box  # the region that was embedded
+    embedding: NDArray[np.float32]
+    prior: NDArray[np.float32]  # 14 category probabilities from the classifier
+
+
+class Vision:
+    """Detect, classify and embed with one encoder; batch-friendly for ingestion."""
+
+    def __init__(self, encoder: OnnxEncoder) -> None:
+        self.encoder = encoder
+        self.spec = encoder.spec
+        self._projection = imagenet_projection() if encoder.spec.labels == "imagenet-1k" else None
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    def describe(
+        self, images: list[Image.Image], crop: bool = True, regions: list[Box | None] | None = None
+    ) -> list[Description]:
+        """Describe a batch: detect subjects on each whole image, then embed the chosen region.
+
+        The chosen region is the caller's (`regions[i]`) if given, else the main subject if
+        `crop`, else the whole image.
+        """
+        if not images:
+            return []
+        whole = self.encoder.run(images)
+        found: list[tuple[Box, ...]] = []
+        chosen: list[Box] = []
+        for i, image in enumerate(images):
+            width, height = image.size
+            full = Box(0, width, 0, height)
+            boxes = (
+                tuple(detect_regions(whole.feature_maps[i], width, height))
+                if whole.feature_maps is not None
+                else (full,)
+            )
+            found.append(boxes)
+            given = regions[i] if regions else None
+            chosen.append(given or (boxes[0] if crop else full))
+        embeddings = whole.embeddings.copy()
+        priors = self._priors(whole.logits, len(images))
+        to_crop = [
+            i
+            for i, (img, box) in enumerate(zip(images, chosen, strict=True))
+            if box.area < WHOLE_IMAGE_COVERAGE * img.size[0] * img.size[1]
+        ]
+        if to_crop:
+            crops = [images[i].crop((chosen[i].x1, chosen[i].y1, chosen[i].x2, chosen[i].y2)) for i in to_crop]
+            out = self.encoder.run(crops)
+            embeddings[to_crop] = out.embeddings
+            priors[to_crop] = self._priors(out.logits, len(crops))
+        return [Description(found[i], chosen[i], embeddings[i], priors[i]) for i in range(len(images))]
+
+    def _priors(self, logits: NDArray[np.float32] | None, n: int) -> NDArray[np.float32]:
+        if logits is None or self._projection is None:
+            # No classifier: a flat prior, so the neighbour vote decides.
+            return np.full((n, len(CATEGORIES)), 1.0 / len(CATEGORIES), dtype=np.float32)
+        return (softmax(logits.astype(np.float32)) @ self._projection).astype(np.float32)
