@@ -42,9 +42,10 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         None, description="Base URL clients reach this service at, for item and upload picture URLs."
     )
-    model: str = Field(
-        DEFAULT_MODEL,
-        description="A shipped model (efficientnet-lite0, efficientnet-lite2) or a path to a model.json.",
+    model: str | None = Field(
+        None,
+        description="A shipped model (efficientnet-lite0, efficientnet-lite2) or a path to a model.json; "
+        f"unset: the model the data directory was built with, else {DEFAULT_MODEL}.",
     )
     threads: int = Field(2, ge=1, description="ONNX Runtime threads per inference.")
     category_prior_weight: float = Field(

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from tongkuan.catalog.sqlite import SqliteCatalog
-from tongkuan.config import Settings
+from tongkuan.config import DEFAULT_MODEL, Settings
 from tongkuan.images.fetch import FetchPolicy
 from tongkuan.images.store import ImageStore
 from tongkuan.index.sync import IndexSync
@@ -29,9 +29,12 @@ class Engine:
         self.settings = settings
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        spec = resolve_model(settings.model, data_dir)
+        model = settings.model or SqliteCatalog.stored_model(data_dir / "catalog.db") or DEFAULT_MODEL
+        if model.endswith(".json"):
+            model = str(Path(model).resolve())
+        spec = resolve_model(model, data_dir)
         self.vision = Vision(OnnxEncoder(spec, threads=settings.threads))
-        self.catalog = SqliteCatalog(data_dir / "catalog.db", spec.name, spec.dim)
+        self.catalog = SqliteCatalog(data_dir / "catalog.db", model, spec.dim)
         self.images = ImageStore(data_dir / "images")
         self.policy = FetchPolicy(
             connect_timeout=settings.fetch_connect_timeout,

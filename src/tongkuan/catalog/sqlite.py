@@ -105,6 +105,20 @@ class SqliteCatalog:
         with self._write() as db:
             self._check_model(db)
 
+    @staticmethod
+    def stored_model(path: Path) -> str | None:
+        """The model name a catalog file was built with, or None for a new catalog."""
+        if not path.exists():
+            return None
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        except sqlite3.OperationalError:
+            return None
+        finally:
+            db.close()
+        return None if row is None else str(json.loads(row[0])["model"])
+
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")

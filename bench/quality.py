@@ -1,0 +1,178 @@
+"""Search quality on real photos, each figure next to a baseline measured in the same run.
+
+    python bench/quality.py [--data ../shared/data] [--model efficientnet-lite2] [--limit N]
+
+Works on any folder laid out like shared/data. The last line printed is a JSON summary.
+- same product: grocery val photos -> catalog of iconic + train photos (relevant = same
+  class_id), Recall@1/5/10 over distinct products and mAP over the image ranking; and
+  photos -> the 81 iconic images alone, Recall@1/5. Baseline: whole image, no crop.
+- category: top-1 and confusion matrix over the 14 categories on clothing photos and on
+  fashion shots. Fused (classifier + vote of the 30 nearest catalog shots) against the
+  classifier alone. The voting catalog is fashion shots disjoint from the queries.
+- subject detection: catalog shots pasted at known boxes into real shelf and clothing
+  photos (seeded). Mean IoU of the main region, share with IoU >= 0.5, best of multiRegion;
+  baseline: the whole image as the region.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.utils.composites import composites  # noqa: E402
+from tests.utils.data import read_rows
+
+from tongkuan.vision.categories import CATEGORIES, CATEGORY_BY_NAME, CATEGORY_POSITION, fuse, neighbour_vote  # noqa: E402
+from tongkuan.vision.detect import Box  # noqa: E402
+from tongkuan.vision.encoder import OnnxEncoder  # noqa: E402
+from tongkuan.vision.pipeline import Description, Vision  # noqa: E402
+from tongkuan.vision.registry import resolve_model  # noqa: E402
+
+BATCH = 16
+
+
+def describe(vision: Vision, paths: list[Path], crop: bool) -> list[Description]:
+    out: list[Description] = []
+    for start in range(0, len(paths), BATCH):
+        images = [Image.open(p).convert("RGB") for p in paths[start : start + BATCH]]
+        out += vision.describe(images, crop=crop)
+    return out
+
+
+def matrix(descriptions: list[Description]) -> NDArray[np.float32]:
+    return np.stack([d.embedding for d in descriptions]).astype(np.float32)
+
+
+def retrieval(queries: NDArray[np.float32], q_labels: NDArray[np.int64], catalog: NDArray[np.float32],
+              c_labels: NDArray[np.int64]) -> dict[str, float]:  # fmt: skip
+    scores = queries @ catalog.T
+    order = np.argsort(-scores, axis=1)
+    hits = {1: 0, 5: 0, 10: 0}
+    average_precisions = []
+    for i in range(len(queries)):
+        ranked_labels = c_labels[order[i]]
+        distinct = list(dict.fromkeys(ranked_labels.tolist()))
+        for k in hits:
+            hits[k] += int(q_labels[i] in distinct[:k])
+        relevant = ranked_labels == q_labels[i]
+        precision = np.cumsum(relevant) / np.arange(1, len(relevant) + 1)
+        average_precisions.append(float((precision * relevant).sum() / max(1, relevant.sum())))
+    n = len(queries)
+    return {f"R@{k}": round(v / n, 4) for k, v in hits.items()} | {"mAP": round(float(np.mean(average_precisions)), 4)}
+
+
+def same_product(vision: Vision, root: Path, limit: int | None) -> dict[str, object]:
+    rows = read_rows(root / "grocery_store" / "labels.csv")
+    catalog_rows = [r for r in rows if r["split"] in ("train", "catalog")][:: 1 if limit is None else 10]
+    iconic_rows = [r for r in rows if r["split"] == "catalog"]
+    val_rows = [r for r in rows if r["split"] == "val"][:limit]
+    paths = lambda rs: [root / "grocery_store" / r["path"] for r in rs]  # noqa: E731
+    labels = lambda rs: np.array([int(r["class_id"]) for r in rs])  # noqa: E731
+    result: dict[str, object] = {"queries": len(val_rows), "catalog_images": len(catalog_rows)}
+    for name, crop in (("crop (default)", True), ("whole image (baseline)", False)):
+        started = time.perf_counter()
+        catalog = matrix(describe(vision, paths(catalog_rows), crop))
+        per_image = (time.perf_counter() - started) / len(catalog_rows)
+        queries = matrix(describe(vision, paths(val_rows), crop))
+        iconic = matrix(describe(vision, paths(iconic_rows), crop))
+        result[name] = {
+            "photo->catalog": retrieval(queries, labels(val_rows), catalog, labels(catalog_rows)),
+            "photo->iconic": {
+                k: v
+                for k, v in retrieval(queries, labels(val_rows), iconic, labels(iconic_rows)).items()
+                if k in ("R@1", "R@5")
+            },
+            "ms_per_catalog_image": round(per_image * 1000, 1),
+        }
+    return result
+
+
+def category(vision: Vision, root: Path, limit: int | None) -> dict[str, object]:
+    fashion = read_rows(root / "fashion_product_images_small" / "labels.csv")
+    fashion = [r for r in fashion if r["service_category"] in CATEGORY_BY_NAME]
+    voters = fashion[1::12][: 60 if limit else None]  # the voting catalog
+    fashion_queries = fashion[::12][: limit or 600]
+    clothing = read_rows(root / "clothing_dataset" / "labels.csv")
+    clothing = [r for r in clothing if r["service_category"] in CATEGORY_BY_NAME][:: 1 if limit else 2][:limit]
+    voter_desc = describe(vision, [root / "fashion_product_images_small" / r["path"] for r in voters], True)
+    voter_vecs = matrix(voter_desc)
+    voter_cats = [CATEGORY_BY_NAME[r["service_category"]] for r in voters]
+    result: dict[str, object] = {"voting_catalog": len(voters)}
+    for name, folder, rows in (
+        ("clothing photos", "clothing_dataset", clothing),
+        ("fashion shots", "fashion_product_images_small", fashion_queries),
+    ):
+        described = describe(vision, [root / folder / r["path"] for r in rows], True)
+        truth = [CATEGORY_POSITION[CATEGORY_BY_NAME[r["service_category"]]] for r in rows]
+        fused_pred, prior_pred = [], []
+        for d in described:
+            sims = voter_vecs @ d.embedding
+            nearest = np.argsort(-sims)[:30]
+            vote = neighbour_vote((voter_cats[i], float(sims[i])) for i in nearest)
+            fused_pred.append(int(np.argmax(fuse(d.prior, vote, 0.35))))
+            prior_pred.append(int(np.argmax(d.prior)))
+        confusion = np.zeros((len(CATEGORIES), len(CATEGORIES)), dtype=int)
+        for t, p in zip(truth, fused_pred, strict=True):
+            confusion[t, p] += 1
+        result[name] = {
+            "n": len(rows),
+            "top1 fused (default)": round(float(np.mean(np.array(fused_pred) == truth)), 4),
+            "top1 classifier alone (baseline)": round(float(np.mean(np.array(prior_pred) == truth)), 4),
+            "confusion (rows truth, cols predicted, order " + ",".join(str(int(c)) for c in CATEGORIES) + ")": [
+                row.tolist() for row in confusion if row.sum()
+            ],
+        }
+    return result
+
+
+def detection(vision: Vision, root: Path, limit: int | None) -> dict[str, object]:
+    scenes = composites(root, limit or 200, seed=7)
+    main, best, whole = [], [], []
+    for start in range(0, len(scenes), BATCH):
+        batch = scenes[start : start + BATCH]
+        for scene, d in zip(batch, vision.describe([s.image for s in batch]), strict=True):
+            main.append(d.regions[0].iou(scene.box))
+            best.append(max(r.iou(scene.box) for r in d.regions))
+            whole.append(Box(0, scene.image.width, 0, scene.image.height).iou(scene.box))
+    stats = lambda v: {
+        "mean IoU": round(float(np.mean(v)), 4),
+        "IoU>=0.5": round(float(np.mean(np.array(v) >= 0.5)), 4),
+    }  # noqa: E731
+    return {
+        "scenes": len(scenes),
+        "main region": stats(main),
+        "best of multiRegion": stats(best),
+        "whole image (baseline)": stats(whole),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--model", default="efficientnet-lite2")
+    parser.add_argument("--model-cache", type=Path, default=Path(tempfile.gettempdir()) / "tongkuan-bench")
+    parser.add_argument("--limit", type=int, default=None, help="Queries per benchmark (a smoke run).")
+    args = parser.parse_args()
+    vision = Vision(OnnxEncoder(resolve_model(args.model, args.model_cache)))
+    started = time.perf_counter()
+    summary: dict[str, object] = {"model": args.model}
+    for name, bench in (("same_product", same_product), ("category", category), ("detection", detection)):
+        summary[name] = bench(vision, args.data, args.limit)
+        print(f"{name}: {json.dumps(summary[name], ensure_ascii=False)}", file=sys.stderr)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(summary, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Fetching picUrls end to end against a server on 127.0.0.1: limits, redirects, timeouts."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.utils.fileserver import FileServer
+from tongkuan.errors import ForbiddenAddress, ImageFetchError, ImageTooLarge
+from tongkuan.images.fetch import FetchPolicy, fetch_url
+
+LOCAL = FetchPolicy(allow_loopback=True, total_timeout=3.0, max_bytes=1024 * 1024)
+
+
+def test_a_local_image_is_fetched_whole(file_server: FileServer) -> None:
+    body = fetch_url(file_server.url("grocery_store/iconic/Alpro-Fresh-Soy-Milk_Iconic.jpg"), LOCAL)
+    assert body.startswith(b"\xff\xd8")
+
+
+def test_loopback_is_refused_unless_the_operator_allows_it(file_server: FileServer) -> None:
+    with pytest.raises(ForbiddenAddress, match="loopback"):
+        fetch_url(file_server.url("grocery_store/classes.csv"), FetchPolicy())
+
+
+def test_a_redirect_into_private_space_is_refused_before_connecting(file_server: FileServer) -> None:
+    url = file_server.url("redirect?to=http://10.0.0.1/secret.jpg")
+    with pytest.raises(ForbiddenAddress, match="private"):
+        fetch_url(url, LOCAL)
+
+
+def test_a_redirect_to_metadata_is_refused(file_server: FileServer) -> None:
+    url = file_server.url("redirect?to=http://169.254.169.254/latest/meta-data/")
+    with pytest.raises(ForbiddenAddress):
+        fetch_url(url, LOCAL)
+
+
+def test_redirects_are_followed_within_the_limit(file_server: FileServer) -> None:
+    target = file_server.url("grocery_store/iconic/Alpro-Fresh-Soy-Milk_Iconic.jpg")
+    assert fetch_url(file_server.url(f"redirect?to={target}"), LOCAL).startswith(b"\xff\xd8")
+    loop = file_server.url("redirect?to=/redirect?to=/redirect?to=/redirect?to=/redirect?to=/x")
+    with pytest.raises(ImageFetchError, match="redirected more than"):
+        fetch_url(loop, LOCAL)
+
+
+@pytest.mark.parametrize("query", ["bytes=5000000", "bytes=5000000&nolength=1"])
+def test_bodies_over_the_size_limit_are_cut(file_server: FileServer, query: str) -> None:
+    with pytest.raises(ImageTooLarge):
+        fetch_url(file_server.url(f"big?{query}"), LOCAL)
+
+
+def test_a_slow_server_hits_the_deadline(file_server: FileServer) -> None:
+    policy = FetchPolicy(allow_loopback=True, total_timeout=1.5)
+    with pytest.raises(ImageFetchError, match="longer than|timed out"):
+        fetch_url(file_server.url("slow"), policy)
+
+
+def test_http_errors_are_reported_with_their_status(file_server: FileServer) -> None:
+    with pytest.raises(ImageFetchError, match="HTTP 404"):
+        fetch_url(file_server.url("no/such/file.jpg"), LOCAL)

@@ -1,0 +1,101 @@
+"""The picUrl address guard and URL checks, as functions: no packet leaves loopback here."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from tongkuan.errors import ForbiddenAddress, ImageFetchError
+from tongkuan.images.fetch import FetchPolicy, check_url
+from tongkuan.images.guard import check_address
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "10.0.0.1",
+        "172.16.5.4",
+        "192.168.1.1",
+        "127.0.0.1",
+        "127.5.5.5",
+        "0.0.0.0",
+        "169.254.169.254",
+        "100.100.100.200",
+        "100.64.0.1",
+        "224.0.0.1",
+        "255.255.255.255",
+        "240.0.0.1",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "fd00:ec2::254",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::ffff:169.254.169.254",
+        "64:ff9b::a00:1",
+        "2002:7f00:1::",
+    ],
+)
+def test_non_public_addresses_are_refused(address: str) -> None:
+    with pytest.raises(ForbiddenAddress):
+        check_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "140.205.94.189", "2400:3200::1"])
+def test_public_addresses_pass(address: str) -> None:
+    check_address(ipaddress.ip_address(address))
+
+
+def test_loopback_passes_only_when_allowed_and_private_never_does() -> None:
+    check_address(ipaddress.ip_address("127.0.0.1"), allow_loopback=True)
+    check_address(ipaddress.ip_address("::ffff:127.0.0.1"), allow_loopback=True)
+    with pytest.raises(ForbiddenAddress):
+        check_address(ipaddress.ip_address("10.1.2.3"), allow_loopback=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://2130706433/a.jpg",  # decimal 127.0.0.1
+        "http://0x7f000001/a.jpg",  # hex
+        "http://0177.0.0.1/a.jpg",  # octal
+        "http://127.1/a.jpg",  # short form
+        "http://0/a.jpg",
+        "http://[::1]/a.jpg",
+        "http://[::ffff:7f00:1]/a.jpg",
+        "http://localhost/a.jpg",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://user:pass@example.com/a.jpg",
+        "http://example.com@127.0.0.1/a.jpg",
+        "file:///etc/passwd",
+        "ftp://example.com/a.jpg",
+        "gopher://127.0.0.1:70/",
+        "javascript:alert(1)",
+    ],
+)
+def test_hostile_urls_are_refused_before_any_connection(url: str) -> None:
+    with pytest.raises(ForbiddenAddress):
+        check_url(url, FetchPolicy())
+
+
+def test_the_allow_list_limits_hosts_by_name_and_subdomain() -> None:
+    policy = FetchPolicy(allowed_hosts=frozenset({"alicdn.com"}), allow_loopback=True)
+    with pytest.raises(ForbiddenAddress, match="allow-list"):
+        check_url("http://127.0.0.1/a.jpg", policy)
+    with pytest.raises(ForbiddenAddress, match="allow-list"):
+        check_url("http://evilalicdn.com/a.jpg", policy)
+
+
+def test_a_checked_url_connects_to_the_checked_address_and_keeps_the_name() -> None:
+    target = check_url("http://localhost:8080/x.jpg?a=1", FetchPolicy(allow_loopback=True))
+    assert target.host == "localhost"
+    assert target.address.is_loopback
+    assert target.connect_url in ("http://127.0.0.1:8080/x.jpg?a=1", "http://[::1]:8080/x.jpg?a=1")
+
+
+def test_a_malformed_url_is_a_fetch_error() -> None:
+    with pytest.raises(ImageFetchError):
+        check_url("http://[::1/a.jpg", FetchPolicy())

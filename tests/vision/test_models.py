@@ -1,0 +1,84 @@
+"""The shipped models: ONNX export faithful to torch, and models plugged in by description."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tongkuan.errors import ModelLoadError, ModelNotFound
+from tongkuan.vision.encoder import ModelSpec, OnnxEncoder, preprocess
+from tongkuan.vision.export import SHIPPED_MODELS, load_torch_model
+from tongkuan.vision.pipeline import Vision
+from tongkuan.vision.registry import resolve_model
+
+PHOTOS = [
+    "grocery_store/iconic/Alpro-Fresh-Soy-Milk_Iconic.jpg",
+    "grocery_store/images/train/Fruit/Apple/Golden-Delicious/Golden-Delicious_001.jpg",
+    "clothing_dataset/images/4c8f245e-a039-46fd-a6b9-1bb51e83fc05.jpg",
+    "fashion_product_images_small/images/1163.jpg",
+]
+
+
+def photos(root: Path) -> list[Image.Image]:
+    return [Image.open(root / p).convert("RGB") for p in PHOTOS]
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_MODELS))
+def test_the_onnx_export_matches_torch_on_real_photos(name: str, data_root: Path, model_cache: Path) -> None:
+    import torch
+
+    spec = resolve_model(name, model_cache)
+    images = photos(data_root)
+    onnx_out = OnnxEncoder(spec).run(images)
+    net = load_torch_model(SHIPPED_MODELS[name])
+    with torch.no_grad():
+        fmap = net.extract_features(torch.from_numpy(preprocess(images, spec)))
+        pooled = fmap.mean(dim=(2, 3))
+        logits = net._fc(pooled).numpy()
+    pooled_np = pooled.numpy()
+    expected = pooled_np / np.linalg.norm(pooled_np, axis=1, keepdims=True)
+    assert np.abs(onnx_out.embeddings - expected).max() < 1e-4
+    assert onnx_out.logits is not None and np.abs(onnx_out.logits - logits).max() < 1e-3
+    assert onnx_out.feature_maps is not None and onnx_out.feature_maps.shape[:2] == (4, 1280)
+
+
+def test_a_model_described_by_json_plugs_in_even_without_detection_or_classifier(
+    model_cache: Path, data_root: Path, tmp_path: Path
+) -> None:
+    shipped = resolve_model("efficientnet-lite0", model_cache)
+    description = {
+        "name": "my-embedder",
+        "input_size": 224,
+        "dim": 1280,
+        "mean": [127, 127, 127],
+        "std": [128, 128, 128],
+        "embedding_output": "embedding",
+    }
+    (tmp_path / "model.json").write_text(json.dumps(description))
+    spec = ModelSpec.from_json(tmp_path / "model.json", onnx_path=shipped.path)
+    vision = Vision(OnnxEncoder(spec))
+    described = vision.describe(photos(data_root)[:2])
+    assert described[0].embedding.shape == (1280,)
+    assert abs(float(np.linalg.norm(described[0].embedding)) - 1.0) < 1e-5
+    width, height = photos(data_root)[0].size
+    assert described[0].regions[0].to_param() == f"0,{width},0,{height}"  # no feature map: whole image
+    assert np.allclose(described[0].prior, 1 / 14)  # no classifier: flat prior
+
+
+def test_a_description_naming_a_missing_output_fails_to_load(model_cache: Path, tmp_path: Path) -> None:
+    shipped = resolve_model("efficientnet-lite0", model_cache)
+    (tmp_path / "model.json").write_text(
+        json.dumps({"input_size": 224, "dim": 1280, "embedding_output": "no_such_output"})
+    )
+    encoder = OnnxEncoder(ModelSpec.from_json(tmp_path / "model.json", onnx_path=shipped.path))
+    with pytest.raises(ModelLoadError, match="no_such_output"):
+        encoder.load()
+
+
+def test_unknown_models_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFound):
+        resolve_model("efficientnet-b7", tmp_path)
