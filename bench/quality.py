@@ -77,8 +77,13 @@ def same_product(vision: Vision, root: Path, limit: int | None) -> dict[str, obj
     catalog_rows = [r for r in rows if r["split"] in ("train", "catalog")][:: 1 if limit is None else 10]
     iconic_rows = [r for r in rows if r["split"] == "catalog"]
     val_rows = [r for r in rows if r["split"] == "val"][:limit]
-    paths = lambda rs: [root / "grocery_store" / r["path"] for r in rs]  # noqa: E731
-    labels = lambda rs: np.array([int(r["class_id"]) for r in rs])  # noqa: E731
+
+    def paths(rs: list[dict[str, str]]) -> list[Path]:
+        return [root / "grocery_store" / r["path"] for r in rs]
+
+    def labels(rs: list[dict[str, str]]) -> NDArray[np.int64]:
+        return np.array([int(r["class_id"]) for r in rs])
+
     result: dict[str, object] = {"queries": len(val_rows), "catalog_images": len(catalog_rows)}
     for name, crop in (("crop (default)", True), ("whole image (baseline)", False)):
         started = time.perf_counter()
@@ -145,10 +150,13 @@ def detection(vision: Vision, root: Path, limit: int | None) -> dict[str, object
             main.append(d.regions[0].iou(scene.box))
             best.append(max(r.iou(scene.box) for r in d.regions))
             whole.append(Box(0, scene.image.width, 0, scene.image.height).iou(scene.box))
-    stats = lambda v: {
-        "mean IoU": round(float(np.mean(v)), 4),
-        "IoU>=0.5": round(float(np.mean(np.array(v) >= 0.5)), 4),
-    }  # noqa: E731
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {
+            "mean IoU": round(float(np.mean(values)), 4),
+            "IoU>=0.5": round(float(np.mean(np.array(values) >= 0.5)), 4),
+        }
+
     return {
         "scenes": len(scenes),
         "main region": stats(main),

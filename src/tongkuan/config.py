@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         0.35, ge=0.0, le=1.0, description="Weight of the classifier prior against the neighbour vote."
     )
     category_neighbours: int = Field(30, ge=1, description="Catalog images that vote on the category.")
+    images_per_product: int = Field(
+        3, ge=1, description="A product scores the mean similarity of this many of its best pictures."
+    )
     filter_predicted_category: bool = Field(
         False, description="Search only within the predicted category when categoryId is not given."
     )

@@ -53,6 +53,7 @@ class Engine:
                 prior_weight=settings.category_prior_weight,
                 neighbours=settings.category_neighbours,
                 filter_predicted_category=settings.filter_predicted_category,
+                images_per_product=settings.images_per_product,
             ),
         )
 

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tongkuan.catalog.product import Product, StoredImage
-from tongkuan.errors import ProductNotFound
+from tongkuan.errors import DimensionMismatch, ProductNotFound
 from tongkuan.vision.categories import Category
 
 SCHEMA = """
@@ -140,8 +140,6 @@ class SqliteCatalog:
         if row is None:
             db.execute("INSERT INTO meta VALUES ('model', ?)", (wanted,))
         elif row[0] != wanted:
-            from tongkuan.errors import DimensionMismatch
-
             raise DimensionMismatch(
                 f"catalog {self.path} was built with {row[0]}, not {wanted}; use a new data directory for another model"
             )
@@ -176,28 +174,32 @@ class SqliteCatalog:
 
         Record, vectors and change-log entries commit together or not at all.
         """
-        for image in images or ():
-            if image.vector.shape != (self.dim,):
-                from tongkuan.errors import DimensionMismatch
+        self.upsert_many([(product, images)])
 
-                raise DimensionMismatch(f"vector of shape {image.vector.shape}, index dim {self.dim}")
+    def upsert_many(self, items: Sequence[tuple[Product, Sequence[NewImage] | None]]) -> None:
+        """`upsert` for many products in one transaction (all or none)."""
+        for _, images in items:
+            for image in images or ():
+                if image.vector.shape != (self.dim,):
+                    raise DimensionMismatch(f"vector of shape {image.vector.shape}, index dim {self.dim}")
         with self._write() as db:
-            db.execute(_UPSERT_ITEM, _product_row(product))
-            if images is None:
-                return
-            self._delete_images(db, product.item_id)
-            for position, image in enumerate(images):
-                cur = db.execute(
-                    "INSERT INTO images (item_id, position, content_hash, location, vector) VALUES (?, ?, ?, ?, ?)",
-                    (
-                        product.item_id,
-                        position,
-                        image.content_hash,
-                        image.location,
-                        np.ascontiguousarray(image.vector, dtype=np.float32).tobytes(),
-                    ),
-                )
-                db.execute("INSERT INTO changes (vector_id, added) VALUES (?, 1)", (cur.lastrowid,))
+            for product, images in items:
+                db.execute(_UPSERT_ITEM, _product_row(product))
+                if images is None:
+                    continue
+                self._delete_images(db, product.item_id)
+                for position, image in enumerate(images):
+                    cur = db.execute(
+                        "INSERT INTO images (item_id, position, content_hash, location, vector) VALUES (?, ?, ?, ?, ?)",
+                        (
+                            product.item_id,
+                            position,
+                            image.content_hash,
+                            image.location,
+                            np.ascontiguousarray(image.vector, dtype=np.float32).tobytes(),
+                        ),
+                    )
+                    db.execute("INSERT INTO changes (vector_id, added) VALUES (?, 1)", (cur.lastrowid,))
 
     def delete(self, item_id: str) -> None:
         """Remove a product and its vectors; raise `ProductNotFound` if it is not there."""

@@ -138,23 +138,25 @@ class Ingester:
 
     def _write(self, loaded: list[_Loaded], report: IngestReport) -> None:
         changed = []
+        writes: list[tuple[Product, list[NewImage] | None]] = []
         for item in loaded:
             hashes = [content_hash(d) for d in item.data]
-            if self.catalog.image_hashes(item.product.item_id) == hashes:
+            stored = self.catalog.image_hashes(item.product.item_id)
+            if stored == hashes:
                 product = item.product
                 if not item.named_category:
                     product = self._keep_predicted(product)
-                self.catalog.upsert(product, None)
+                writes.append((product, None))
                 report.unchanged += 1
             else:
-                changed.append((item, hashes))
-        pixels = [p for item, _ in changed for p in item.pixels]
+                changed.append((item, hashes, bool(stored)))
+        pixels = [p for item, _, _ in changed for p in item.pixels]
         described = []
         for chunk in _batches(pixels, self.batch_size):
             described += self.vision.describe(chunk, crop=True)
         report.images_embedded += len(described)
         position = 0
-        for item, hashes in changed:
+        for item, hashes, existed in changed:
             mine = described[position : position + len(item.pixels)]
             position += len(item.pixels)
             product = item.product
@@ -165,12 +167,12 @@ class Ingester:
                 NewImage(h, self._location(ref, data), d.embedding)
                 for ref, data, h, d in zip(item.record.images, item.data, hashes, mine, strict=True)
             ]
-            existed = bool(self.catalog.image_hashes(product.item_id))
-            self.catalog.upsert(product, new_images)
+            writes.append((product, new_images))
             if existed:
                 report.updated += 1
             else:
                 report.added += 1
+        self.catalog.upsert_many(writes)  # one transaction per batch, each product whole
 
     def _keep_predicted(self, product: Product) -> Product:
         try:

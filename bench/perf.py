@@ -1,0 +1,285 @@
+"""Speed and memory, each figure next to a baseline measured in the same run.
+
+    python bench/perf.py [--data ../shared/data] [--sizes 10000,100000]
+                         [--index-sizes 100000,1000000] [--queries 100] [--seconds 15]
+
+The last line printed is a JSON summary. Stages:
+- bare model: the query's vision work (detect on the whole picture, embed the main region)
+  and one forward pass, at batch 1, on the same pictures the HTTP queries use;
+- ingestion: real pictures through `Ingester` (read, decode, batched model, SQLite) against
+  the bare batched model on the same decoded pictures;
+- catalogs of each size: the real ingested pictures plus SYNTHETIC products whose vectors are
+  drawn from the real embedding distribution (pairs of real vectors mixed, plus noise) --
+  labelled as such; then `tongkuan serve` as a subprocess: cold start, index bytes per image,
+  100 sequential queries through HTTP (p50/p95/p99), throughput with 8 and 32 clients from a
+  separate load-generator process;
+- vector index alone at each index size: exact flat search (the baseline) against HNSW and
+  a compressed IVF index: build time, bytes per vector, p50 latency, recall@10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import httpx
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.utils.data import read_rows
+from tests.utils.fileserver import FileServer
+
+from tongkuan.catalog.product import Product
+from tongkuan.catalog.sqlite import NewImage, SqliteCatalog
+from tongkuan.config import Settings
+from tongkuan.engine import Engine
+from tongkuan.ingest.readers import SourceRecord
+from tongkuan.sample import synthetic_fields
+from tongkuan.vision.encoder import OnnxEncoder
+from tongkuan.vision.pipeline import Vision
+from tongkuan.vision.registry import resolve_model
+
+APP = ("bench", "bench-secret")
+MODEL = "efficientnet-lite2"
+
+
+def percentiles(values_s: list[float]) -> dict[str, float]:
+    ms = np.array(values_s) * 1000
+    return {f"p{p}_ms": round(float(np.percentile(ms, p)), 2) for p in (50, 95, 99)}
+
+
+def bare_model(vision: Vision, images: list[Image.Image]) -> dict[str, object]:
+    vision.describe(images[:2])  # warm up
+    forward, query = [], []
+    for image in images:
+        started = time.perf_counter()
+        vision.encoder.run([image])
+        forward.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        vision.describe([image])
+        query.append(time.perf_counter() - started)
+    return {"one forward pass": percentiles(forward), "query vision (detect + embed region)": percentiles(query)}
+
+
+def ingestion(engine: Engine, paths: list[Path]) -> dict[str, object]:
+    records = [
+        SourceRecord(str(p), {"itemId": f"real-{i}", "title": p.stem, **synthetic_fields(f"real-{i}")}, [str(p)])
+        for i, p in enumerate(paths)
+    ]
+    started = time.perf_counter()
+    report = engine.ingester(batch_size=16).ingest(records)
+    ingest_s = time.perf_counter() - started
+    images = [Image.open(p).convert("RGB") for p in paths]
+    started = time.perf_counter()
+    for start in range(0, len(images), 16):
+        engine.vision.describe(images[start : start + 16])
+    model_s = time.perf_counter() - started
+    return {
+        "images": len(paths),
+        "failures": len(report.failures),
+        "ingest images/s": round(len(paths) / ingest_s, 1),
+        "bare batched model images/s": round(len(paths) / model_s, 1),
+        "ratio": round(model_s / ingest_s, 3),
+    }
+
+
+def synthetic_vectors(real: NDArray[np.float32], count: int, seed: int) -> NDArray[np.float32]:
+    """SYNTHETIC: mixtures of two real vectors plus noise at the real per-dimension spread."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(real), count), rng.integers(0, len(real), count)
+    mix = rng.uniform(0.3, 0.7, (count, 1)).astype(np.float32)
+    noise = rng.standard_normal((count, real.shape[1])).astype(np.float32) * real.std(axis=0) * 0.5
+    vectors = mix * real[a] + (1 - mix) * real[b] + noise
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def grow_catalog(catalog: SqliteCatalog, real: NDArray[np.float32], target: int) -> None:
+    have = catalog.count()[1]
+    step = 2000
+    for start in range(have, target, step):
+        n = min(step, target - start)
+        vectors = synthetic_vectors(real, n, seed=start)
+        items = []
+        for i in range(n):
+            item_id = f"synthetic-{start + i}"
+            product = Product(item_id, f"synthetic product {start + i}", shop_title="bench")
+            items.append((product, [NewImage(f"{start + i:064x}", "http://example.com/x.jpg", vectors[i])]))
+        catalog.upsert_many(items)
+
+
+class Server:
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir, self.port = data_dir, port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        env = {**os.environ, "TONGKUAN_APPS": f"{APP[0]}:{APP[1]}", "TONGKUAN_ALLOW_LOOPBACK_FETCH": "1"}
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tongkuan.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health").status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                time.sleep(0.02)
+
+    def rss_mb(self) -> float:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=120)
+
+
+def serve_and_measure(data_dir: Path, urls: list[str], seconds: float, port: int) -> dict[str, object]:
+    server = Server(data_dir, port)
+    first_start = server.start()  # builds the index from SQLite if no index file is current
+    server.stop()
+    cold_start = server.start()
+    base = f"http://127.0.0.1:{port}/taobao/image-search/url"
+    query_urls = [str(httpx.URL(base, params={"appKey": APP[0], "appSecret": APP[1], "picUrl": u})) for u in urls]
+    with httpx.Client(timeout=60) as http:
+        http.get(query_urls[0])
+        latencies, errors = [], 0
+        for url in query_urls:
+            started = time.perf_counter()
+            body = http.get(url).json()
+            latencies.append(time.perf_counter() - started)
+            errors += body["code"] != 200
+    url_file = data_dir / "urls.txt"
+    url_file.write_text("\n".join(query_urls))
+    load = []
+    for concurrency in (8, 32):
+        out = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "load.py"), str(url_file), "--concurrency", str(concurrency),
+             "--seconds", str(seconds)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        load.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    rss = server.rss_mb()
+    server.stop()
+    index_files = list((data_dir / "index").rglob("index-*.faiss"))
+    images = SqliteCatalog(data_dir / "catalog.db", MODEL, 1280).count()[1]
+    return {
+        "catalog images": images,
+        "first start s (index rebuilt from SQLite)": round(first_start, 2),
+        "cold start s": round(cold_start, 2),
+        "index bytes per image": round(sum(f.stat().st_size for f in index_files) / images),
+        "sequential queries": {"n": len(latencies), "errors": errors, **percentiles(latencies)},
+        "load": load,
+        "server RSS MB": rss,
+    }
+
+
+def index_bench(real: NDArray[np.float32], size: int, queries: int = 200) -> dict[str, object]:
+    base = synthetic_vectors(real, size, seed=size)
+    q = synthetic_vectors(real, queries, seed=size + 1)
+    results: dict[str, object] = {"vectors": size, "dim": base.shape[1], "SYNTHETIC": True}
+    flat = faiss.IndexFlatIP(base.shape[1])
+    flat.add(base)
+    _, truth = flat.search(q, 10)
+    for name, factory, tune in (
+        ("Flat (exact, baseline)", "Flat", None),
+        ("HNSW32", "HNSW32", ("efSearch", 64)),
+        ("PCA256,IVF1024,SQ8", "PCA256,IVF1024,SQ8", ("nprobe", 16)),
+    ):
+        if name.startswith("HNSW") and size > 200_000:
+            results[name] = "skipped above 200k vectors: build time too long for this benchmark's budget"
+            continue
+        started = time.perf_counter()
+        index = flat if factory == "Flat" else faiss.index_factory(base.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+        if factory != "Flat":
+            index.train(base[: min(size, 100_000)])
+            index.add(base)
+        build = time.perf_counter() - started
+        if tune:
+            faiss.ParameterSpace().set_index_parameter(index, *tune)
+        latencies = []
+        found = np.empty((queries, 10), dtype=np.int64)
+        for i in range(queries):
+            started = time.perf_counter()
+            _, ids = index.search(q[i : i + 1], 10)
+            latencies.append(time.perf_counter() - started)
+            found[i] = ids[0]
+        recall = np.mean([len(set(found[i]) & set(truth[i])) / 10 for i in range(queries)])
+        results[name] = {
+            "build s": round(build, 1),
+            "bytes per vector": round(faiss.serialize_index(index).nbytes / size),
+            "p50 ms": round(float(np.median(latencies)) * 1000, 3),
+            "recall@10": round(float(recall), 4),
+            **({tune[0]: tune[1]} if tune else {}),
+        }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tongkuan-perf")
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--index-sizes", default="100000,1000000")
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--ingest", type=int, default=1000, help="Real pictures ingested.")
+    parser.add_argument("--seconds", type=float, default=15.0, help="Duration of each load run.")
+    args = parser.parse_args()
+    faiss.omp_set_num_threads(1)
+    summary: dict[str, object] = {"machine": f"{os.cpu_count()} cores", "model": MODEL}
+    args.work.mkdir(parents=True, exist_ok=True)
+    vision = Vision(OnnxEncoder(resolve_model(MODEL, args.work)))
+    grocery = read_rows(args.data / "grocery_store" / "labels.csv")
+    val = [args.data / "grocery_store" / r["path"] for r in grocery if r["split"] == "val"][: args.queries]
+    train = [args.data / "grocery_store" / r["path"] for r in grocery if r["split"] == "train"][: args.ingest]
+
+    summary["bare model"] = bare_model(vision, [Image.open(p).convert("RGB") for p in val])
+    print(json.dumps(summary["bare model"]), file=sys.stderr)
+
+    data_dir = args.work / f"catalog-{time.time_ns()}"
+    (data_dir / "models").parent.mkdir(parents=True)
+    (data_dir / "models").symlink_to(args.work / "models")
+    engine = Engine(Settings(data_dir=data_dir, model=MODEL))
+    summary["ingestion"] = ingestion(engine, train)
+    print(json.dumps(summary["ingestion"]), file=sys.stderr)
+    real = engine.catalog.vectors()[1]
+    engine.close()
+
+    files = FileServer(args.data)
+    files.start()
+    urls = [files.url(str(p.relative_to(args.data))) for p in val]
+    catalog = SqliteCatalog(data_dir / "catalog.db", MODEL, 1280)
+    for size in (int(s) for s in args.sizes.split(",") if s):
+        grow_catalog(catalog, real, size)
+        result = serve_and_measure(data_dir, urls, args.seconds, port=18000 + size % 1000)
+        summary[f"service at {size} images"] = result
+        print(json.dumps(result), file=sys.stderr)
+    files.stop()
+
+    for size in (int(s) for s in args.index_sizes.split(",") if s):
+        summary[f"index at {size}"] = index_bench(real, size)
+        print(json.dumps(summary[f"index at {size}"]), file=sys.stderr)
+    print(json.dumps(summary, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
