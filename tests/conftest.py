@@ -30,9 +30,14 @@ FASHION_PER_CATEGORY = 40
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real data sets (`shared/data`); TONGKUAN_TEST_DATA overrides the location."""
-    root = Path(os.environ.get("TONGKUAN_TEST_DATA", REPO.parent / "shared" / "data"))
-    assert (root / "grocery_store" / "labels.csv").exists(), f"test data not found at {root}"
-    return root
+    if "TONGKUAN_TEST_DATA" in os.environ:
+        candidates = [Path(os.environ["TONGKUAN_TEST_DATA"])]
+    else:
+        candidates = [parent / "shared" / "data" for parent in REPO.parents]
+    for root in candidates:
+        if (root / "grocery_store" / "labels.csv").exists():
+            return root
+    raise AssertionError(f"test data not found in {[str(c) for c in candidates]}; set TONGKUAN_TEST_DATA")
 
 
 @pytest.fixture(scope="session")
