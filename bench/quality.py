@@ -54,18 +54,26 @@ def matrix(descriptions: list[Description]) -> NDArray[np.float32]:
     return np.stack([d.embedding for d in descriptions]).astype(np.float32)
 
 
-def retrieval(queries: NDArray[np.float32], q_labels: NDArray[np.int64], catalog: NDArray[np.float32],
-              c_labels: NDArray[np.int64]) -> dict[str, float]:  # fmt: skip
+def retrieval(
+    queries: NDArray[np.float32],
+    q_labels: NDArray[np.int64],
+    catalog: NDArray[np.float32],
+    c_labels: NDArray[np.int64],
+    per_product: int = 3,
+) -> dict[str, float]:
+    """Recall@k over products ranked as the service ranks them (mean of each product's best
+    `per_product` picture similarities), and mAP over the picture ranking."""
     scores = queries @ catalog.T
-    order = np.argsort(-scores, axis=1)
+    products = np.unique(c_labels)
+    members = [np.flatnonzero(c_labels == p) for p in products]
     hits = {1: 0, 5: 0, 10: 0}
     average_precisions = []
     for i in range(len(queries)):
-        ranked_labels = c_labels[order[i]]
-        distinct = list(dict.fromkeys(ranked_labels.tolist()))
+        product_scores = np.array([np.sort(scores[i, m])[-per_product:].mean() for m in members])
+        ranked_products = products[np.argsort(-product_scores)]
         for k in hits:
-            hits[k] += int(q_labels[i] in distinct[:k])
-        relevant = ranked_labels == q_labels[i]
+            hits[k] += int(q_labels[i] in ranked_products[:k])
+        relevant = c_labels[np.argsort(-scores[i])] == q_labels[i]
         precision = np.cumsum(relevant) / np.arange(1, len(relevant) + 1)
         average_precisions.append(float((precision * relevant).sum() / max(1, relevant.sum())))
     n = len(queries)

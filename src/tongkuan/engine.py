@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.config import DEFAULT_MODEL, Settings
-from tongkuan.images.fetch import FetchPolicy
+from tongkuan.images.fetch import Fetcher, FetchPolicy
 from tongkuan.images.store import ImageStore
 from tongkuan.index.sync import IndexSync
 from tongkuan.ingest.ingester import Ingester
@@ -36,13 +36,15 @@ class Engine:
         self.vision = Vision(OnnxEncoder(spec, threads=settings.threads))
         self.catalog = SqliteCatalog(data_dir / "catalog.db", model, spec.dim)
         self.images = ImageStore(data_dir / "images")
-        self.policy = FetchPolicy(
-            connect_timeout=settings.fetch_connect_timeout,
-            total_timeout=settings.fetch_read_timeout,
-            max_bytes=settings.fetch_max_bytes,
-            max_redirects=settings.fetch_max_redirects,
-            allow_loopback=settings.allow_loopback_fetch,
-            allowed_hosts=settings.allowed_hosts,
+        self.fetcher = Fetcher(
+            FetchPolicy(
+                connect_timeout=settings.fetch_connect_timeout,
+                total_timeout=settings.fetch_read_timeout,
+                max_bytes=settings.fetch_max_bytes,
+                max_redirects=settings.fetch_max_redirects,
+                allow_loopback=settings.allow_loopback_fetch,
+                allowed_hosts=settings.allowed_hosts,
+            )
         )
         self.index = IndexSync(self.catalog, data_dir / "index" / spec.name)
         self.searcher = Searcher(
@@ -58,7 +60,7 @@ class Engine:
         )
 
     def ingester(self, batch_size: int = 16) -> Ingester:
-        return Ingester(self.vision, self.catalog, self.images, self.policy, self.settings.max_pixels, batch_size)
+        return Ingester(self.vision, self.catalog, self.images, self.fetcher, self.settings.max_pixels, batch_size)
 
     def warm_up(self) -> None:
         """Load the model now rather than on the first request."""
@@ -70,3 +72,4 @@ class Engine:
             self.index.sync()
             self.index.save()
         self.catalog.close()
+        self.fetcher.close()

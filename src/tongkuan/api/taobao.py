@@ -20,7 +20,6 @@ from tongkuan.api.wire import item, search_data
 from tongkuan.engine import Engine
 from tongkuan.errors import ImageTooLarge
 from tongkuan.images.decode import UPLOAD_FORMATS, decode_image
-from tongkuan.images.fetch import fetch_url
 from tongkuan.search.searcher import SearchQuery
 
 router = APIRouter(tags=["taobao"])
@@ -67,7 +66,7 @@ def load_picture(request: Request, engine: Engine, url: str, name: str) -> Image
     else:
         if not url.startswith(("http://", "https://")):
             raise ParameterError(f"{name} must be an http or https URL ({name} 必须是 http/https 地址)")
-        data = fetch_url(url, engine.policy)
+        data = engine.fetcher.fetch(url)
     return decode_image(data, settings.max_pixels)
 
 
@@ -154,7 +153,7 @@ def upload_by_get(
         raise ParameterError("pic_url is required (pic_url 不能为空)")
     if not url.startswith(("http://", "https://")):
         raise ParameterError("pic_url must be an http or https URL (pic_url 必须是 http/https 地址)")
-    return ok(_store(request, engine, fetch_url(url, engine.policy)))
+    return ok(_store(request, engine, engine.fetcher.fetch(url)))
 
 
 @router.post("/taobao/upload/image", summary="Image upload by POST")
@@ -172,7 +171,7 @@ async def upload_by_post(request: Request, engine: EngineDep) -> dict[str, Any]:
     encoded = params.get("image_base64")
     if not encoded:
         if params.get("pic_url"):
-            return ok(_store(request, engine, fetch_url(params["pic_url"], engine.policy)))
+            return ok(_store(request, engine, engine.fetcher.fetch(params["pic_url"])))
         raise ParameterError("image_base64 is required (image_base64 不能为空)")
     if "," in encoded[:100] and encoded.startswith("data:"):
         encoded = encoded.split(",", 1)[1]

@@ -84,6 +84,27 @@ def check_url(url: str, policy: FetchPolicy) -> Target:
     return Target(url=url, host=host, address=address, connect_url=connect_url)
 
 
+class Fetcher:
+    """Fetches URLs under one policy over one pooled client (building a client, with its TLS
+    context, costs more than a small download). Thread-safe; close it when done."""
+
+    def __init__(self, policy: FetchPolicy) -> None:
+        self.policy = policy
+        self._client = new_client(policy)
+
+    def fetch(self, url: str) -> bytes:
+        """See `fetch_url`."""
+        return fetch_url(url, self.policy, self._client)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def new_client(policy: FetchPolicy) -> httpx.Client:
+    timeout = httpx.Timeout(policy.total_timeout, connect=policy.connect_timeout)
+    return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+
+
 def fetch_url(url: str, policy: FetchPolicy, client: httpx.Client | None = None) -> bytes:
     """Download `url` under `policy` and return the body.
 
@@ -91,9 +112,8 @@ def fetch_url(url: str, policy: FetchPolicy, client: httpx.Client | None = None)
     or `ImageTooLarge` (body over `policy.max_bytes`).
     """
     deadline = time.monotonic() + policy.total_timeout
-    timeout = httpx.Timeout(policy.total_timeout, connect=policy.connect_timeout)
     own = client is None
-    client = client or httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+    client = client or new_client(policy)
     try:
         for _ in range(policy.max_redirects + 1):
             target = check_url(url, policy)

@@ -24,7 +24,7 @@ from tongkuan.catalog.product import Product
 from tongkuan.catalog.sqlite import NewImage, SqliteCatalog
 from tongkuan.errors import ImageError, ProductNotFound
 from tongkuan.images.decode import content_hash, decode_image
-from tongkuan.images.fetch import FetchPolicy, fetch_url
+from tongkuan.images.fetch import Fetcher
 from tongkuan.images.store import ImageStore
 from tongkuan.ingest.readers import SourceRecord
 from tongkuan.ingest.records import RecordError, to_product
@@ -80,7 +80,7 @@ class Ingester:
         vision: Vision,
         catalog: SqliteCatalog,
         images: ImageStore,
-        policy: FetchPolicy,
+        fetcher: Fetcher,
         max_pixels: int,
         batch_size: int = DEFAULT_BATCH_SIZE,
         workers: int = DEFAULT_WORKERS,
@@ -88,7 +88,7 @@ class Ingester:
         self.vision = vision
         self.catalog = catalog
         self.images = images
-        self.policy = policy
+        self.fetcher = fetcher
         self.max_pixels = max_pixels
         self.batch_size = batch_size
         self.workers = workers
@@ -129,7 +129,7 @@ class Ingester:
 
     def _read(self, ref: str, base_dir: Path) -> bytes:
         if ref.startswith(("http://", "https://")):
-            return fetch_url(ref, self.policy)
+            return self.fetcher.fetch(ref)
         path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
         try:
             return path.read_bytes()
