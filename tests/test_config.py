@@ -29,4 +29,7 @@ def test_environment_wins_over_the_data_directory_toml(tmp_path: Path, monkeypat
 
 
 def test_allow_list_hosts_are_normalised() -> None:
-    assert Settings(fetch_allow_hosts=" Img.AliCDN.com,,example.com ").allowed_hosts == {"img.alicdn.com", "example.com"}
+    assert Settings(fetch_allow_hosts=" Img.AliCDN.com,,example.com ").allowed_hosts == {
+        "img.alicdn.com",
+        "example.com",
+    }

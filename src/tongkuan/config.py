@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from tongkuan.errors import ConfigError
+from tongkuan.index.faiss import IndexKind
 
 DEFAULT_MODEL = "efficientnet-lite2"
 DEFAULT_FETCH_MAX_BYTES = 4 * 1024 * 1024
@@ -58,6 +59,10 @@ class Settings(BaseSettings):
     filter_predicted_category: bool = Field(
         False, description="Search only within the predicted category when categoryId is not given."
     )
+    index: IndexKind = Field(
+        IndexKind.HNSW, description="Vector index: hnsw (approximate, fast at any size) or flat (exact scan)."
+    )
+    hnsw_ef_search: int = Field(128, ge=16, description="HNSW search breadth: higher is slower and more exact.")
     allow_loopback_fetch: bool = Field(
         False, description="Let picUrl reach loopback addresses (for local testing only)."
     )

@@ -12,6 +12,7 @@ from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.config import DEFAULT_MODEL, Settings
 from tongkuan.images.fetch import Fetcher, FetchPolicy
 from tongkuan.images.store import ImageStore
+from tongkuan.index.faiss import limit_threads
 from tongkuan.index.sync import IndexSync
 from tongkuan.ingest.ingester import Ingester
 from tongkuan.search.searcher import Searcher, SearchOptions
@@ -46,7 +47,8 @@ class Engine:
                 allowed_hosts=settings.allowed_hosts,
             )
         )
-        self.index = IndexSync(self.catalog, data_dir / "index" / spec.name)
+        limit_threads(1)  # ONNX Runtime owns the cores; one faiss query needs no OpenMP team
+        self.index = IndexSync(self.catalog, data_dir / "index" / spec.name, settings.index, settings.hnsw_ef_search)
         self.searcher = Searcher(
             self.vision,
             self.catalog,

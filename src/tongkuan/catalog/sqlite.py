@@ -262,6 +262,10 @@ class SqliteCatalog:
         vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
         return ids, vecs
 
+    def image_ids(self) -> list[int]:
+        """Every image (vector) id, ascending."""
+        return [int(r[0]) for r in self._db.execute("SELECT vector_id FROM images ORDER BY vector_id")]
+
     def hydrate(self, vector_ids: Sequence[int]) -> dict[int, tuple[Product, StoredImage]]:
         """Products and first-image info for the given vector ids; ids that are gone are left out."""
         found: dict[int, tuple[Product, StoredImage]] = {}
