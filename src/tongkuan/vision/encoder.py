@@ -117,6 +117,9 @@ class OnnxEncoder:
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
+            # Idle ORT workers spin by default; in a server that steals the cores from the
+            # request's own Python work between the two forward passes.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             providers = [p for p in SUPPORTED_PROVIDERS if p in ort.get_available_providers()]
             try:
                 session = ort.InferenceSession(str(self.spec.path), sess_options=options, providers=providers)
