@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,12 @@ from tongkuan.vision.registry import resolve_model
 
 APP = ("bench", "bench-secret")
 MODEL = "efficientnet-lite2"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def percentiles(values_s: list[float]) -> dict[str, float]:
@@ -270,7 +277,7 @@ def main() -> None:
     catalog = SqliteCatalog(data_dir / "catalog.db", MODEL, 1280)
     for size in (int(s) for s in args.sizes.split(",") if s):
         grow_catalog(catalog, real, size)
-        result = serve_and_measure(data_dir, urls, args.seconds, port=18000 + size % 1000)
+        result = serve_and_measure(data_dir, urls, args.seconds, port=free_port())
         summary[f"service at {size} images"] = result
         print(json.dumps(result), file=sys.stderr)
     files.stop()

@@ -142,9 +142,11 @@ def category(vision: Vision, root: Path, limit: int | None) -> dict[str, object]
             "n": len(rows),
             "top1 fused (default)": round(float(np.mean(np.array(fused_pred) == truth)), 4),
             "top1 classifier alone (baseline)": round(float(np.mean(np.array(prior_pred) == truth)), 4),
-            "confusion (rows truth, cols predicted, order " + ",".join(str(int(c)) for c in CATEGORIES) + ")": [
-                row.tolist() for row in confusion if row.sum()
-            ],
+            "confusion (truth -> predicted: count)": {
+                str(int(CATEGORIES[t])): {str(int(CATEGORIES[p])): int(n) for p, n in enumerate(row) if n}
+                for t, row in enumerate(confusion)
+                if row.sum()
+            },
         }
     return result
 

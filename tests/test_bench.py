@@ -1,0 +1,38 @@
+"""Smoke runs of the benchmarks on tiny sets: they run end to end and end in a JSON summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def run_bench(*args: str) -> dict:  # type: ignore[type-arg]
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_quality_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
+    summary = run_bench(
+        "bench/quality.py", "--data", str(data_root), "--limit", "8", "--model", "efficientnet-lite0",
+        "--model-cache", str(tmp_path),
+    )  # fmt: skip
+    assert summary["same_product"]["queries"] == 8
+    assert 0 <= summary["same_product"]["crop (default)"]["photo->catalog"]["R@1"] <= 1
+    assert summary["category"]["clothing photos"]["n"] == 8
+    assert summary["detection"]["scenes"] == 8
+
+
+def test_perf_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
+    summary = run_bench(
+        "bench/perf.py", "--data", str(data_root), "--work", str(tmp_path), "--sizes", "300",
+        "--index-sizes", "3000", "--queries", "5", "--ingest", "20", "--seconds", "1",
+    )  # fmt: skip
+    service = summary["service at 300 images"]
+    assert service["catalog images"] == 300 and service["sequential queries"]["errors"] == 0
+    assert all(not run["errors"] for run in service["load"])
+    assert summary["index at 3000"]["HNSW32"]["recall@10"] > 0.8
