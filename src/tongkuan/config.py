@@ -60,8 +60,11 @@ class Settings(BaseSettings):
         False, description="Search only within the predicted category when categoryId is not given."
     )
     index: IndexKind = Field(
-        IndexKind.HNSW, description="Vector index: hnsw (approximate, fast at any size) or flat (exact scan)."
+        IndexKind.HNSW_SQ8,
+        description="Vector index: hnsw-sq8 (HNSW over 8-bit codes, exact scan below 10k pictures), "
+        "hnsw (HNSW over float32) or flat (exact scan).",
     )
+    hnsw_m: int = Field(32, ge=4, le=128, description="HNSW links per node: more is more exact and larger.")
     hnsw_ef_search: int = Field(128, ge=16, description="HNSW search breadth: higher is slower and more exact.")
     allow_loopback_fetch: bool = Field(
         False, description="Let picUrl reach loopback addresses (for local testing only)."

@@ -48,7 +48,9 @@ class Engine:
             )
         )
         limit_threads(1)  # ONNX Runtime owns the cores; one faiss query needs no OpenMP team
-        self.index = IndexSync(self.catalog, data_dir / "index" / spec.name, settings.index, settings.hnsw_ef_search)
+        self.index = IndexSync(
+            self.catalog, data_dir / "index" / spec.name, settings.index, settings.hnsw_ef_search, settings.hnsw_m
+        )
         self.searcher = Searcher(
             self.vision,
             self.catalog,

@@ -23,24 +23,40 @@ logger = logging.getLogger(__name__)
 
 _FILE = re.compile(r"^index-(\d+)\.(faiss|deleted\.npy)$")
 _REBUILD_CHUNK = 20_000
+# A trained index (hnsw-sq8) waits for this many vectors to learn from; until then the
+# catalog is small enough for an exact scan.
+TRAIN_AT = 10_000
+_TRAIN_SAMPLE = 100_000
 
 
 class IndexSync:
     """A `FaissIndex` plus the change-log position it reflects. Not thread-safe: callers lock."""
 
     def __init__(
-        self, catalog: SqliteCatalog, folder: Path, kind: IndexKind = IndexKind.HNSW, ef_search: int = 128
+        self,
+        catalog: SqliteCatalog,
+        folder: Path,
+        kind: IndexKind = IndexKind.HNSW_SQ8,
+        ef_search: int = 128,
+        hnsw_m: int = 32,
     ) -> None:
         self.catalog = catalog
         self.folder = folder
         self.kind = kind
         self.ef_search = ef_search
+        self.hnsw_m = hnsw_m
         folder.mkdir(parents=True, exist_ok=True)
         self.applied, self.index = self._load()
         self.sync()
 
-    def _new(self, path: Path | None = None) -> FaissIndex:
-        return FaissIndex(self.catalog.dim, self.kind, path, ef_search=self.ef_search)
+    def _new(self, path: Path | None = None, training: NDArray[np.float32] | None = None) -> FaissIndex:
+        kind = self.kind
+        if kind.needs_training and training is None and path is None:
+            kind = IndexKind.FLAT  # until there is enough to train on
+        return FaissIndex(self.catalog.dim, kind, path, hnsw_m=self.hnsw_m, ef_search=self.ef_search, training=training)
+
+    def _acceptable(self, index: FaissIndex) -> bool:
+        return index.kind is self.kind or (self.kind.needs_training and index.kind is IndexKind.FLAT)
 
     def _load(self) -> tuple[int, FaissIndex]:
         files = sorted(
@@ -57,7 +73,7 @@ class IndexSync:
             except Exception:  # a damaged cache file: fall back to an older one or a rebuild
                 logger.warning("ignoring unreadable index file %s", path)
                 continue
-            if index.kind is self.kind:
+            if self._acceptable(index):
                 return seq, index
         return 0, self._new()
 
@@ -75,15 +91,20 @@ class IndexSync:
             ids, vectors = self.catalog.vectors(added[start : start + _REBUILD_CHUNK])
             self.index.add(ids, vectors)
         self.applied = changes[-1].seq
-        if self.index.needs_rebuild():
+        untrained = self.kind.needs_training and self.index.kind is IndexKind.FLAT
+        if self.index.needs_rebuild() or (untrained and self.index.count() >= TRAIN_AT):
             self.rebuild()
         return len(changes)
 
     def rebuild(self) -> None:
         """A fresh index from every vector in the catalog (drops HNSW tombstones)."""
         logger.info("rebuilding the %s index from the catalog", self.kind)
-        fresh = self._new()
         all_ids = self.catalog.image_ids()
+        training = None
+        if self.kind.needs_training and len(all_ids) >= TRAIN_AT:
+            step = max(1, len(all_ids) // _TRAIN_SAMPLE)
+            training = self.catalog.vectors(all_ids[::step])[1]
+        fresh = self._new(training=training)
         for start in range(0, len(all_ids), _REBUILD_CHUNK):
             ids, vectors = self.catalog.vectors(all_ids[start : start + _REBUILD_CHUNK])
             fresh.add(ids, vectors)
