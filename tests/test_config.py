@@ -33,3 +33,9 @@ def test_allow_list_hosts_are_normalised() -> None:
         "img.alicdn.com",
         "example.com",
     }
+
+
+def test_the_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in Settings.model_fields if f"TONGKUAN_{name.upper()}" not in readme]
+    assert not missing
