@@ -133,7 +133,12 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
-        env = {**os.environ, "TONGKUAN_APPS": f"{APP[0]}:{APP[1]}", "TONGKUAN_ALLOW_LOOPBACK_FETCH": "1"}
+        env = {
+            **os.environ,
+            "TONGKUAN_APPS": f"{APP[0]}:{APP[1]}",
+            "TONGKUAN_ALLOW_LOOPBACK_FETCH": "1",
+            "TONGKUAN_RATE_LIMIT_QPS": "0",
+        }
         started = time.perf_counter()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tongkuan.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],

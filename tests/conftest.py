@@ -8,11 +8,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from tests.utils.fileserver import FileServer
 from tongkuan.api.app import create_app
@@ -59,6 +61,7 @@ def settings_for(data_dir: Path, **overrides: object) -> Settings:
         "data_dir": data_dir,
         "apps": f"{APP_KEY}:{APP_SECRET}",
         "allow_loopback_fetch": True,
+        "rate_limit_qps": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -124,11 +127,10 @@ class Service:
         return self.client.get(path, params=self.signed(params))
 
 
-@pytest.fixture(scope="session")
-def service(catalog_engine: Engine) -> Iterator[Service]:
-    """The HTTP API over the session catalog, served by uvicorn in a thread."""
+@contextmanager
+def serve(app: FastAPI) -> Iterator[Service]:
+    """Run `app` with uvicorn in a thread on a free loopback port."""
     port = free_port()
-    app = create_app(catalog_engine.settings, engine=catalog_engine)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -137,7 +139,16 @@ def service(catalog_engine: Engine) -> Iterator[Service]:
         assert time.monotonic() < deadline, "service did not start"
         time.sleep(0.05)
     svc = Service(f"http://127.0.0.1:{port}")
-    yield svc
-    svc.client.close()
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield svc
+    finally:
+        svc.client.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def service(catalog_engine: Engine) -> Iterator[Service]:
+    """The HTTP API over the session catalog, served by uvicorn in a thread."""
+    with serve(create_app(catalog_engine.settings, engine=catalog_engine)) as svc:
+        yield svc

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     fetch_read_timeout: float = Field(10.0, gt=0, description="Seconds for the whole picUrl download.")
     fetch_max_bytes: int = Field(DEFAULT_FETCH_MAX_BYTES, gt=0, description="Largest picUrl body accepted.")
     fetch_max_redirects: int = Field(3, ge=0, description="Redirects followed for one picUrl.")
+    rate_limit_qps: float = Field(
+        5.0, ge=0, description="Requests per second per appKey (bursts of twice that); 0: unlimited."
+    )
+    rate_limits: str = Field("", description='Per-app overrides as "appKey:qps,appKey2:qps".')
+    max_body_bytes: int = Field(5 * 1024 * 1024, gt=0, description="Largest request body on any route.")
     upload_max_bytes: int = Field(DEFAULT_UPLOAD_MAX_BYTES, gt=0, description="Largest uploaded image.")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Largest image, in pixels, ever decoded.")
 
@@ -95,6 +100,17 @@ class Settings(BaseSettings):
     def _check_apps(cls, value: str) -> str:
         parse_apps(value)
         return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_rate_limits(cls, value: str) -> str:
+        parse_rate_limits(value)
+        return value
+
+    @property
+    def app_rate_limits(self) -> dict[str, float]:
+        """appKey -> requests per second, where it differs from `rate_limit_qps`."""
+        return parse_rate_limits(self.rate_limits)
 
     @property
     def app_secrets(self) -> dict[str, str]:
@@ -134,3 +150,20 @@ def parse_apps(value: str) -> dict[str, str]:
             raise ConfigError(f"TONGKUAN_APPS entry {entry!r} is not appKey:appSecret")
         apps[key] = secret
     return apps
+
+
+def parse_rate_limits(value: str) -> dict[str, float]:
+    """Parse `key:qps,key2:qps`; raise `ConfigError` naming the bad entry."""
+    limits: dict[str, float] = {}
+    for entry in value.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        key, _, qps = entry.rpartition(":")
+        try:
+            limits[key] = float(qps)
+        except ValueError:
+            raise ConfigError(f"TONGKUAN_RATE_LIMITS entry {entry!r} is not appKey:qps") from None
+        if not key or limits[key] < 0:
+            raise ConfigError(f"TONGKUAN_RATE_LIMITS entry {entry!r} is not appKey:qps")
+    return limits

@@ -36,6 +36,7 @@ class Server:
             "TONGKUAN_APPS": f"{APP_KEY}:{APP_SECRET}",
             "TONGKUAN_ALLOW_LOOPBACK_FETCH": "1",
             "TONGKUAN_MODEL": MODEL,
+            "TONGKUAN_RATE_LIMIT_QPS": "0",
         }
         args = ["serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port)]
         self.process = subprocess.Popen([sys.executable, "-m", "tongkuan.cli", *args], env=env)

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from tongkuan import __version__
 from tongkuan.api import taobao
 from tongkuan.api.envelope import install_error_handlers, ok
+from tongkuan.api.limits import BodyLimit, RateLimiter
 from tongkuan.config import Settings
 from tongkuan.engine import Engine
 
@@ -35,6 +36,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.state.settings = settings
+    app.state.limiter = RateLimiter(settings.rate_limit_qps, settings.app_rate_limits)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(taobao.router)
 
     @app.get("/health", tags=["service"], summary="Liveness and catalog size")

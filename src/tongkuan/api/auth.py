@@ -13,6 +13,10 @@ class AuthError(TongkuanError):
     """A request whose appKey, sign or appSecret does not authenticate it."""
 
 
+class RateLimited(TongkuanError):
+    """An application over its queries-per-second allowance."""
+
+
 class ParameterError(TongkuanError):
     """A request parameter that breaks its rule; the message names both."""
 

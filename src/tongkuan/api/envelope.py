@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tongkuan.api.auth import AuthError, ParameterError
+from tongkuan.api.auth import AuthError, ParameterError, RateLimited
 from tongkuan.errors import (
     ForbiddenAddress,
     ImageError,
@@ -35,6 +35,7 @@ SUCCESS = "操作成功"
 # (exception class, envelope code, Chinese summary); the first match wins.
 ERROR_CODES: tuple[tuple[type[Exception], int, str], ...] = (
     (AuthError, 401, "认证失败"),
+    (RateLimited, 429, "请求过于频繁"),
     (ParameterError, 400, "参数错误"),
     (ForbiddenAddress, 400, "图片地址不允许访问"),
     (ImageTooLarge, 400, "图片过大"),

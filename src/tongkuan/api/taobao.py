@@ -17,6 +17,7 @@ from tongkuan.api.auth import ParameterError, authenticate
 from tongkuan.api.deps import EngineDep
 from tongkuan.api.envelope import ok
 from tongkuan.api.wire import item, search_data
+from tongkuan.config import Settings
 from tongkuan.engine import Engine
 from tongkuan.errors import ImageTooLarge
 from tongkuan.images.decode import UPLOAD_FORMATS, decode_image
@@ -34,19 +35,26 @@ Sign = Annotated[
 ]
 
 
+def settings_of(request: Request) -> Settings:
+    """The settings this app was created with (auth, limits and URLs are the edge's business)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 def _params(request: Request, engine: Engine, form: dict[str, str] | None = None) -> dict[str, str]:
     params = rules.single_values(request.query_params.multi_items())
     for key, value in (form or {}).items():
         if key in params:
             raise ParameterError(f"{key} is given more than once (参数重复)")
         params[key] = value
-    authenticate(params, engine.settings.app_secrets, engine.settings.allow_app_secret)
+    app_key = authenticate(params, settings_of(request).app_secrets, settings_of(request).allow_app_secret)
+    request.app.state.limiter.check(app_key)
     return params
 
 
 def base_url(request: Request, engine: Engine) -> str:
     """`//host[:port]` under which this service's pictures are served."""
-    public = engine.settings.public_url
+    public = settings_of(request).public_url
     if public:
         return "//" + public.split("://", 1)[-1].rstrip("/")
     return "//" + request.url.netloc
@@ -58,7 +66,7 @@ def _own_host(request: Request, engine: Engine, netloc: str) -> bool:
 
 def load_picture(request: Request, engine: Engine, url: str, name: str) -> Image.Image:
     """Pixels of a picture URL: one of our own stored pictures, or a guarded fetch."""
-    settings = engine.settings
+    settings = settings_of(request)
     parts = urlsplit(url)
     own = _OWN_IMAGE.match(parts.path)
     if own and _own_host(request, engine, parts.netloc):
@@ -127,7 +135,7 @@ def image_search_v1(
     params = _params(request, engine)
     if params.get("image_id"):
         data = engine.images.find(params["image_id"]).read_bytes()
-        image = decode_image(data, engine.settings.max_pixels)
+        image = decode_image(data, settings_of(request).max_pixels)
     elif params.get("pic_url"):
         image = load_picture(request, engine, params["pic_url"], "pic_url")
     else:
@@ -159,7 +167,7 @@ def upload_by_get(
 @router.post("/taobao/upload/image", summary="Image upload by POST")
 async def upload_by_post(request: Request, engine: EngineDep) -> dict[str, Any]:
     """Store a base64 image sent as the form field `image_base64` (JPG, PNG or WEBP, at most 3 MB)."""
-    limit = engine.settings.upload_max_bytes
+    limit = settings_of(request).upload_max_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit * 4 // 3 + 64 * 1024:
         raise ImageTooLarge(f"image_base64 is over {limit} bytes (图片不能超过 {limit // 1024 // 1024} MB)")
@@ -185,7 +193,7 @@ async def upload_by_post(request: Request, engine: EngineDep) -> dict[str, Any]:
 
 
 def _store(request: Request, engine: Engine, data: bytes) -> dict[str, str]:
-    decode_image(data, engine.settings.max_pixels, UPLOAD_FORMATS)  # reject before keeping
+    decode_image(data, settings_of(request).max_pixels, UPLOAD_FORMATS)  # reject before keeping
     name = engine.images.put(data)
     return {"imageId": name.split(".")[0], "picUrl": f"{base_url(request, engine)}/images/{name}"}
 

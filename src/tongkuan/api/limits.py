@@ -1,0 +1,98 @@
+"""Per-appKey rate limits (token buckets) and a request body cap, at the HTTP edge."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tongkuan.api.auth import RateLimited
+from tongkuan.api.envelope import envelope
+
+
+class RateLimiter:
+    """One token bucket per appKey: `qps` tokens a second, bursts up to twice that.
+
+    `qps` of 0 means unlimited. Thread-safe.
+    """
+
+    def __init__(self, default_qps: float, per_app: Mapping[str, float] | None = None) -> None:
+        self.default_qps = default_qps
+        self.per_app = dict(per_app or {})
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, app_key: str) -> None:
+        """Take one token for `app_key` or raise `RateLimited`."""
+        qps = self.per_app.get(app_key, self.default_qps)
+        if qps <= 0:
+            return
+        burst = max(1.0, 2 * qps)
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(app_key, (burst, now))
+            tokens = min(burst, tokens + (now - last) * qps)
+            if tokens < 1.0:
+                self._buckets[app_key] = (tokens, now)
+                raise RateLimited(f"appKey {app_key} is over its limit of {qps:g} requests per second")
+            self._buckets[app_key] = (tokens - 1.0, now)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over `max_bytes` with a 413 in the envelope,
+    whether the size is declared (Content-Length) or only discovered while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(send)
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            envelope(413, f"请求体过大: the request body is over {self.max_bytes} bytes"), ensure_ascii=False
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
