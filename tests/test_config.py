@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tongkuan.config import Settings, parse_apps
+from tongkuan.config import Settings, parse_apps, parse_rate_limits
 from tongkuan.errors import ConfigError
 
 
@@ -39,3 +39,10 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     missing = [name for name in Settings.model_fields if f"TONGKUAN_{name.upper()}" not in readme]
     assert not missing
+
+
+def test_rate_limits_are_parsed_and_bad_ones_refused() -> None:
+    assert Settings(rate_limits="a:2.5, b:0").app_rate_limits == {"a": 2.5, "b": 0.0}
+    for bad in ("a", "a:fast", "a:-1", ":3"):
+        with pytest.raises(ConfigError, match="appKey:qps"):
+            parse_rate_limits(bad)

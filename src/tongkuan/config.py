@@ -6,6 +6,7 @@ Every field can be set by an environment variable `TONGKUAN_<FIELD>` (upper case
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,32 +139,31 @@ class _DataDirToml(TomlConfigSettingsSource):
         return super().__call__()
 
 
-def parse_apps(value: str) -> dict[str, str]:
-    """Parse `key:secret,key2:secret2`; raise `ConfigError` naming the bad entry."""
-    apps: dict[str, str] = {}
-    for entry in value.split(","):
-        entry = entry.strip()
+def _pairs(value: str, variable: str, shape: str) -> Iterator[tuple[str, str, str]]:
+    """(key, value, entry) for each `key:value` entry of a comma-separated list; the key is
+    everything before the first colon (secrets may hold colons)."""
+    for entry in (e.strip() for e in value.split(",")):
         if not entry:
             continue
-        key, sep, secret = entry.partition(":")
-        if not sep or not key or not secret:
-            raise ConfigError(f"TONGKUAN_APPS entry {entry!r} is not appKey:appSecret")
-        apps[key] = secret
-    return apps
+        key, sep, rest = entry.partition(":")
+        if not sep or not key or not rest:
+            raise ConfigError(f"{variable} entry {entry!r} is not {shape}")
+        yield key, rest, entry
+
+
+def parse_apps(value: str) -> dict[str, str]:
+    """Parse `key:secret,key2:secret2`; raise `ConfigError` naming the bad entry."""
+    return {key: secret for key, secret, _ in _pairs(value, "TONGKUAN_APPS", "appKey:appSecret")}
 
 
 def parse_rate_limits(value: str) -> dict[str, float]:
     """Parse `key:qps,key2:qps`; raise `ConfigError` naming the bad entry."""
     limits: dict[str, float] = {}
-    for entry in value.split(","):
-        entry = entry.strip()
-        if not entry:
-            continue
-        key, _, qps = entry.rpartition(":")
+    for key, qps, entry in _pairs(value, "TONGKUAN_RATE_LIMITS", "appKey:qps"):
         try:
             limits[key] = float(qps)
         except ValueError:
             raise ConfigError(f"TONGKUAN_RATE_LIMITS entry {entry!r} is not appKey:qps") from None
-        if not key or limits[key] < 0:
+        if limits[key] < 0:
             raise ConfigError(f"TONGKUAN_RATE_LIMITS entry {entry!r} is not appKey:qps")
     return limits
