@@ -58,14 +58,17 @@ def serve(data_dir: Path, host: str, port: int, model: str | None) -> None:
 @DATA_DIR
 @click.option("--model", default=None, help="Shipped model name or model.json path.")
 @click.option("--batch-size", default=16, show_default=True, help="Images per model batch.")
-def ingest(paths: tuple[Path, ...], data_dir: Path, model: str | None, batch_size: int) -> None:
+@click.option("--ack", is_flag=True, help="Print 'committed ITEM_ID' as each product is durably stored.")
+def ingest(paths: tuple[Path, ...], data_dir: Path, model: str | None, batch_size: int, ack: bool) -> None:
     """Add or update products from JSONL or CSV files and image folders."""
     from tongkuan.engine import Engine
     from tongkuan.ingest.readers import read_sources
 
     engine = Engine(_settings(data_dir, model=model))
     try:
-        report = engine.ingester(batch_size).ingest(read_sources(list(paths)), progress=True)
+        report = engine.ingester(batch_size).ingest(
+            read_sources(list(paths)), progress=not ack, on_commit=_acknowledge if ack else None
+        )
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -76,6 +79,12 @@ def ingest(paths: tuple[Path, ...], data_dir: Path, model: str | None, batch_siz
         f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
         f"{len(report.failures)} failed; {report.images_embedded} images embedded in {report.seconds:.1f} s"
     )
+
+
+def _acknowledge(item_ids: list[str]) -> None:
+    for item_id in item_ids:
+        click.echo(f"committed {item_id}")
+    sys.stdout.flush()
 
 
 @main.command()

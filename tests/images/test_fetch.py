@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from tests.utils.fileserver import FileServer
@@ -56,3 +58,36 @@ def test_a_slow_server_hits_the_deadline(file_server: FileServer) -> None:
 def test_http_errors_are_reported_with_their_status(file_server: FileServer) -> None:
     with pytest.raises(ImageFetchError, match="HTTP 404"):
         fetch_url(file_server.url("no/such/file.jpg"), LOCAL)
+
+
+def test_a_dns_answer_that_changes_after_the_check_is_never_used(
+    file_server: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first answer is checked and connected to; a rebinding second answer is never asked for."""
+    real = socket.getaddrinfo
+    answers = iter(["127.0.0.1", "10.0.0.1", "10.0.0.1"])
+    calls: list[str] = []
+
+    def rebinding(host: str, port: object, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        if host == "rebind.test":
+            calls.append(host)
+            return real(next(answers), port, *args, **kwargs)  # type: ignore[arg-type]
+        return real(host, port, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    url = file_server.url("grocery_store/iconic/Alpro-Fresh-Soy-Milk_Iconic.jpg").replace("127.0.0.1", "rebind.test")
+    assert fetch_url(url, LOCAL).startswith(b"\xff\xd8")
+    assert calls == ["rebind.test"]
+
+
+def test_a_host_whose_answers_include_a_private_address_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = socket.getaddrinfo
+
+    def mixed(host: str, port: object, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        if host == "mixed.test":
+            return [*real("8.8.8.8", port, *args, **kwargs), *real("192.168.1.10", port, *args, **kwargs)]  # type: ignore[arg-type]
+        return real(host, port, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", mixed)
+    with pytest.raises(ForbiddenAddress, match="private"):
+        fetch_url("http://mixed.test/a.jpg", FetchPolicy())

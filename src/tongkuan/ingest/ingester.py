@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -93,8 +93,16 @@ class Ingester:
         self.batch_size = batch_size
         self.workers = workers
 
-    def ingest(self, records: Iterable[SourceRecord], progress: bool = False) -> IngestReport:
-        """Ingest every record; failures are reported per record and never stop the run."""
+    def ingest(
+        self,
+        records: Iterable[SourceRecord],
+        progress: bool = False,
+        on_commit: Callable[[list[str]], None] | None = None,
+    ) -> IngestReport:
+        """Ingest every record; failures are reported per record and never stop the run.
+
+        `on_commit` is called with the itemIds of each batch once it is durably written.
+        """
         started = time.perf_counter()
         report = IngestReport()
         pending = list(records)
@@ -110,6 +118,8 @@ class Ingester:
                     else:
                         good.append(result)
                 self._write(good, report)
+                if on_commit is not None and good:
+                    on_commit([item.product.item_id for item in good])
                 bar.update(len(batch))
         bar.close()
         report.seconds = time.perf_counter() - started
