@@ -164,7 +164,27 @@ def upload_by_get(
     return ok(_store(request, engine, engine.fetcher.fetch(url)))
 
 
-@router.post("/taobao/upload/image", summary="Image upload by POST")
+_UPLOAD_FORM = {
+    "requestBody": {
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "appKey": {"type": "string"},
+                        "appSecret": {"type": "string"},
+                        "sign": {"type": "string"},
+                        "image_base64": {"type": "string", "description": "JPG, PNG or WEBP, base64, at most 3 MB"},
+                        "pic_url": {"type": "string", "description": "Used when image_base64 is absent"},
+                    },
+                }
+            }
+        }
+    }
+}
+
+
+@router.post("/taobao/upload/image", summary="Image upload by POST", openapi_extra=_UPLOAD_FORM)
 async def upload_by_post(request: Request, engine: EngineDep) -> dict[str, Any]:
     """Store a base64 image sent as the form field `image_base64` (JPG, PNG or WEBP, at most 3 MB)."""
     limit = settings_of(request).upload_max_bytes
