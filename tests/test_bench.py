@@ -36,3 +36,14 @@ def test_perf_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
     assert service["catalog images"] == 300 and service["sequential queries"]["errors"] == 0
     assert all(not run["errors"] for run in service["load"])
     assert summary["index at 3000"]["HNSW32"]["recall@10"] > 0.8
+
+
+def test_thirty_seconds_of_32_clients_gives_no_errors_and_flat_memory(data_root: Path, tmp_path: Path) -> None:
+    summary = run_bench(
+        "bench/soak.py", "--data", str(data_root), "--seconds", "30", "--clients", "32",
+        "--model", "efficientnet-lite0", "--work", str(tmp_path),
+    )  # fmt: skip
+    print(f"soak: {summary}")
+    assert summary["requests"] > 100
+    assert summary["errors_other_than_429"] == 0
+    assert summary["rss_growth"] <= 0.10

@@ -50,7 +50,8 @@ def serve(data_dir: Path, host: str, port: int, model: str | None) -> None:
     from tongkuan.api.app import create_app
 
     app = create_app(_settings(data_dir, model=model))
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # uvicorn's access log would print appSecret and sign; the app logs requests without them
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 
 
 @main.command()

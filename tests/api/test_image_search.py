@@ -173,3 +173,24 @@ def test_openapi_docs_list_every_route(service: Service) -> None:
         assert path in paths
     names = {p["name"] for p in paths["/taobao/image-search/url"]["get"]["parameters"]}
     assert {"appKey", "sign", "picUrl", "categoryId", "crop", "region", "pageNo", "pageSize"} <= names
+
+
+def test_secrets_never_reach_the_logs(
+    service: Service, file_server: FileServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    params = {"appKey": APP_KEY, "appSecret": APP_SECRET, "picUrl": file_server.url(QUERY), "pageSize": "1"}
+    service.client.get("/taobao/image-search/url", params=params)
+    service.get("/taobao/image-search/url", {"picUrl": file_server.url(QUERY), "pageSize": "1"})
+    signed = service.signed({"picUrl": file_server.url(QUERY), "pageSize": "1"})["sign"]
+    server_side = "\n".join(
+        r.getMessage() for r in caplog.records if r.name.startswith(("tongkuan", "uvicorn"))
+    )  # the test's own client (httpx) logs its URLs in this process too
+    assert "/taobao/image-search/url 200" in server_side  # the access log is there
+    assert APP_SECRET not in server_side and signed not in server_side
+
+
+def test_bytes_that_are_not_utf8_are_a_client_error(service: Service) -> None:
+    for query in ("appKey=%FF%FE&appSecret=x", f"appKey={APP_KEY}&appSecret={APP_SECRET}&picUrl=%FF%C0%AF"):
+        response = service.client.get(f"/taobao/image-search/url?{query}")
+        assert response.status_code in (400, 401) and response.json()["code"] in (400, 401)

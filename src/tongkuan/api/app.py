@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from tongkuan import __version__
 from tongkuan.api import taobao
+from tongkuan.api.access_log import AccessLog
 from tongkuan.api.envelope import install_error_handlers, ok
 from tongkuan.api.limits import BodyLimit, RateLimiter
 from tongkuan.config import Settings
@@ -39,6 +40,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.limiter = RateLimiter(settings.rate_limit_qps, settings.app_rate_limits)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog)
     app.include_router(taobao.router)
 
     @app.get("/health", tags=["service"], summary="Liveness and catalog size")
