@@ -6,59 +6,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import APP_KEY, APP_SECRET, free_port, new_data_dir
+from tests.conftest import new_data_dir
 from tests.utils.fileserver import FileServer
+from tests.utils.server import Server
 from tongkuan.cli import main
 
 ICONIC = ["Alpro-Fresh-Soy-Milk", "Granny-Smith", "Banana", "Arla-Ecological-Sour-Cream", "Tropicana-Apple-Juice"]
 MODEL = "efficientnet-lite0"
-
-
-class Server:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "TONGKUAN_APPS": f"{APP_KEY}:{APP_SECRET}",
-            "TONGKUAN_ALLOW_LOOPBACK_FETCH": "1",
-            "TONGKUAN_MODEL": MODEL,
-            "TONGKUAN_RATE_LIMIT_QPS": "0",
-        }
-        args = ["serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port)]
-        self.process = subprocess.Popen([sys.executable, "-m", "tongkuan.cli", *args], env=env)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise AssertionError("tongkuan serve did not come up")
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        self.process.wait(timeout=30)
-
-    def top_ids(self, url: str, size: int = 5) -> list[str]:
-        params = {"appKey": APP_KEY, "appSecret": APP_SECRET, "picUrl": url, "pageSize": str(size)}
-        body = httpx.get(f"http://127.0.0.1:{self.port}/taobao/image-search/url", params=params, timeout=60).json()
-        assert body["code"] == 200, body
-        return [item["itemId"] for item in body["data"]["data"]]
 
 
 @pytest.fixture
@@ -73,7 +33,7 @@ def server(tmp_path: Path, model_cache: Path, data_root: Path) -> Iterator[Serve
         main, ["ingest", str(tmp_path / "items.jsonl"), "--data-dir", str(data_dir), "--model", MODEL]
     )
     assert result.exit_code == 0, result.output
-    srv = Server(data_dir)
+    srv = Server(data_dir, MODEL)
     srv.start()
     yield srv
     if srv.process and srv.process.poll() is None:
