@@ -50,6 +50,7 @@ class Settings(BaseSettings):
         f"unset: the model the data directory was built with, else {DEFAULT_MODEL}.",
     )
     threads: int = Field(2, ge=1, description="ONNX Runtime threads per inference.")
+    inference_slots: int = Field(1, ge=1, description="Inferences run at once; the rest wait their turn.")
     category_prior_weight: float = Field(
         0.35, ge=0.0, le=1.0, description="Weight of the classifier prior against the neighbour vote."
     )

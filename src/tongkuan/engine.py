@@ -34,7 +34,7 @@ class Engine:
         if model.endswith(".json"):
             model = str(Path(model).resolve())
         spec = resolve_model(model, data_dir)
-        self.vision = Vision(OnnxEncoder(spec, threads=settings.threads))
+        self.vision = Vision(OnnxEncoder(spec, threads=settings.threads, slots=settings.inference_slots))
         self.catalog = SqliteCatalog(data_dir / "catalog.db", model, spec.dim)
         self.images = ImageStore(data_dir / "images")
         self.fetcher = Fetcher(

@@ -20,6 +20,8 @@ class ImageStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        for leftover in root.glob("*.part"):  # a write cut short by a crash, never renamed
+            leftover.unlink(missing_ok=True)
 
     def put(self, data: bytes) -> str:
         """Store `data` (idempotent) and return its file name."""
