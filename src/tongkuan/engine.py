@@ -73,7 +73,7 @@ class Engine:
     def close(self) -> None:
         """Bring the index up to date and persist it, so the next start is fast."""
         with self.searcher.lock:
-            self.index.sync()
+            self.index.finish_rebuild()
             self.index.save()
         self.catalog.close()
         self.fetcher.close()

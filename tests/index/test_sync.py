@@ -35,15 +35,18 @@ def test_a_trained_index_starts_exact_and_switches_once_the_catalog_is_big_enoug
     assert index.index.kind is IndexKind.FLAT and index.count() == 100
     add_products(catalog, 100, 250)
     catalog.delete("p3")
-    index.sync()
-    assert index.index.kind is IndexKind.HNSW_SQ8 and index.count() == 349
+    index.sync()  # starts the trained build in the background; the exact index keeps serving
+    assert index.index.kind is IndexKind.FLAT and index.count() == 349
+    add_products(catalog, 350, 5)  # written while the build runs: replayed at the swap
+    index.finish_rebuild()
+    assert index.index.kind is IndexKind.HNSW_SQ8 and index.count() == 354
     probe = catalog.vectors([11])[1]  # product p10 holds vector id 11 (ids count from 1)
     _, ids = index.search(probe, 349)
     assert ids[0][0] == 11 and 4 not in ids[0].tolist()  # p3 (vector 4) was deleted
     index.save()
 
     reopened = IndexSync(catalog, tmp_path / "index", IndexKind.HNSW_SQ8)
-    assert reopened.index.kind is IndexKind.HNSW_SQ8 and reopened.count() == 349
+    assert reopened.index.kind is IndexKind.HNSW_SQ8 and reopened.count() == 354
 
 
 def test_changes_made_after_the_saved_file_are_replayed_on_open(tmp_path: Path) -> None:

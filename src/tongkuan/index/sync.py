@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,8 @@ class IndexSync:
         self.kind = kind
         self.ef_search = ef_search
         self.hnsw_m = hnsw_m
+        self._rebuilding: threading.Thread | None = None
+        self._rebuilt: tuple[int, FaissIndex] | None = None
         folder.mkdir(parents=True, exist_ok=True)
         self.applied, self.index = self._load()
         self.sync()
@@ -78,7 +81,15 @@ class IndexSync:
         return 0, self._new()
 
     def sync(self) -> int:
-        """Apply every change after the last one applied; return how many were applied."""
+        """Apply every change after the last one applied; return how many were applied.
+
+        A rebuild (too many tombstones, or enough vectors to train on) runs in a background
+        thread while this index keeps serving; the next `sync` after it ends swaps it in
+        and replays what changed meanwhile.
+        """
+        if self._rebuilt is not None:
+            self.applied, self.index = self._rebuilt
+            self._rebuilt = None
         changes = self.catalog.changes_since(self.applied)
         if not changes:
             return 0
@@ -93,22 +104,43 @@ class IndexSync:
         self.applied = changes[-1].seq
         untrained = self.kind.needs_training and self.index.kind is IndexKind.FLAT
         if self.index.needs_rebuild() or (untrained and self.index.count() >= TRAIN_AT):
-            self.rebuild()
+            self._start_rebuild()
         return len(changes)
 
-    def rebuild(self) -> None:
-        """A fresh index from every vector in the catalog (drops HNSW tombstones)."""
+    def _start_rebuild(self) -> None:
+        if self._rebuilding is not None and self._rebuilding.is_alive():
+            return
+        self._rebuilding = threading.Thread(target=self._rebuild, name="index-rebuild", daemon=True)
+        self._rebuilding.start()
+
+    def _rebuild(self) -> None:
+        """Build a fresh index from one snapshot of the catalog (drops HNSW tombstones)."""
         logger.info("rebuilding the %s index from the catalog", self.kind)
-        all_ids = self.catalog.image_ids()
-        training = None
-        if self.kind.needs_training and len(all_ids) >= TRAIN_AT:
-            step = max(1, len(all_ids) // _TRAIN_SAMPLE)
-            training = self.catalog.vectors(all_ids[::step])[1]
-        fresh = self._new(training=training)
-        for start in range(0, len(all_ids), _REBUILD_CHUNK):
-            ids, vectors = self.catalog.vectors(all_ids[start : start + _REBUILD_CHUNK])
-            fresh.add(ids, vectors)
-        self.index = fresh
+        try:
+            with self.catalog.snapshot():
+                seq = self.catalog.last_change()
+                all_ids = self.catalog.image_ids()
+                training = None
+                if self.kind.needs_training and len(all_ids) >= TRAIN_AT:
+                    step = max(1, len(all_ids) // _TRAIN_SAMPLE)
+                    training = self.catalog.vectors(all_ids[::step])[1]
+                fresh = self._new(training=training)
+                for start in range(0, len(all_ids), _REBUILD_CHUNK):
+                    ids, vectors = self.catalog.vectors(all_ids[start : start + _REBUILD_CHUNK])
+                    fresh.add(ids, vectors)
+            self._rebuilt = (seq, fresh)
+            logger.info("rebuilt the %s index: %d vectors", self.kind, fresh.count())
+        except Exception:  # the old index keeps serving; the next sync tries again
+            logger.exception("index rebuild failed")
+        finally:
+            self.catalog.close()  # this thread's connection
+
+    def finish_rebuild(self) -> None:
+        """Wait for a running rebuild and swap it in (before saving, or in tests)."""
+        if self._rebuilding is not None:
+            self._rebuilding.join()
+            self._rebuilding = None
+        self.sync()
 
     def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         return self.index.search(queries, k)
