@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -135,9 +134,6 @@ class _DataDirToml(TomlConfigSettingsSource):
     ) -> None:
         data_dir = init().get("data_dir") or env().get("data_dir") or "data"
         super().__init__(settings_cls, toml_file=Path(data_dir) / "tongkuan.toml")
-
-    def __call__(self) -> dict[str, Any]:
-        return super().__call__()
 
 
 def _pairs(value: str, variable: str, shape: str) -> Iterator[tuple[str, str, str]]:

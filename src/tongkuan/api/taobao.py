@@ -47,7 +47,8 @@ def _params(request: Request, engine: Engine, form: dict[str, str] | None = None
         if key in params:
             raise ParameterError(f"{key} is given more than once (参数重复)")
         params[key] = value
-    app_key = authenticate(params, settings_of(request).app_secrets, settings_of(request).allow_app_secret)
+    settings = settings_of(request)
+    app_key = authenticate(params, settings.app_secrets, settings.allow_app_secret)
     request.app.state.limiter.check(app_key)
     return params
 

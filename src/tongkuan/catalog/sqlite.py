@@ -282,18 +282,6 @@ class SqliteCatalog:
                 found[int(row[0])] = (product, StoredImage(int(row[0]), product.item_id, row[1], row[2]))
         return found
 
-    def first_images(self, item_ids: Sequence[str]) -> dict[str, StoredImage]:
-        """The main (first) image of each product."""
-        found: dict[str, StoredImage] = {}
-        for chunk in _chunks(list(item_ids), 500):
-            for vid, item_id, content_hash, location in self._db.execute(
-                "SELECT vector_id, item_id, content_hash, location FROM images "
-                f"WHERE position = 0 AND item_id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ):
-                found[item_id] = StoredImage(int(vid), item_id, content_hash, location)
-        return found
-
     def close(self) -> None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,6 @@ class Outputs:
     embeddings: NDArray[np.float32]
     feature_maps: NDArray[np.float32] | None = None
     logits: NDArray[np.float32] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def preprocess(images: list[Image.Image], spec: ModelSpec) -> NDArray[np.float32]:
