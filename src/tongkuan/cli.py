@@ -108,6 +108,55 @@ def delete(item_ids: tuple[str, ...], data_dir: Path) -> None:
 
 
 @main.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@DATA_DIR
+def export(out: Path, data_dir: Path) -> None:
+    """Write every product as a JSONL record that `tongkuan ingest` reads back."""
+    from tongkuan.engine import Engine
+    from tongkuan.ingest.export import export_records
+
+    engine = Engine(_settings(data_dir))
+    count = 0
+    try:
+        with out.open("w", encoding="utf-8") as handle:
+            for record in export_records(engine.catalog, lambda name: str(engine.images.root.resolve() / name)):
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+    finally:
+        engine.close()
+    click.echo(f"exported {count} products to {out}")
+
+
+@main.command()
+@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+@DATA_DIR
+def backup(archive: Path, data_dir: Path) -> None:
+    """Copy the data directory into a tar file (.tar or .tar.gz), safely while the service runs."""
+    from tongkuan.backup import backup as make_backup
+
+    try:
+        report = make_backup(data_dir, archive)
+    except TongkuanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"backed up {report.files} files ({report.bytes / 1e6:.1f} MB) to {archive} in {report.seconds:.1f} s")
+
+
+@main.command()
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@DATA_DIR
+@click.option("--force", is_flag=True, help="Replace a data directory that is not empty (stop its service first).")
+def restore(archive: Path, data_dir: Path, force: bool) -> None:
+    """Unpack a backup into the data directory."""
+    from tongkuan.backup import restore as unpack
+
+    try:
+        report = unpack(archive, data_dir, force)
+    except TongkuanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"restored {report.files} files into {data_dir} in {report.seconds:.1f} s")
+
+
+@main.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @DATA_DIR
 @click.option("--limit", default=10, show_default=True)

@@ -81,7 +81,16 @@ class Settings(BaseSettings):
         5.0, ge=0, description="Requests per second per appKey (bursts of twice that); 0: unlimited."
     )
     rate_limits: str = Field("", description='Per-app overrides as "appKey:qps,appKey2:qps".')
-    max_body_bytes: int = Field(5 * 1024 * 1024, gt=0, description="Largest request body on any route.")
+    max_body_bytes: int = Field(5 * 1024 * 1024, gt=0, description="Largest request body on any DAJI route.")
+    admin_token: str | None = Field(
+        None,
+        min_length=16,
+        description="Bearer token of the catalog admin API (/admin/...), at least 16 characters; "
+        "unset: the admin API is off. Never a DAJI appKey or appSecret.",
+    )
+    admin_max_body_bytes: int = Field(
+        512 * 1024 * 1024, gt=0, description="Largest request body on the admin API (imports, product pictures)."
+    )
     upload_max_bytes: int = Field(DEFAULT_UPLOAD_MAX_BYTES, gt=0, description="Largest uploaded image.")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Largest image, in pixels, ever decoded.")
 

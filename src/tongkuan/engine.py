@@ -15,6 +15,7 @@ from tongkuan.images.store import ImageStore
 from tongkuan.index.faiss import limit_threads
 from tongkuan.index.sync import IndexSync
 from tongkuan.ingest.ingester import Ingester
+from tongkuan.ingest.jobs import ImportJobs
 from tongkuan.search.searcher import Searcher, SearchOptions
 from tongkuan.vision.encoder import OnnxEncoder
 from tongkuan.vision.pipeline import Vision
@@ -51,6 +52,8 @@ class Engine:
         self.index = IndexSync(
             self.catalog, data_dir / "index" / spec.name, settings.index, settings.hnsw_ef_search, settings.hnsw_m
         )
+        # uploaded imports read pictures from URLs (or this store), never from the server's disk
+        self.imports = ImportJobs(data_dir / "imports", lambda: self.ingester(file_root=self.images.root))
         self.searcher = Searcher(
             self.vision,
             self.catalog,
@@ -63,15 +66,25 @@ class Engine:
             ),
         )
 
-    def ingester(self, batch_size: int = 16) -> Ingester:
-        return Ingester(self.vision, self.catalog, self.images, self.fetcher, self.settings.max_pixels, batch_size)
+    def ingester(self, batch_size: int = 16, file_root: Path | None = None) -> Ingester:
+        """An ingester into this catalog; with `file_root`, local pictures must lie inside it."""
+        return Ingester(
+            self.vision,
+            self.catalog,
+            self.images,
+            self.fetcher,
+            self.settings.max_pixels,
+            batch_size,
+            file_root=file_root,
+        )
 
     def warm_up(self) -> None:
         """Load the model now rather than on the first request."""
         self.vision.encoder.load()
 
     def close(self) -> None:
-        """Bring the index up to date and persist it, so the next start is fast."""
+        """Stop import jobs, bring the index up to date and persist it, so the next start is fast."""
+        self.imports.close()
         with self.searcher.lock:
             self.index.finish_rebuild()
             self.index.save()

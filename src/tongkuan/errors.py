@@ -13,8 +13,11 @@
         ModelLoadError
       StoreError
         ProductNotFound
+        PictureNotFound
+        CatalogConflict
         DimensionMismatch
       IngestError
+        JobNotFound
 
 Only `tongkuan.api.errors` knows HTTP status codes and envelope codes.
 """
@@ -80,3 +83,15 @@ class DimensionMismatch(StoreError):
 
 class IngestError(TongkuanError):
     """An ingestion run that cannot start (bad input file, unknown format)."""
+
+
+class PictureNotFound(StoreError):
+    """A picture name that a product does not have."""
+
+
+class CatalogConflict(StoreError):
+    """A catalog change that would break a rule (the last picture of a product, a changed itemId)."""
+
+
+class JobNotFound(IngestError):
+    """An import job id that does not exist."""

@@ -95,6 +95,8 @@ def test_region_wins_over_crop_and_is_clipped_to_the_image(service: Service, fil
         ({"pageNo": "500"}, "pageNo"),
         ({"pageNo": "abc"}, "pageNo"),
         ({"pageNo": "1.5"}, "pageNo"),
+        ({"pageNo": "²"}, "pageNo"),  # str.isdigit() says yes, int() says no
+        ({"pageSize": "١"}, "pageSize"),  # a digit, but not an ASCII one
         ({"pageSize": "0"}, "pageSize"),
         ({"pageSize": "21"}, "pageSize"),
         ({"pageSize": "ten"}, "pageSize"),
@@ -106,6 +108,7 @@ def test_region_wins_over_crop_and_is_clipped_to_the_image(service: Service, fil
         ({"region": "0,20,30,30"}, "region"),
         ({"region": "-1,20,0,20"}, "region"),
         ({"region": "a,b,c,d"}, "region"),
+        ({"region": "0,²0,0,20"}, "region"),
         ({"region": "900,1000,0,100"}, "region"),
         ({"picUrl": ""}, "picUrl"),
         ({"picUrl": "ftp://127.0.0.1/a.jpg"}, "picUrl"),

@@ -18,12 +18,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tongkuan.api.auth import AuthError, ParameterError, RateLimited
 from tongkuan.errors import (
+    CatalogConflict,
     ForbiddenAddress,
     ImageError,
     ImageFetchError,
     ImageNotFound,
     ImageTooLarge,
     InvalidImage,
+    JobNotFound,
+    PictureNotFound,
     ProductNotFound,
     TongkuanError,
 )
@@ -44,7 +47,12 @@ ERROR_CODES: tuple[tuple[type[Exception], int, str], ...] = (
     (InvalidImage, 400, "图片无法识别"),
     (ImageError, 400, "图片错误"),
     (ProductNotFound, 400, "商品不存在"),
+    (PictureNotFound, 400, "图片不存在"),
+    (JobNotFound, 400, "任务不存在"),
+    (CatalogConflict, 409, "操作冲突"),
 )
+# The admin API is REST-shaped: what it cannot find is a 404 there (DAJI routes keep 400).
+_ADMIN_NOT_FOUND = (ProductNotFound, PictureNotFound, JobNotFound)
 
 
 def trace_id() -> str:
@@ -66,7 +74,7 @@ def ok(data: Any) -> dict[str, Any]:
 
 
 def error_response(code: int, message: str) -> JSONResponse:
-    status = code if code in (400, 401, 403, 404, 405, 413, 429, 500) else 400
+    status = code if code in (400, 401, 403, 404, 405, 409, 413, 429, 500) else 400
     return JSONResponse(envelope(code, message), status_code=status)
 
 
@@ -84,6 +92,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TongkuanError)
     async def _domain(request: Request, exc: TongkuanError) -> JSONResponse:
         code, message = classify(exc)
+        if isinstance(exc, _ADMIN_NOT_FOUND) and request.url.path.startswith("/admin/"):
+            code = 404
         if code == 500:
             logger.exception("unmapped error on %s", request.url.path, exc_info=exc)
         return error_response(code, message)

@@ -43,19 +43,23 @@ class RateLimiter:
 
 class BodyLimit:
     """ASGI middleware: refuse request bodies over `max_bytes` with a 413 in the envelope,
-    whether the size is declared (Content-Length) or only discovered while streaming."""
+    whether the size is declared (Content-Length) or only discovered while streaming.
+    Paths under `wide_prefix` (the admin API: imports, pictures) get `wide_max_bytes`."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, wide_prefix: str = "/admin/", wide_max_bytes: int = 0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.wide_prefix = wide_prefix
+        self.wide_max_bytes = max(wide_max_bytes, max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.wide_max_bytes if str(scope.get("path", "")).startswith(self.wide_prefix) else self.max_bytes
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(send, limit)
             return
         seen = 0
         started = False
@@ -65,7 +69,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise _TooLarge
             return message
 
@@ -78,11 +82,11 @@ class BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         body = json.dumps(
-            envelope(413, f"请求体过大: the request body is over {self.max_bytes} bytes"), ensure_ascii=False
+            envelope(413, f"请求体过大: the request body is over {limit} bytes"), ensure_ascii=False
         ).encode()
         await send(
             {

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
 
 from tongkuan.api.auth import ParameterError
+from tongkuan.catalog.product import ProductFilter
+from tongkuan.catalog.sqlite import SortOrder
 from tongkuan.vision.categories import Category
 from tongkuan.vision.detect import Box
 
 MAX_PAGE_NO = 499
 MAX_PAGE_SIZE = 20
+MAX_KEYWORD_PAGE = 10_000
 MAX_PARAM_LENGTH = 4096
+FILTER_KEYS = ("price", "userType", "shop", "location")
+# ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and other scripts' digits
+_INTEGER = re.compile(r"-?[0-9]{1,9}")
+_NATURAL = re.compile(r"[0-9]{1,9}")
 
 
 def single_values(items: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -30,7 +39,7 @@ def int_in_range(params: dict[str, str], name: str, default: int, low: int, high
     if raw is None or raw == "":
         return default
     text = raw.strip()
-    if not (text.isdigit() or (text.startswith("-") and text[1:].isdigit())):
+    if not _INTEGER.fullmatch(text):
         raise ParameterError(
             f"{name} must be an integer from {low} to {high}, not {raw!r} ({name} 必须是 {low}–{high} 的整数)"
         )
@@ -75,7 +84,7 @@ def region(params: dict[str, str], name: str = "region") -> Box | None:
         f"{name} must be x1,x2,y1,y2: four non-negative integers with x1 < x2 and y1 < y2, "
         f"not {raw!r} ({name} 格式应为 x1,x2,y1,y2)"
     )
-    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+    if len(parts) != 4 or not all(_NATURAL.fullmatch(p) for p in parts):
         raise ParameterError(rule)
     x1, x2, y1, y2 = (int(p) for p in parts)
     if x1 >= x2 or y1 >= y2:
@@ -92,3 +101,86 @@ def fit_region(box: Box, width: int, height: int, name: str = "region") -> Box:
             f"({name} 超出图片范围)"
         )
     return clipped
+
+
+def required(params: dict[str, str], name: str) -> str:
+    value = (params.get(name) or "").strip()
+    if not value:
+        raise ParameterError(f"{name} is required ({name} 不能为空)")
+    return value
+
+
+def score(params: dict[str, str], name: str) -> float | None:
+    """A similarity threshold from 0 to 1, or None."""
+    raw = params.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also false for nan
+        raise ParameterError(f"{name} must be a number from 0 to 1, not {raw!r} ({name} 必须是 0–1 之间的数)")
+    return value
+
+
+def sort_order(params: dict[str, str], name: str = "sort") -> SortOrder:
+    raw = (params.get(name) or "").strip()
+    if not raw:
+        return SortOrder.RELEVANCE
+    try:
+        return SortOrder(raw)
+    except ValueError:
+        allowed = ", ".join(o.value for o in SortOrder)
+        raise ParameterError(f"{name} must be one of {allowed}, not {raw!r} ({name} 排序方式无效)") from None
+
+
+def product_filter(params: dict[str, str], name: str = "filter") -> ProductFilter:
+    """`price:10-100;userType:1;shop:<exact shop name>;location:<part of provcity>`, any subset.
+
+    A price range may leave either end open (`price:10-`, `price:-100`).
+    """
+    raw = (params.get(name) or "").strip()
+    if not raw:
+        return ProductFilter()
+    rule = f"{name} must be key:value pairs joined by ';' with keys {', '.join(FILTER_KEYS)} ({name} 格式无效)"
+    found: dict[str, str] = {}
+    for part in raw.split(";"):
+        key, sep, value = part.partition(":")
+        key, value = key.strip(), value.strip()
+        if not part.strip():
+            continue
+        if not sep or key not in FILTER_KEYS or not value:
+            raise ParameterError(f"{rule}; not {part!r}")
+        if key in found:
+            raise ParameterError(f"{name} gives {key} more than once ({name} 条件重复)")
+        found[key] = value
+    low = high = None
+    if "price" in found:
+        low, high = _price_range(found["price"], name)
+    user_type = None
+    if "userType" in found:
+        if found["userType"] not in ("0", "1"):
+            raise ParameterError(f"{name} userType must be 0 (Taobao) or 1 (Tmall) ({name} userType 只能是 0 或 1)")
+        user_type = int(found["userType"])
+    return ProductFilter(
+        min_price=low, max_price=high, user_type=user_type, shop_title=found.get("shop"), location=found.get("location")
+    )
+
+
+def _price_range(text: str, name: str) -> tuple[Decimal | None, Decimal | None]:
+    rule = f"{name} price must be LOW-HIGH with non-negative prices, LOW <= HIGH, not {text!r} ({name} 价格区间无效)"
+    low_text, sep, high_text = text.partition("-")
+    if not sep or not (low_text.strip() or high_text.strip()):
+        raise ParameterError(rule)
+    try:
+        low = Decimal(low_text.strip()) if low_text.strip() else None
+        high = Decimal(high_text.strip()) if high_text.strip() else None
+    except InvalidOperation:
+        raise ParameterError(rule) from None
+    for bound in (low, high):
+        if bound is not None and (not bound.is_finite() or bound < 0):
+            raise ParameterError(rule)
+    if low is not None and high is not None and low > high:
+        raise ParameterError(rule)
+    return low, high

@@ -44,3 +44,29 @@ class StoredImage:
     item_id: str
     content_hash: str
     location: str  # an absolute http(s) URL, or a file name in the data directory's image store
+    name: str = ""  # the picture's name within its product (unique per product)
+
+
+@dataclass(frozen=True)
+class ProductFilter:
+    """Attribute conditions a result must meet; None means no condition."""
+
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    user_type: int | None = None
+    shop_title: str | None = None  # the exact shop name, case-insensitive
+    location: str | None = None  # a part of provcity: "上海", "成都"
+
+    @property
+    def empty(self) -> bool:
+        return self == ProductFilter()
+
+    def matches(self, product: Product) -> bool:
+        price = product.price
+        return (
+            (self.min_price is None or price >= self.min_price)
+            and (self.max_price is None or price <= self.max_price)
+            and (self.user_type is None or product.user_type == self.user_type)
+            and (self.shop_title is None or product.shop_title.casefold() == self.shop_title.casefold())
+            and (self.location is None or self.location in product.provcity)
+        )

@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from tongkuan.catalog.product import Product, StoredImage
-from tongkuan.errors import DimensionMismatch, ProductNotFound
+from tongkuan.catalog import keywords
+from tongkuan.catalog.product import Product, ProductFilter, StoredImage
+from tongkuan.errors import CatalogConflict, DimensionMismatch, PictureNotFound, ProductNotFound
 from tongkuan.vision.categories import Category
 
 SCHEMA = """
@@ -53,19 +55,26 @@ CREATE TABLE IF NOT EXISTS images (
     vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS images_item ON images(item_id);
+CREATE INDEX IF NOT EXISTS items_category ON items(category_id);
+CREATE INDEX IF NOT EXISTS items_shop ON items(shop_title);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     vector_id INTEGER NOT NULL,
     added INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS item_words USING fts5(title, shop, tokenize = 'unicode61');
 """
+# item_words holds keywords.document() of each item's title and shop, with rowid = items.rowid.
+KEYWORDS_VERSION = "1"
 
 _ITEM_COLUMNS = (
     "item_id, title, reserve_price, final_price, shop_title, seller_id, provcity, user_type,"
     " volume, category_name, level_one_category_name, coupon_amount, coupon_start_fee, url,"
     " category_id, category_predicted, extra"
 )
+
+_ITEM_COLUMNS_P = ", ".join("p." + c.strip() for c in _ITEM_COLUMNS.split(","))
 
 _UPSERT_ITEM = (
     f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES ({', '.join('?' * 17)}) ON CONFLICT(item_id) DO UPDATE SET "
@@ -75,11 +84,34 @@ _UPSERT_ITEM = (
 
 @dataclass(frozen=True)
 class NewImage:
-    """An image to store with its product: content hash, where it is served from, its vector."""
+    """An image to store with its product: content hash, where it is served from, its vector,
+    and its name within the product (its position when empty)."""
 
     content_hash: str
     location: str
     vector: NDArray[np.float32]
+    name: str = ""
+
+
+class SortOrder(StrEnum):
+    """How keyword results are ordered."""
+
+    RELEVANCE = "default"
+    PRICE_ASC = "price_asc"
+    PRICE_DESC = "price_desc"
+    SALES_DESC = "sales_desc"
+
+
+@dataclass(frozen=True)
+class Shop:
+    """A shop found by name, with its item count and total sales in this catalog."""
+
+    shop_title: str
+    seller_id: str
+    provcity: str
+    user_type: int
+    items: int
+    volume: int
 
 
 @dataclass(frozen=True)
@@ -104,6 +136,7 @@ class SqliteCatalog:
         self._db.executescript(SCHEMA)  # idempotent; executescript manages its own transaction
         with self._write() as db:
             self._check_model(db)
+            self._migrate(db)
 
     @staticmethod
     def stored_model(path: Path) -> str | None:
@@ -144,6 +177,24 @@ class SqliteCatalog:
                 f"catalog {self.path} was built with {row[0]}, not {wanted}; use a new data directory for another model"
             )
 
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Bring a catalog written by an older version up to this schema, in place."""
+        columns = {row[1] for row in db.execute("PRAGMA table_info(images)")}
+        if "name" not in columns:
+            db.execute("ALTER TABLE images ADD COLUMN name TEXT")
+            db.execute("UPDATE images SET name = CAST(position AS TEXT)")
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS images_name ON images(item_id, name)")
+        row = db.execute("SELECT value FROM meta WHERE key = 'keywords'").fetchone()
+        if row is None or row[0] != KEYWORDS_VERSION:
+            db.execute("DELETE FROM item_words")
+            rows = db.execute("SELECT rowid, title, shop_title FROM items").fetchall()
+            db.executemany(
+                "INSERT INTO item_words (rowid, title, shop) VALUES (?, ?, ?)",
+                [(r, keywords.document(t), keywords.document(shop)) for r, t, shop in rows],
+            )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('keywords', ?)", (KEYWORDS_VERSION,))
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._write_lock:
@@ -182,31 +233,91 @@ class SqliteCatalog:
             for image in images or ():
                 if image.vector.shape != (self.dim,):
                     raise DimensionMismatch(f"vector of shape {image.vector.shape}, index dim {self.dim}")
+        documents = [(keywords.document(p.title), keywords.document(p.shop_title)) for p, _ in items]
         with self._write() as db:
-            for product, images in items:
+            for (product, images), (title_words, shop_words) in zip(items, documents, strict=True):
                 db.execute(_UPSERT_ITEM, _product_row(product))
+                _index_words(db, product.item_id, title_words, shop_words)
                 if images is None:
                     continue
                 self._delete_images(db, product.item_id)
-                for position, image in enumerate(images):
-                    cur = db.execute(
-                        "INSERT INTO images (item_id, position, content_hash, location, vector) VALUES (?, ?, ?, ?, ?)",
-                        (
-                            product.item_id,
-                            position,
-                            image.content_hash,
-                            image.location,
-                            np.ascontiguousarray(image.vector, dtype=np.float32).tobytes(),
-                        ),
-                    )
-                    db.execute("INSERT INTO changes (vector_id, added) VALUES (?, 1)", (cur.lastrowid,))
+                for position, image in enumerate(_named(images)):
+                    self._insert_image(db, product.item_id, position, image)
+
+    @staticmethod
+    def _insert_image(db: sqlite3.Connection, item_id: str, position: int, image: NewImage) -> int:
+        cur = db.execute(
+            "INSERT INTO images (item_id, position, content_hash, location, vector, name) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                item_id,
+                position,
+                image.content_hash,
+                image.location,
+                np.ascontiguousarray(image.vector, dtype=np.float32).tobytes(),
+                image.name,
+            ),
+        )
+        db.execute("INSERT INTO changes (vector_id, added) VALUES (?, 1)", (cur.lastrowid,))
+        return int(cur.lastrowid or 0)
+
+    def add_image(self, item_id: str, image: NewImage) -> StoredImage:
+        """Add one picture to a product, replacing its picture of the same name."""
+        if image.vector.shape != (self.dim,):
+            raise DimensionMismatch(f"vector of shape {image.vector.shape}, index dim {self.dim}")
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM items WHERE item_id = ?", (item_id,)).fetchone() is None:
+                raise ProductNotFound(item_id)
+            old = db.execute(
+                "SELECT vector_id, position FROM images WHERE item_id = ? AND name = ?", (item_id, image.name)
+            ).fetchone()
+            if old is not None:
+                db.execute("DELETE FROM images WHERE vector_id = ?", (old[0],))
+                db.execute("INSERT INTO changes (vector_id, added) VALUES (?, 0)", (old[0],))
+                position = int(old[1])
+            else:
+                last = db.execute("SELECT MAX(position) FROM images WHERE item_id = ?", (item_id,)).fetchone()[0]
+                position = 0 if last is None else int(last) + 1
+            name = image.name or _free_name(db, item_id, position)
+            vector_id = self._insert_image(db, item_id, position, replace(image, name=name))
+        return StoredImage(vector_id, item_id, image.content_hash, image.location, name)
+
+    def delete_image(self, item_id: str, name: str) -> None:
+        """Remove one picture of a product. The last one cannot go: delete the product instead."""
+        with self._write() as db:
+            pictures = dict(db.execute("SELECT name, vector_id FROM images WHERE item_id = ?", (item_id,)).fetchall())
+            if not pictures and db.execute("SELECT 1 FROM items WHERE item_id = ?", (item_id,)).fetchone() is None:
+                raise ProductNotFound(item_id)
+            if name not in pictures:
+                raise PictureNotFound(f"product {item_id!r} has no picture named {name!r}")
+            if len(pictures) == 1:
+                raise CatalogConflict(
+                    f"{name!r} is the last picture of product {item_id!r}; delete the product instead"
+                )
+            db.execute("DELETE FROM images WHERE vector_id = ?", (pictures[name],))
+            db.execute("INSERT INTO changes (vector_id, added) VALUES (?, 0)", (pictures[name],))
+
+    def update(self, item_id: str, change: Callable[[Product], Product]) -> Product:
+        """Apply `change` to a stored product's fields in one transaction; pictures stay."""
+        with self._write() as db:
+            row = db.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE item_id = ?", (item_id,)).fetchone()
+            if row is None:
+                raise ProductNotFound(item_id)
+            product = change(_product_from_row(row))
+            if product.item_id != item_id:
+                raise CatalogConflict("itemId cannot be changed")
+            db.execute(_UPSERT_ITEM, _product_row(product))
+            _index_words(db, item_id, keywords.document(product.title), keywords.document(product.shop_title))
+        return product
 
     def delete(self, item_id: str) -> None:
         """Remove a product and its vectors; raise `ProductNotFound` if it is not there."""
         with self._write() as db:
-            self._delete_images(db, item_id)
-            if db.execute("DELETE FROM items WHERE item_id = ?", (item_id,)).rowcount == 0:
+            row = db.execute("SELECT rowid FROM items WHERE item_id = ?", (item_id,)).fetchone()
+            if row is None:
                 raise ProductNotFound(item_id)
+            self._delete_images(db, item_id)
+            db.execute("DELETE FROM item_words WHERE rowid = ?", (row[0],))
+            db.execute("DELETE FROM items WHERE item_id = ?", (item_id,))
 
     @staticmethod
     def _delete_images(db: sqlite3.Connection, item_id: str) -> None:
@@ -228,6 +339,111 @@ class SqliteCatalog:
             r[0]
             for r in self._db.execute("SELECT content_hash FROM images WHERE item_id = ? ORDER BY position", (item_id,))
         ]
+
+    def images_of(self, item_id: str) -> list[StoredImage]:
+        """A product's pictures in order (empty if it is not there)."""
+        return [
+            StoredImage(int(v), item_id, h, loc, name)
+            for v, h, loc, name in self._db.execute(
+                "SELECT vector_id, content_hash, location, name FROM images WHERE item_id = ? ORDER BY position",
+                (item_id,),
+            )
+        ]
+
+    def first_images(self, item_ids: Sequence[str]) -> dict[str, StoredImage]:
+        """The first picture of each of the given products."""
+        found: dict[str, StoredImage] = {}
+        for chunk in _chunks(list(item_ids), 500):
+            rows = self._db.execute(
+                "SELECT vector_id, item_id, content_hash, location, name, MIN(position) FROM images "
+                f"WHERE item_id IN ({','.join('?' * len(chunk))}) GROUP BY item_id",
+                chunk,
+            )
+            for v, item_id, h, loc, name, _ in rows:
+                found[item_id] = StoredImage(int(v), item_id, h, loc, name)
+        return found
+
+    def keyword_search(
+        self,
+        text: str,
+        sort: SortOrder = SortOrder.RELEVANCE,
+        where: ProductFilter | None = None,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> tuple[list[Product], int]:
+        """Products whose titles match `text`, one page of them, and how many match in all.
+
+        Sorted by price or sales, a title must hold every query term. By relevance, titles
+        holding every term come first and then those holding some, each group in BM25 order
+        (see `keywords.query_terms`).
+        """
+        terms = keywords.query_terms(text)
+        if not terms:
+            return [], 0
+        every, some = keywords.match_expression(terms, every=True), keywords.match_expression(terms)
+        if sort is not SortOrder.RELEVANCE:
+            groups = [(f"title : ({every})", _ORDER[sort])]
+        else:
+            order = "bm25(item_words), p.item_id"
+            groups = [(f"title : (({every}) AND ({some}))", order), (f"title : (({some}) NOT ({every}))", order)]
+        conditions, args = _filter_sql(where or ProductFilter())
+        source = f"FROM item_words w JOIN items p ON p.rowid = w.rowid WHERE item_words MATCH ?{conditions}"
+        found: list[Product] = []
+        total = 0
+        with self.snapshot():
+            for match, order in groups:
+                count = int(self._db.execute(f"SELECT COUNT(*) {source}", [match, *args]).fetchone()[0])
+                skip = max(0, offset - total)
+                wanted = offset + limit - total - skip - len(found)
+                total += count
+                if wanted <= 0 or skip >= count:
+                    continue
+                rows = self._db.execute(
+                    f"SELECT {_ITEM_COLUMNS_P} {source} ORDER BY {order} LIMIT ? OFFSET ?", [match, *args, wanted, skip]
+                ).fetchall()
+                found += [_product_from_row(r) for r in rows]
+        return found[:limit], total
+
+    def shop_search(self, text: str, offset: int = 0, limit: int = 20) -> tuple[list[Shop], int]:
+        """Shops whose names hold every query term, best sellers first, and how many match."""
+        terms = keywords.query_terms(text)
+        if not terms:
+            return [], 0
+        match = f"shop : ({keywords.match_expression(terms, every=True)})"
+        grouped = (
+            "SELECT p.shop_title, MIN(p.seller_id), MIN(p.provcity), MAX(p.user_type), COUNT(*), SUM(p.volume) "
+            "FROM item_words w JOIN items p ON p.rowid = w.rowid WHERE item_words MATCH ? GROUP BY p.shop_title"
+        )
+        with self.snapshot():
+            total = int(self._db.execute(f"SELECT COUNT(*) FROM ({grouped})", (match,)).fetchone()[0])
+            rows = self._db.execute(
+                f"{grouped} ORDER BY SUM(p.volume) DESC, p.shop_title LIMIT ? OFFSET ?", (match, limit, offset)
+            ).fetchall()
+        return [Shop(str(t), str(s), str(c), int(u), int(n), int(v or 0)) for t, s, c, u, n, v in rows], total
+
+    def shop_items(self, shop_title: str, limit: int) -> list[Product]:
+        """A shop's best-selling products."""
+        rows = self._db.execute(
+            f"SELECT {_ITEM_COLUMNS_P} FROM items p WHERE p.shop_title = ? ORDER BY p.volume DESC, p.item_id LIMIT ?",
+            (shop_title, limit),
+        ).fetchall()
+        return [_product_from_row(r) for r in rows]
+
+    def products(self, after: str | None = None, limit: int = 100) -> list[Product]:
+        """Products in itemId order, starting after the itemId `after` (a cursor)."""
+        rows = self._db.execute(
+            f"SELECT {_ITEM_COLUMNS_P} FROM items p WHERE p.item_id > ? ORDER BY p.item_id LIMIT ?",
+            (after or "", limit),
+        ).fetchall()
+        return [_product_from_row(r) for r in rows]
+
+    def count_products(self, category: Category | None = None, where: ProductFilter | None = None) -> int:
+        """Products in a category (all if None) that pass a filter."""
+        conditions, args = _filter_sql(where or ProductFilter())
+        if category is not None:
+            conditions += " AND p.category_id = ?"
+            args.append(int(category))
+        return int(self._db.execute(f"SELECT COUNT(*) FROM items p WHERE 1{conditions}", args).fetchone()[0])
 
     def count(self) -> tuple[int, int]:
         """(products, images)."""
@@ -271,15 +487,14 @@ class SqliteCatalog:
         found: dict[int, tuple[Product, StoredImage]] = {}
         for chunk in _chunks(list(vector_ids), 500):
             rows = self._db.execute(
-                f"SELECT i.vector_id, i.content_hash, i.location, "
-                f"{', '.join('p.' + c.strip() for c in _ITEM_COLUMNS.split(','))} "
+                f"SELECT i.vector_id, i.content_hash, i.location, i.name, {_ITEM_COLUMNS_P} "
                 f"FROM images i JOIN items p ON p.item_id = i.item_id "
                 f"WHERE i.vector_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ).fetchall()
             for row in rows:
-                product = _product_from_row(row[3:])
-                found[int(row[0])] = (product, StoredImage(int(row[0]), product.item_id, row[1], row[2]))
+                product = _product_from_row(row[4:])
+                found[int(row[0])] = (product, StoredImage(int(row[0]), product.item_id, row[1], row[2], row[3]))
         return found
 
     def close(self) -> None:
@@ -287,6 +502,63 @@ class SqliteCatalog:
         if db is not None:
             db.close()
             self._local.db = None
+
+
+def _index_words(db: sqlite3.Connection, item_id: str, title_words: str, shop_words: str) -> None:
+    rowid = db.execute("SELECT rowid FROM items WHERE item_id = ?", (item_id,)).fetchone()[0]
+    db.execute("DELETE FROM item_words WHERE rowid = ?", (rowid,))
+    db.execute("INSERT INTO item_words (rowid, title, shop) VALUES (?, ?, ?)", (rowid, title_words, shop_words))
+
+
+def _named(images: Sequence[NewImage]) -> list[NewImage]:
+    """Images with distinct names: a missing name becomes the position, a repeated one gets `-<position>`."""
+    seen: set[str] = set()
+    named = []
+    for position, image in enumerate(images):
+        name = image.name or str(position)
+        if name in seen:
+            name = f"{name}-{position}"
+        seen.add(name)
+        named.append(replace(image, name=name))
+    return named
+
+
+def _free_name(db: sqlite3.Connection, item_id: str, position: int) -> str:
+    taken = {r[0] for r in db.execute("SELECT name FROM images WHERE item_id = ?", (item_id,))}
+    name = str(position)
+    while name in taken:
+        name += "+"
+    return name
+
+
+_PRICE = "CAST(COALESCE(p.final_price, p.reserve_price) AS REAL)"
+_ORDER = {
+    SortOrder.PRICE_ASC: f"{_PRICE} ASC, p.volume DESC, p.item_id",
+    SortOrder.PRICE_DESC: f"{_PRICE} DESC, p.volume DESC, p.item_id",
+    SortOrder.SALES_DESC: f"p.volume DESC, {_PRICE} ASC, p.item_id",
+}
+
+
+def _filter_sql(where: ProductFilter) -> tuple[str, list[object]]:
+    """SQL conditions on items `p` for a filter, and their arguments."""
+    sql: list[str] = []
+    args: list[object] = []
+    if where.min_price is not None:
+        sql.append(f"{_PRICE} >= ?")
+        args.append(float(where.min_price))
+    if where.max_price is not None:
+        sql.append(f"{_PRICE} <= ?")
+        args.append(float(where.max_price))
+    if where.user_type is not None:
+        sql.append("p.user_type = ?")
+        args.append(where.user_type)
+    if where.shop_title is not None:
+        sql.append("p.shop_title = ? COLLATE NOCASE")
+        args.append(where.shop_title)
+    if where.location is not None:
+        sql.append("instr(p.provcity, ?) > 0")
+        args.append(where.location)
+    return "".join(f" AND {c}" for c in sql), args
 
 
 def _chunks(items: list[int] | list[str], size: int) -> Iterator[list]:  # type: ignore[type-arg]

@@ -145,7 +145,7 @@ def _fetch_once(client: httpx.Client, target: Target, policy: FetchPolicy, deadl
             if response.status_code != 200:
                 raise ImageFetchError(f"picUrl answered HTTP {response.status_code}")
             declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > policy.max_bytes:
+            if declared and declared.isascii() and declared.isdigit() and int(declared) > policy.max_bytes:
                 raise ImageTooLarge(f"picUrl body is {declared} bytes; the limit is {policy.max_bytes}")
             body = bytearray()
             for chunk in response.iter_raw():

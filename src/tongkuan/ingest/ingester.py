@@ -9,12 +9,14 @@ have the same content as stored is updated without embedding again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image
@@ -55,6 +57,7 @@ class IngestReport:
     updated: int = 0
     unchanged: int = 0
     images_embedded: int = 0
+    processed: int = 0  # records done so far, ingested or failed
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -84,6 +87,7 @@ class Ingester:
         max_pixels: int,
         batch_size: int = DEFAULT_BATCH_SIZE,
         workers: int = DEFAULT_WORKERS,
+        file_root: Path | None = None,
     ) -> None:
         self.vision = vision
         self.catalog = catalog
@@ -92,19 +96,24 @@ class Ingester:
         self.max_pixels = max_pixels
         self.batch_size = batch_size
         self.workers = workers
+        self.file_root = file_root  # local images must lie inside it (None: anywhere, for the CLI)
 
     def ingest(
         self,
         records: Iterable[SourceRecord],
         progress: bool = False,
         on_commit: Callable[[list[str]], None] | None = None,
+        report: IngestReport | None = None,
+        stop: threading.Event | None = None,
     ) -> IngestReport:
         """Ingest every record; failures are reported per record and never stop the run.
 
         `on_commit` is called with the itemIds of each batch once it is durably written.
+        `report`, when given, is filled in as the run goes (for progress); `stop`, when set,
+        ends the run after the batch in hand.
         """
         started = time.perf_counter()
-        report = IngestReport()
+        report = report or IngestReport()
         pending = list(records)
         bar = tqdm(total=len(pending), unit="item", disable=not progress)
         with ThreadPoolExecutor(self.workers) as pool:
@@ -118,9 +127,12 @@ class Ingester:
                     else:
                         good.append(result)
                 self._write(good, report)
-                if on_commit is not None and good:
+                report.processed += len(batch)
+                if on_commit is not None:
                     on_commit([item.product.item_id for item in good])
                 bar.update(len(batch))
+                if stop is not None and stop.is_set():
+                    break
         bar.close()
         report.seconds = time.perf_counter() - started
         return report
@@ -141,6 +153,8 @@ class Ingester:
         if ref.startswith(("http://", "https://")):
             return self.fetcher.fetch(ref)
         path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
+        if self.file_root is not None and not path.resolve().is_relative_to(self.file_root.resolve()):
+            raise ImageError(f"image {ref!r} must be an http(s) URL")
         try:
             return path.read_bytes()
         except OSError as exc:
@@ -173,9 +187,10 @@ class Ingester:
             if not item.named_category:
                 prior = np.mean([d.prior for d in mine], axis=0)
                 product = replace(product, category=CATEGORIES[int(np.argmax(prior))], category_predicted=True)
+            names = item.record.names or [picture_name(ref) for ref in item.record.images]
             new_images = [
-                NewImage(h, self._location(ref, data), d.embedding)
-                for ref, data, h, d in zip(item.record.images, item.data, hashes, mine, strict=True)
+                NewImage(h, self._location(ref, data), d.embedding, name)
+                for ref, data, h, d, name in zip(item.record.images, item.data, hashes, mine, names, strict=True)
             ]
             writes.append((product, new_images))
             if existed:
@@ -195,6 +210,11 @@ class Ingester:
         if ref.startswith(("http://", "https://")):
             return ref
         return self.images.put(data)
+
+
+def picture_name(ref: str) -> str:
+    """A picture's default name: the last part of its path or URL path ("a/b/c.jpg" -> "c.jpg")."""
+    return urlsplit(ref).path.rstrip("/").rsplit("/", 1)[-1] if "://" in ref else Path(ref).name
 
 
 def _batches(items: list[T], size: int) -> Iterator[list[T]]:

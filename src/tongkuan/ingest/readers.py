@@ -28,6 +28,7 @@ class SourceRecord:
     fields: dict[str, Any]
     images: list[str]
     base_dir: Path = field(default_factory=Path)
+    names: list[str] | None = None  # picture names; None: each image's file name
 
 
 def read_sources(paths: list[Path]) -> Iterator[SourceRecord]:

@@ -9,6 +9,7 @@ from tongkuan.catalog.product import Product
 from tongkuan.vision.categories import Category
 
 MAX_ITEM_ID = 128
+MAX_CUSTOM_CONTENT = 4096
 
 
 class RecordError(ValueError):
@@ -47,12 +48,24 @@ def to_product(fields: dict[str, Any]) -> tuple[Product, bool]:
         coupon_start_fee=None if fields.get("couponstartFee") in (None, "") else str(fields["couponstartFee"]),
         url=str(fields.get("url") or ""),
         category=category,
+        extra=_custom_content(fields.get("customContent")),
     )
     if product.user_type not in (0, 1):
         raise RecordError("userType must be 0 (Taobao) or 1 (Tmall)")
     if product.volume < 0:
         raise RecordError("volume must not be negative")
     return product, category is not None
+
+
+def _custom_content(value: Any) -> dict[str, str]:
+    """Free-form operator data kept with a product: an object of strings, 4096 characters in all."""
+    if value is None or value == "" or value == {}:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise RecordError("customContent must be an object of string values")
+    if sum(len(k) + len(v) for k, v in value.items()) > MAX_CUSTOM_CONTENT:
+        raise RecordError(f"customContent must hold at most {MAX_CUSTOM_CONTENT} characters")
+    return dict(value)
 
 
 def _price(fields: dict[str, Any], name: str) -> Decimal | None:
@@ -97,3 +110,46 @@ def _category(value: Any) -> Category | None:
         raise RecordError(
             f"categoryId must be one of {', '.join(str(int(c)) for c in Category)}, not {value!r}"
         ) from exc
+
+
+# Record fields that describe a product (everything but itemId and images), as an ingest
+# record or an admin update spells them.
+FIELDS = (
+    "title",
+    "reservePrice",
+    "zkFinalPrice",
+    "shopTitle",
+    "sellerId",
+    "provcity",
+    "userType",
+    "volume",
+    "categoryName",
+    "levelOneCategoryName",
+    "couponAmount",
+    "couponstartFee",
+    "url",
+    "categoryId",
+    "customContent",
+)
+
+
+def to_record(product: Product) -> dict[str, Any]:
+    """A product as the record that `to_product` reads back into the same product."""
+    return {
+        "itemId": product.item_id,
+        "title": product.title,
+        "reservePrice": str(product.reserve_price),
+        "zkFinalPrice": None if product.final_price is None else str(product.final_price),
+        "shopTitle": product.shop_title,
+        "sellerId": product.seller_id,
+        "provcity": product.provcity,
+        "userType": product.user_type,
+        "volume": product.volume,
+        "categoryName": product.category_name,
+        "levelOneCategoryName": product.level_one_category_name,
+        "couponAmount": product.coupon_amount,
+        "couponstartFee": product.coupon_start_fee,
+        "url": product.url,
+        "categoryId": None if product.category is None else int(product.category),
+        "customContent": product.extra,
+    }

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from tongkuan.catalog.product import Product, StoredImage
+from tongkuan.catalog.product import Product, ProductFilter, StoredImage
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.index.sync import IndexSync
 from tongkuan.vision.categories import Category, CategoryScore, fuse, neighbour_vote, ranked
@@ -36,6 +36,10 @@ class SearchQuery:
     region: Box | None = None
     offset: int = 0
     limit: int = 10
+    where: ProductFilter = ProductFilter()
+    min_score: float | None = None  # leave out hits less similar than this
+    distinct: bool = True  # one hit per product; False: one per picture
+    count_total: bool = False  # also count every hit there is (SearchResults.total)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class SearchResults:
     regions: tuple[Box, ...]
     categories: list[CategoryScore]
     category_filter: Category | None
+    total: int = 0  # every hit the query has over all pages, when asked for (count_total)
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,8 @@ class Searcher:
         wanted = query.offset + query.limit
         with self.lock, self.catalog.snapshot():
             self.index.sync()
-            total = self.index.count()
-            k = min(total, max(self.options.neighbours, 4 * wanted, MIN_CANDIDATES))
+            vectors = self.index.count()
+            k = min(vectors, max(self.options.neighbours, 4 * wanted, MIN_CANDIDATES))
             while True:
                 scores, ids = self.index.search(described.embedding[None, :], k)
                 found = self.catalog.hydrate([int(i) for i in ids[0] if i >= 0])
@@ -103,33 +108,53 @@ class Searcher:
                 chosen = query.category
                 if chosen is None and self.options.filter_predicted_category:
                     chosen = categories[0].category
-                hits = _rank_products(ordered, chosen, self.options.images_per_product)
-                if len(hits) >= wanted or k >= total:
+                ordered = [
+                    (hit, score)
+                    for hit, score in ordered
+                    if (chosen is None or hit[0].category == chosen) and query.where.matches(hit[0])
+                ]
+                if query.distinct:
+                    hits = _rank_products(ordered, self.options.images_per_product)
+                else:
+                    hits = [SearchHit(product, image, _similarity(score)) for (product, image), score in ordered]
+                if query.min_score is not None:
+                    hits = [hit for hit in hits if hit.score >= query.min_score]
+                # unseen pictures are less similar than the last one seen: past the threshold, done
+                complete = k >= vectors or (
+                    query.min_score is not None and bool(scores.size) and float(scores[0, -1]) < query.min_score
+                )
+                if len(hits) >= wanted or complete:
                     break
-                k = min(total, k * 4)
+                k = min(vectors, k * 4)
+            total = len(hits)
+            if query.count_total and not complete:
+                in_scope = self.catalog.count_products(chosen, query.where) if query.distinct else vectors
+                total = max(total, in_scope)
         return SearchResults(
             hits=hits[query.offset : wanted],
             searched=described.searched,
             regions=described.regions,
             categories=categories,
             category_filter=chosen,
+            total=total,
         )
 
 
-def _rank_products(
-    ordered: list[tuple[tuple[Product, StoredImage], float]], category: Category | None, per_product: int
-) -> list[SearchHit]:
-    """Group image hits (best first) by product, score each product by the mean of its best
+def _similarity(cosine: float) -> float:
+    """A hit's score: cosine similarity clipped to 0..1 (1 = the same picture)."""
+    return float(np.clip(cosine, 0.0, 1.0))
+
+
+def _rank_products(ordered: list[tuple[tuple[Product, StoredImage], float]], per_product: int) -> list[SearchHit]:
+    """Group picture hits (best first) by product, score each product by the mean of its best
     `per_product` similarities, and rank products by that score."""
     best: dict[str, tuple[Product, StoredImage]] = {}
     scores: dict[str, list[float]] = {}
     for (product, image), score in ordered:
-        if category is not None and product.category != category:
-            continue
         kept = scores.setdefault(product.item_id, [])
         if not kept:
             best[product.item_id] = (product, image)
         if len(kept) < per_product:
             kept.append(score)
     ranked = sorted(scores, key=lambda item_id: -float(np.mean(scores[item_id])))
-    return [SearchHit(best[i][0], best[i][1], float(np.clip(np.mean(scores[i]), -1.0, 1.0))) for i in ranked]
+    return [SearchHit(best[i][0], best[i][1], _similarity(float(np.mean(scores[i])))) for i in ranked]

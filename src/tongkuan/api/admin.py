@@ -1,0 +1,311 @@
+"""The catalog admin API: products and their pictures, bulk imports, export.
+
+Modelled on Alibaba Cloud Image Search's AddImage / DeleteImage / DumpMeta. It answers in
+the same envelope as the DAJI routes but authenticates differently: a bearer token
+(`TONGKUAN_ADMIN_TOKEN`) that is never a DAJI appKey, so an application that may search
+cannot change the catalog. Every change is committed before the answer and is seen by the
+next search, keyword or image, in this process or any other on the same data directory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import asdict, replace
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
+from fastapi.responses import StreamingResponse
+from starlette.datastructures import UploadFile
+
+from tongkuan.api.auth import AuthError, ParameterError
+from tongkuan.api.deps import EngineDep
+from tongkuan.api.envelope import ok
+from tongkuan.api.request import base_url, settings_of
+from tongkuan.api.wire import details
+from tongkuan.catalog.product import Product
+from tongkuan.catalog.sqlite import NewImage
+from tongkuan.engine import Engine
+from tongkuan.errors import ImageTooLarge
+from tongkuan.images.decode import content_hash, decode_image
+from tongkuan.ingest.export import export_records
+from tongkuan.ingest.jobs import Job
+from tongkuan.ingest.readers import SourceRecord
+from tongkuan.ingest.records import FIELDS, RecordError, to_product, to_record
+
+MAX_PICTURES = 64
+MAX_LIST = 1000
+_PICTURE_NAME = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,128}$")
+
+
+def require_admin(request: Request) -> None:
+    """Let a request through only with `Authorization: Bearer <admin token>`."""
+    token = settings_of(request).admin_token
+    if not token:
+        raise AuthError("the admin API is off on this server (set TONGKUAN_ADMIN_TOKEN)")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise AuthError("Authorization: Bearer <admin token> is required")
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise AuthError("the admin token is wrong")
+
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+_PRODUCT_BODY = {
+    "requestBody": {
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "Record fields (title, reservePrice, ...) and images: http(s) URLs "
+                    'or {"url", "picName"} objects.',
+                }
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "product": {"type": "string", "description": "The record fields as a JSON object."},
+                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    },
+                }
+            },
+        }
+    }
+}
+
+
+async def _json_object(request: Request, what: str) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ParameterError(f"the body must be a JSON object ({what})") from None
+    if not isinstance(body, dict):
+        raise ParameterError(f"the body must be a JSON object ({what})")
+    return body
+
+
+def _picture_name(name: str, what: str) -> str:
+    if not _PICTURE_NAME.match(name):
+        raise ParameterError(f"{what} must be 1-128 characters without '/', '\\' or control characters")
+    return name
+
+
+def _picture_bytes(request: Request, data: bytes, what: str) -> bytes:
+    limit = settings_of(request).fetch_max_bytes
+    if len(data) > limit:
+        raise ImageTooLarge(f"{what} is {len(data)} bytes; the limit is {limit}")
+    return data
+
+
+def _url(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ParameterError(f"{what} must be an http or https URL")
+    return value
+
+
+async def _product_request(request: Request, engine: Engine) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Record fields, image references and picture names from a JSON or multipart body."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=MAX_PICTURES, max_part_size=settings_of(request).fetch_max_bytes)
+        raw = form.get("product")
+        try:
+            fields = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            fields = None
+        if not isinstance(fields, dict):
+            raise ParameterError("the form field product must hold the record fields as a JSON object")
+        refs: list[str] = []
+        names: list[str] = []
+        for upload in form.getlist("images"):
+            if not isinstance(upload, UploadFile):
+                raise ParameterError("images must be files")
+            data = _picture_bytes(request, await upload.read(), f"image {upload.filename!r}")
+            decode_image(data, settings_of(request).max_pixels)  # refuse a bad picture before storing it
+            refs.append(str(engine.images.root / engine.images.put(data)))
+            names.append(_picture_name(upload.filename or str(len(names)), "an image's file name"))
+        return fields, refs, names
+    fields = await _json_object(request, "record fields and images")
+    images = fields.pop("images", None)
+    if not isinstance(images, list):
+        raise ParameterError("images must be a list of http(s) URLs or {url, picName} objects")
+    refs, names = [], []
+    for position, image in enumerate(images):
+        if isinstance(image, dict):
+            refs.append(_url(image.get("url"), f"images[{position}].url"))
+            names.append(_picture_name(str(image.get("picName") or position), f"images[{position}].picName"))
+        else:
+            refs.append(_url(image, f"images[{position}]"))
+            names.append(_picture_name(refs[-1].rstrip("/").rsplit("/", 1)[-1] or str(position), "picName"))
+    return fields, refs, names
+
+
+def _details(request: Request, engine: Engine, item_id: str) -> dict[str, Any]:
+    with engine.catalog.snapshot():
+        product = engine.catalog.get(item_id)
+        pictures = engine.catalog.images_of(item_id)
+    return details(product, pictures, base_url(request))
+
+
+@router.put("/products/{item_id}", summary="Add or replace a product with its pictures", openapi_extra=_PRODUCT_BODY)
+async def put_product(item_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+    """Store a product and exactly the pictures given (JSON with picture URLs, or multipart
+    with picture files); the category is predicted from the pictures when not given."""
+    fields, refs, names = await _product_request(request, engine)
+    if not refs:
+        raise ParameterError("images is empty: a product needs at least one picture")
+    if len(refs) > MAX_PICTURES:
+        raise ParameterError(f"a product has at most {MAX_PICTURES} pictures")
+    if "itemId" in fields and str(fields["itemId"]) != item_id:
+        raise ParameterError("itemId in the body differs from the one in the path")
+    record = SourceRecord("admin", {**fields, "itemId": item_id}, refs, engine.images.root, names)
+    report = await run_in_threadpool(engine.ingester(file_root=engine.images.root).ingest, [record])
+    if report.failures:
+        raise ParameterError(report.failures[0].reason)
+    return ok(_details(request, engine, item_id))
+
+
+@router.patch("/products/{item_id}", summary="Update a product's fields")
+async def patch_product(item_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+    """Change some record fields; pictures and vectors stay as they are."""
+    changes = await _json_object(request, "the fields to change")
+    unknown = sorted(set(changes) - set(FIELDS))
+    if unknown:
+        raise ParameterError(f"cannot change {', '.join(unknown)}; fields that can change: {', '.join(FIELDS)}")
+
+    def change(old: Product) -> Product:
+        try:
+            new, _ = to_product({**to_record(old), **changes})
+        except RecordError as exc:
+            raise ParameterError(str(exc)) from None
+        if "categoryId" not in changes:
+            return replace(new, category=old.category, category_predicted=old.category_predicted)
+        if new.category is None:
+            return replace(new, category=old.category, category_predicted=True)
+        return new
+
+    await run_in_threadpool(engine.catalog.update, item_id, change)
+    return ok(_details(request, engine, item_id))
+
+
+@router.get("/products/{item_id}", summary="One product with its pictures")
+def get_product(item_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+    return ok(_details(request, engine, item_id))
+
+
+@router.delete("/products/{item_id}", summary="Delete a product and its pictures")
+def delete_product(item_id: str, engine: EngineDep) -> dict[str, Any]:
+    engine.catalog.delete(item_id)
+    return ok({"itemId": item_id, "deleted": True})
+
+
+@router.get("/products", summary="List products, paged by a cursor")
+def list_products(
+    request: Request,
+    engine: EngineDep,
+    cursor: Annotated[str | None, Query(description="nextCursor of the previous page; none for the first.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST, description=f"Products per page, 1-{MAX_LIST}.")] = 100,
+) -> dict[str, Any]:
+    """Products in itemId order; pass `nextCursor` back as `cursor` until it is null."""
+    products = engine.catalog.products(cursor, limit)
+    base = base_url(request)
+    items = [details(p, engine.catalog.images_of(p.item_id), base) for p in products]
+    next_cursor = products[-1].item_id if len(products) == limit else None
+    return ok({"items": items, "nextCursor": next_cursor})
+
+
+@router.post("/products/{item_id}/images", summary="Add or replace one picture of a product")
+async def add_picture(item_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+    """Multipart (`image` file, optional `picName`) or JSON (`url`, optional `picName`). A
+    picture of the same name is replaced."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_part_size=settings_of(request).fetch_max_bytes)
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise ParameterError("image must be a file")
+        data = _picture_bytes(request, await upload.read(), "image")
+        given = form.get("picName")
+        name = _picture_name(given if isinstance(given, str) and given else upload.filename or "", "picName")
+        location = None
+    else:
+        body = await _json_object(request, "url and picName")
+        url = _url(body.get("url"), "url")
+        data = await run_in_threadpool(engine.fetcher.fetch, url)
+        name = _picture_name(str(body.get("picName") or url.rstrip("/").rsplit("/", 1)[-1]), "picName")
+        location = url
+    engine.catalog.get(item_id)  # a missing product fails before any model work
+    pixels = decode_image(data, settings_of(request).max_pixels)
+    described = await run_in_threadpool(engine.vision.describe, [pixels], True)
+    stored_at = location or engine.images.put(data)
+    image = NewImage(content_hash(data), stored_at, described[0].embedding, name)
+    await run_in_threadpool(engine.catalog.add_image, item_id, image)
+    return ok(_details(request, engine, item_id))
+
+
+@router.delete("/products/{item_id}/images/{pic_name}", summary="Delete one picture of a product")
+def delete_picture(item_id: str, pic_name: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+    engine.catalog.delete_image(item_id, pic_name)
+    return ok(_details(request, engine, item_id))
+
+
+@router.post(
+    "/imports",
+    summary="Start a bulk import of a JSONL file",
+    openapi_extra={"requestBody": {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}},
+)
+async def start_import(request: Request, engine: EngineDep) -> dict[str, Any]:
+    """The body is JSONL in the `tongkuan ingest` record format, with pictures as http(s)
+    URLs. Answers at once with a job id; poll the job for progress."""
+    path = engine.imports.incoming()
+    try:
+        size = 0
+        with path.open("wb") as out:
+            async for chunk in request.stream():
+                out.write(chunk)
+                size += len(chunk)
+        if size == 0:
+            raise ParameterError("the body is empty: send JSONL records, one per line")
+        job = await run_in_threadpool(engine.imports.submit, path)
+    finally:
+        path.unlink(missing_ok=True)  # gone already once submitted
+    return ok(_job(job))
+
+
+@router.get("/imports/{job_id}", summary="Progress of an import job")
+def import_status(job_id: str, engine: EngineDep) -> dict[str, Any]:
+    return ok(_job(engine.imports.get(job_id)))
+
+
+@router.get("/imports", summary="Every import job")
+def import_list(engine: EngineDep) -> dict[str, Any]:
+    return ok([_job(job) for job in engine.imports.jobs()])
+
+
+def _job(job: Job) -> dict[str, Any]:
+    fields = asdict(job)
+    return {
+        "jobId": fields.pop("job_id"),
+        **{_camel(k): v for k, v in fields.items()},
+    }
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+@router.get("/export", summary="The whole catalog as JSONL")
+async def export(request: Request, engine: EngineDep) -> StreamingResponse:
+    """One record per line in the `tongkuan ingest` format, pictures as absolute URLs, so
+    another tongkuan can import it."""
+    prefix = f"{request.url.scheme}:{base_url(request)}/images/"
+
+    async def lines() -> AsyncIterator[bytes]:
+        async for record in iterate_in_threadpool(export_records(engine.catalog, lambda name: prefix + name)):
+            yield (json.dumps(record, ensure_ascii=False) + "\n").encode()
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")

@@ -1,0 +1,154 @@
+"""Backup and restore of a whole data directory, safe while the service runs.
+
+A backup is one tar file. Its parts are taken in an order that keeps them consistent while
+others keep writing: first the vector index files (a cache at some change-log position),
+then the catalog through SQLite's online backup (one consistent snapshot, at that position
+or later, so opening it replays what the index lacks), then the picture files (written
+before the catalog rows that name them, and never deleted, so every picture the snapshot
+names is there). Exported models are left out: they are exported again from the installed
+packages at the first start.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tongkuan.errors import TongkuanError
+
+CATALOG = "catalog.db"
+_INDEX_FILE = re.compile(r"^index-(\d+)\.(faiss|deleted\.npy)$")
+_SKIPPED = (".part", "-wal", "-shm", "-journal")
+
+
+class BackupError(TongkuanError):
+    """A backup or restore that cannot be made as asked."""
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    files: int
+    bytes: int
+    seconds: float
+
+
+def backup(data_dir: Path, archive: Path) -> BackupReport:
+    """Write a consistent copy of `data_dir` into the tar file `archive` (.tar or .tar.gz)."""
+    started = time.perf_counter()
+    if not (data_dir / CATALOG).is_file():
+        raise BackupError(f"{data_dir} holds no catalog ({CATALOG})")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    compressed = archive.name.endswith((".tar.gz", ".tgz"))
+    partial = archive.with_name(archive.name + ".part")
+    files = 0
+    with (
+        tempfile.TemporaryDirectory(dir=archive.parent) as scratch,
+        tarfile.open(partial, "w:gz") if compressed else tarfile.open(partial, "w") as tar,
+    ):
+        for folder in sorted((data_dir / "index").glob("*")):  # 1. the index cache, one folder per model
+            files += _add_index(tar, data_dir, folder, Path(scratch))
+        snapshot = Path(scratch) / CATALOG  # 2. the catalog, one snapshot
+        source = sqlite3.connect(data_dir / CATALOG, timeout=30.0)
+        target = sqlite3.connect(snapshot)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+        tar.add(snapshot, CATALOG)
+        files += 1
+        for name in ("images", "imports"):  # 3. pictures (and import jobs), then settings
+            files += _add_tree(tar, data_dir, data_dir / name)
+        if (data_dir / "tongkuan.toml").is_file():
+            tar.add(data_dir / "tongkuan.toml", "tongkuan.toml")
+            files += 1
+    os.replace(partial, archive)
+    return BackupReport(files, archive.stat().st_size, time.perf_counter() - started)
+
+
+def _add_index(tar: tarfile.TarFile, data_dir: Path, folder: Path, scratch: Path) -> int:
+    """The newest complete index of a folder, copied first so that a concurrent save or
+    cleanup cannot tear it."""
+    by_seq: dict[int, list[Path]] = {}
+    for path in folder.iterdir():
+        if m := _INDEX_FILE.match(path.name):
+            by_seq.setdefault(int(m.group(1)), []).append(path)
+    for seq in sorted(by_seq, reverse=True):
+        copies = []
+        try:
+            for path in by_seq[seq]:
+                copy = scratch / f"{folder.name}-{path.name}"
+                shutil.copyfile(path, copy)
+                copies.append((copy, path))
+        except FileNotFoundError:  # removed by a newer save meanwhile: try the next one
+            continue
+        for copy, path in copies:
+            tar.add(copy, path.relative_to(data_dir).as_posix())
+        return len(copies)
+    return 0
+
+
+def _add_tree(tar: tarfile.TarFile, data_dir: Path, root: Path) -> int:
+    count = 0
+    if not root.is_dir():
+        return 0
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.name.endswith(_SKIPPED):
+            try:
+                tar.add(path, path.relative_to(data_dir).as_posix())
+            except FileNotFoundError:
+                continue
+            count += 1
+    return count
+
+
+def restore(archive: Path, data_dir: Path, force: bool = False) -> BackupReport:
+    """Unpack `archive` into `data_dir`, which must be empty or absent (or, with `force`, is
+    replaced whole; stop any service on it first). The catalog is checked before anything
+    is replaced."""
+    started = time.perf_counter()
+    if not archive.is_file():
+        raise BackupError(f"{archive} does not exist")
+    if data_dir.exists() and any(data_dir.iterdir()) and not force:
+        raise BackupError(f"{data_dir} is not empty; restore into a new directory, or pass --force to replace it")
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=data_dir.parent))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging, filter="data")
+        _check_catalog(staging / CATALOG)
+        files = sum(1 for p in staging.rglob("*") if p.is_file())
+        if data_dir.exists():
+            old = data_dir.with_name(f".{data_dir.name}.replaced-{int(time.time())}")
+            data_dir.rename(old)
+            staging.rename(data_dir)
+            shutil.rmtree(old)
+        else:
+            staging.rename(data_dir)
+    except (tarfile.TarError, OSError) as exc:
+        raise BackupError(f"{archive} cannot be restored: {exc}") from exc
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return BackupReport(files, archive.stat().st_size, time.perf_counter() - started)
+
+
+def _check_catalog(path: Path) -> None:
+    if not path.is_file():
+        raise BackupError(f"the archive holds no {CATALOG}")
+    db = sqlite3.connect(path)
+    try:
+        result = db.execute("PRAGMA integrity_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(f"the archive's {CATALOG} is damaged: {exc}") from exc
+    finally:
+        db.close()
+    if result != "ok":
+        raise BackupError(f"the archive's {CATALOG} is damaged: {result}")

@@ -1,0 +1,105 @@
+"""Words for keyword search over Chinese and English titles. No SQL here.
+
+Chinese has no spaces, so titles are segmented with jieba in search mode (which also emits
+the shorter words inside long ones: 黄金水 → 黄金, 金水, 黄金水) and, beside those words,
+every pair of adjacent Chinese characters. The pairs make a query match however jieba
+happens to cut it in a title, so a part of a word still finds the whole (on Product1M
+titles: nDCG@10 0.665 with words + pairs, 0.643 with words alone; see docs/benchmarks.md).
+Latin words are lower-cased and, in queries, matched as prefixes (hydra → hydrating).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+
+import jieba
+
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_WORD = re.compile(r"\w+")
+_LATIN_PREFIX_MIN = 3  # shorter Latin words match only whole words (ml, 3, x)
+
+_segmenter: jieba.Tokenizer | None = None
+_segmenter_lock = threading.Lock()
+
+
+def _jieba() -> jieba.Tokenizer:
+    """One jieba tokenizer per process, its dictionary loaded on first use (~0.6 s)."""
+    global _segmenter
+    with _segmenter_lock:
+        if _segmenter is None:
+            jieba.setLogLevel(logging.WARNING)
+            tokenizer = jieba.Tokenizer()
+            tokenizer.initialize()
+            _segmenter = tokenizer
+        return _segmenter
+
+
+def normalise(text: str) -> str:
+    """Full-width to half-width, compatibility forms folded, lower case."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def _is_cjk(word: str) -> bool:
+    return _CJK_RUN.fullmatch(word) is not None
+
+
+def _pairs(text: str) -> list[str]:
+    pairs: list[str] = []
+    for run in _CJK_RUN.findall(text):
+        pairs += [run[i : i + 2] for i in range(len(run) - 1)] or [run]
+    return pairs
+
+
+def words(text: str) -> list[str]:
+    """The distinct index terms of `text`: jieba words (search mode) plus Chinese character pairs."""
+    text = normalise(text)
+    found = [w for w in (t.strip() for t in _jieba().cut_for_search(text)) if w and _WORD.fullmatch(w)]
+    return list(dict.fromkeys(found + _pairs(text)))
+
+
+def document(text: str) -> str:
+    """`text` as the space-separated terms stored in the full-text index."""
+    return " ".join(words(text))
+
+
+@dataclass(frozen=True)
+class Term:
+    """One query term. `prefix` terms also match longer words that start with them; a
+    `required` term must be in every match when results are sorted by price or sales."""
+
+    text: str
+    prefix: bool
+    required: bool
+
+
+def query_terms(text: str) -> list[Term]:
+    """The terms of a keyword query.
+
+    Ranked by relevance, any term may match and more, rarer matches rank higher. Sorted by
+    price or sales, a title must hold every required term: each Latin word and each pair of
+    Chinese characters of the query, which is close to "contains every query word".
+    """
+    text = normalise(text)
+    terms: dict[str, Term] = {}
+    for pair in _pairs(text):
+        terms.setdefault(pair, Term(pair, prefix=len(pair) == 1, required=True))
+    for word in (t.strip() for t in _jieba().cut_for_search(text)):
+        if not word or not _WORD.fullmatch(word) or word in terms:
+            continue
+        if _is_cjk(word):
+            terms[word] = Term(word, prefix=False, required=False)  # a whole word: a bonus when present
+        else:
+            terms[word] = Term(word, prefix=len(word) >= _LATIN_PREFIX_MIN, required=True)
+    return list(terms.values())
+
+
+def match_expression(terms: list[Term], every: bool = False) -> str:
+    """An FTS5 MATCH expression: any term, or with `every` all required terms. Each term is
+    quoted, so no query syntax leaks through."""
+    chosen = [t for t in terms if t.required] if every else terms
+    quoted = ['"' + t.text.replace('"', '""') + '"' + ("*" if t.prefix else "") for t in chosen]
+    return (" AND " if every else " OR ").join(quoted)

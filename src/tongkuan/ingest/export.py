@@ -1,0 +1,43 @@
+"""The catalog as ingest records again: what `tongkuan export` and the admin export write."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.errors import ProductNotFound
+from tongkuan.ingest.records import to_record
+
+PAGE = 500
+
+
+def export_records(catalog: SqliteCatalog, stored_picture: Callable[[str], str]) -> Iterator[dict[str, Any]]:
+    """Every product as a record with its pictures, in itemId order.
+
+    Pictures kept by URL are written as that URL; pictures in the image store as
+    `stored_picture(file name)` (an absolute URL or path that a later import can read).
+    Each product is read whole in one snapshot; a product changed while the export runs
+    appears as it was before or after the change.
+    """
+    cursor: str | None = None
+    while True:
+        products = catalog.products(cursor, PAGE)
+        for product in products:
+            with catalog.snapshot():
+                pictures = catalog.images_of(product.item_id)
+                try:
+                    current = catalog.get(product.item_id)
+                except ProductNotFound:  # deleted since the page was read
+                    continue
+            if not pictures:
+                continue
+            record = {k: v for k, v in to_record(current).items() if v is not None and v != {}}
+            record["images"] = [
+                p.location if p.location.startswith(("http://", "https://")) else stored_picture(p.location)
+                for p in pictures
+            ]
+            yield record
+        if len(products) < PAGE:
+            return
+        cursor = products[-1].item_id
