@@ -15,9 +15,10 @@ from tests.conftest import APP_KEY, APP_SECRET, free_port
 
 
 class Server:
-    def __init__(self, data_dir: Path, model: str) -> None:
+    def __init__(self, data_dir: Path, model: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.model = model
+        self.env = env or {}
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -28,6 +29,7 @@ class Server:
             "TONGKUAN_ALLOW_LOOPBACK_FETCH": "1",
             "TONGKUAN_MODEL": self.model,
             "TONGKUAN_RATE_LIMIT_QPS": "0",
+            **self.env,
         }
         args = ["serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port)]
         self.process = subprocess.Popen([sys.executable, "-m", "tongkuan.cli", *args], env=env)

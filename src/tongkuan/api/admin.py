@@ -111,23 +111,23 @@ def _url(value: object, what: str) -> str:
 async def _product_request(request: Request, engine: Engine) -> tuple[dict[str, Any], list[str], list[str]]:
     """Record fields, image references and picture names from a JSON or multipart body."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form(max_files=MAX_PICTURES, max_part_size=settings_of(request).fetch_max_bytes)
-        raw = form.get("product")
-        try:
-            fields = json.loads(raw) if isinstance(raw, str) else None
-        except ValueError:
-            fields = None
-        if not isinstance(fields, dict):
-            raise ParameterError("the form field product must hold the record fields as a JSON object")
-        refs: list[str] = []
-        names: list[str] = []
-        for upload in form.getlist("images"):
-            if not isinstance(upload, UploadFile):
-                raise ParameterError("images must be files")
-            data = _picture_bytes(request, await upload.read(), f"image {upload.filename!r}")
-            decode_image(data, settings_of(request).max_pixels)  # refuse a bad picture before storing it
-            refs.append(str(engine.images.root / engine.images.put(data)))
-            names.append(_picture_name(upload.filename or str(len(names)), "an image's file name"))
+        async with request.form(max_files=MAX_PICTURES, max_part_size=settings_of(request).fetch_max_bytes) as form:
+            raw = form.get("product")
+            try:
+                fields = json.loads(raw) if isinstance(raw, str) else None
+            except ValueError:
+                fields = None
+            if not isinstance(fields, dict):
+                raise ParameterError("the form field product must hold the record fields as a JSON object")
+            refs: list[str] = []
+            names: list[str] = []
+            for upload in form.getlist("images"):
+                if not isinstance(upload, UploadFile):
+                    raise ParameterError("images must be files")
+                data = _picture_bytes(request, await upload.read(), f"image {upload.filename!r}")
+                decode_image(data, settings_of(request).max_pixels)  # refuse a bad picture before storing it
+                refs.append(str(engine.images.root / engine.images.put(data)))
+                names.append(_picture_name(upload.filename or str(len(names)), "an image's file name"))
         return fields, refs, names
     fields = await _json_object(request, "record fields and images")
     images = fields.pop("images", None)
@@ -223,13 +223,13 @@ async def add_picture(item_id: str, request: Request, engine: EngineDep) -> dict
     """Multipart (`image` file, optional `picName`) or JSON (`url`, optional `picName`). A
     picture of the same name is replaced."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_part_size=settings_of(request).fetch_max_bytes)
-        upload = form.get("image")
-        if not isinstance(upload, UploadFile):
-            raise ParameterError("image must be a file")
-        data = _picture_bytes(request, await upload.read(), "image")
-        given = form.get("picName")
-        name = _picture_name(given if isinstance(given, str) and given else upload.filename or "", "picName")
+        async with request.form(max_files=1, max_part_size=settings_of(request).fetch_max_bytes) as form:
+            upload = form.get("image")
+            if not isinstance(upload, UploadFile):
+                raise ParameterError("image must be a file")
+            data = _picture_bytes(request, await upload.read(), "image")
+            given = form.get("picName")
+            name = _picture_name(given if isinstance(given, str) and given else upload.filename or "", "picName")
         location = None
     else:
         body = await _json_object(request, "url and picName")

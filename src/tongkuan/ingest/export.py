@@ -15,8 +15,9 @@ PAGE = 500
 def export_records(catalog: SqliteCatalog, stored_picture: Callable[[str], str]) -> Iterator[dict[str, Any]]:
     """Every product as a record with its pictures, in itemId order.
 
-    Pictures kept by URL are written as that URL; pictures in the image store as
-    `stored_picture(file name)` (an absolute URL or path that a later import can read).
+    A predicted category is left out, a named one kept. Pictures kept by URL are written
+    as that URL; pictures in the image store as `stored_picture(file name)` (an absolute
+    URL or path that a later import can read).
     Each product is read whole in one snapshot; a product changed while the export runs
     appears as it was before or after the change.
     """
@@ -33,6 +34,8 @@ def export_records(catalog: SqliteCatalog, stored_picture: Callable[[str], str])
             if not pictures:
                 continue
             record = {k: v for k, v in to_record(current).items() if v is not None and v != {}}
+            if current.category_predicted:
+                record.pop("categoryId", None)  # predicted again on import, by whichever model imports it
             record["images"] = [
                 p.location if p.location.startswith(("http://", "https://")) else stored_picture(p.location)
                 for p in pictures
