@@ -85,6 +85,17 @@ def test_paging_walks_one_stable_order(cocktails: SqliteCatalog) -> None:
     assert total >= 60
 
 
+def test_pages_fill_across_the_all_words_boundary(cocktails: SqliteCatalog) -> None:
+    query = "锐澳 桃花 米酿"
+    every = [p for p in cocktails.keyword_search(query, limit=200)[0] if all(w in p.title for w in ("锐澳", "桃花"))]
+    whole, total = cocktails.keyword_search(query, limit=60)
+    assert 0 < len(every) < 20 < total  # the all-words group ends inside the first page
+    assert len(cocktails.keyword_search(query, limit=20)[0]) == 20
+    for offset, size in ((0, 7), (len(every) - 1, 3), (5, 20), (37, 23)):
+        page = cocktails.keyword_search(query, offset=offset, limit=size)[0]
+        assert [p.item_id for p in page] == [p.item_id for p in whole[offset : offset + size]], offset
+
+
 @pytest.mark.parametrize(
     ("sort", "key", "descending"),
     [

@@ -381,22 +381,31 @@ class SqliteCatalog:
         if not terms:
             return [], 0
         every, some = keywords.match_expression(terms, every=True), keywords.match_expression(terms)
-        if sort is not SortOrder.RELEVANCE:
-            groups = [(f"title : ({every})", _ORDER[sort])]
-        else:
-            order = "bm25(item_words), p.item_id"
-            groups = [(f"title : (({every}) AND ({some}))", order), (f"title : (({some}) NOT ({every}))", order)]
         conditions, args = _filter_sql(where or ProductFilter())
         source = f"FROM item_words w JOIN items p ON p.rowid = w.rowid WHERE item_words MATCH ?{conditions}"
+
+        def count(match: str) -> int:
+            return int(self._db.execute(f"SELECT COUNT(*) {source}", [match, *args]).fetchone()[0])
+
         found: list[Product] = []
-        total = 0
         with self.snapshot():
-            for match, order in groups:
-                count = int(self._db.execute(f"SELECT COUNT(*) {source}", [match, *args]).fetchone()[0])
-                skip = max(0, offset - total)
-                wanted = offset + limit - total - skip - len(found)
-                total += count
-                if wanted <= 0 or skip >= count:
+            if sort is not SortOrder.RELEVANCE:
+                total = count(f"title : ({every})")
+                groups = [(f"title : ({every})", _ORDER[sort], total)]
+            else:
+                # counting "any" and "all" is cheaper than counting "any but not all"
+                total, first = count(f"title : ({some})"), count(f"title : (({every}) AND ({some}))")
+                order = "bm25(item_words), p.item_id"
+                groups = [
+                    (f"title : (({every}) AND ({some}))", order, first),
+                    (f"title : (({some}) NOT ({every}))", order, total - first),
+                ]
+            before = 0  # matches in the groups already passed
+            for match, order, size in groups:
+                skip = max(0, offset - before)
+                wanted = limit - len(found)
+                before += size
+                if wanted <= 0 or skip >= size:
                     continue
                 rows = self._db.execute(
                     f"SELECT {_ITEM_COLUMNS_P} {source} ORDER BY {order} LIMIT ? OFFSET ?", [match, *args, wanted, skip]
