@@ -118,3 +118,17 @@ def test_1688_image_id_wins_over_image_url(service: Service, file_server: FileSe
 def test_1688_errors_are_named(service: Service, params: dict[str, str], named: str) -> None:
     body = query_1688(service, **params)
     assert body["code"] == 400 and named in body["message"]
+
+
+def test_1688_upload_by_get_feeds_image_query(service: Service, file_server: FileServer) -> None:
+    banana = file_server.url("grocery_store/images/val/Fruit/Banana/Banana_002.jpg")
+    uploaded = query_1688_upload(service, banana)
+    data = query_1688(service, imageId=uploaded["imageId"], beginPage="1", pageSize="3")["data"]
+    assert data["data"][0]["subject"].startswith("Banana")
+
+
+def query_1688_upload(service: Service, url: str) -> dict:  # type: ignore[type-arg]
+    body = service.get("/alibaba/upload/image", {"pic_url": url}).json()
+    assert body["code"] == 200, body
+    assert set(body["data"]) == {"imageId", "picUrl"}
+    return body["data"]  # type: ignore[no-any-return]
