@@ -122,9 +122,11 @@ def test_a_backup_taken_under_writes_restores_to_the_same_search(
         for name, query in QUERIES.items():
             got = server.top_ids(file_server.url(query), 20)
             # the live catalog held more written products when it was searched: compare the rest
-            assert got[0] == name and [i for i in got if not i.startswith("w")][:3] == [
-                i for i in originals[name] if not i.startswith("w")
-            ][:3]
+            assert (
+                got[0] == name
+                and [i for i in got if not i.startswith("w")][:3]
+                == [i for i in originals[name] if not i.startswith("w")][:3]
+            )
         for item_id in before:
             body = httpx.get(
                 f"http://127.0.0.1:{server.port}/admin/products/{item_id}", headers={"Authorization": f"Bearer {TOKEN}"}
