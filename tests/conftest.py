@@ -62,6 +62,7 @@ def settings_for(data_dir: Path, **overrides: object) -> Settings:
         "apps": f"{APP_KEY}:{APP_SECRET}",
         "allow_loopback_fetch": True,
         "rate_limit_qps": 0,
+        "web_rate_limit_qps": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     )
     rate_limits: str = Field("", description='Per-app overrides as "appKey:qps,appKey2:qps".')
     max_body_bytes: int = Field(5 * 1024 * 1024, gt=0, description="Largest request body on any DAJI route.")
+    web_ui: bool = Field(True, description="Serve the search page at / (and its same-origin API under /web/api).")
+    web_rate_limit_qps: float = Field(
+        2.0,
+        ge=0,
+        description="Search-page requests per second per client address (bursts of twice that); 0: unlimited.",
+    )
     admin_token: str | None = Field(
         None,
         min_length=16,

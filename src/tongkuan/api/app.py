@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tongkuan import __version__
-from tongkuan.api import admin, alibaba, taobao
+from tongkuan.api import admin, alibaba, taobao, web
 from tongkuan.api.access_log import AccessLog
 from tongkuan.api.envelope import install_error_handlers, ok
 from tongkuan.api.limits import BodyLimit, RateLimiter
@@ -41,11 +41,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     install_error_handlers(app)
     app.state.settings = settings
     app.state.limiter = RateLimiter(settings.rate_limit_qps, settings.app_rate_limits)
+    app.state.web_limiter = RateLimiter(settings.web_rate_limit_qps)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, wide_max_bytes=settings.admin_max_body_bytes)
     app.add_middleware(AccessLog)
     app.include_router(taobao.router)
     app.include_router(alibaba.router)
     app.include_router(admin.router)
+    if settings.web_ui:
+        app.include_router(web.router)
+        app.include_router(web.api)
 
     @app.get("/health", tags=["service"], summary="Liveness and catalog size")
     def health() -> dict[str, object]:

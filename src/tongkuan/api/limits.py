@@ -12,9 +12,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tongkuan.api.auth import RateLimited
 from tongkuan.api.envelope import envelope
 
+MAX_BUCKETS = 10_000  # past this many keys, buckets idle long enough to be full again are dropped
+
 
 class RateLimiter:
-    """One token bucket per appKey: `qps` tokens a second, bursts up to twice that.
+    """One token bucket per key (an appKey, or a client address): `qps` tokens a second,
+    bursts up to twice that.
 
     `qps` of 0 means unlimited. Thread-safe.
     """
@@ -33,12 +36,21 @@ class RateLimiter:
         burst = max(1.0, 2 * qps)
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) > MAX_BUCKETS:
+                self._forget_idle(now)
             tokens, last = self._buckets.get(app_key, (burst, now))
             tokens = min(burst, tokens + (now - last) * qps)
             if tokens < 1.0:
                 self._buckets[app_key] = (tokens, now)
                 raise RateLimited(f"appKey {app_key} is over its limit of {qps:g} requests per second")
             self._buckets[app_key] = (tokens - 1.0, now)
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop buckets that have refilled: forgetting them changes no answer."""
+        for key, (tokens, last) in list(self._buckets.items()):
+            qps = self.per_app.get(key, self.default_qps)
+            if qps > 0 and tokens + (now - last) * qps >= max(1.0, 2 * qps):
+                del self._buckets[key]
 
 
 class BodyLimit:

@@ -491,6 +491,26 @@ class SqliteCatalog:
         """Every image (vector) id, ascending."""
         return [int(r[0]) for r in self._db.execute("SELECT vector_id FROM images ORDER BY vector_id")]
 
+    def pictures_with_vectors(
+        self, item_ids: Sequence[str]
+    ) -> dict[str, tuple[list[StoredImage], NDArray[np.float32]]]:
+        """Every picture of the given products with their vectors, one matrix per product."""
+        rows: dict[str, list[tuple[StoredImage, bytes]]] = {}
+        for chunk in _chunks(list(item_ids), 500):
+            for item_id, v, h, loc, name, vector in self._db.execute(
+                "SELECT item_id, vector_id, content_hash, location, name, vector FROM images "
+                f"WHERE item_id IN ({','.join('?' * len(chunk))}) ORDER BY item_id, position",
+                chunk,
+            ):
+                rows.setdefault(item_id, []).append((StoredImage(int(v), item_id, h, loc, name), vector))
+        return {
+            item_id: (
+                [image for image, _ in found],
+                np.frombuffer(b"".join(vector for _, vector in found), dtype=np.float32).reshape(len(found), self.dim),
+            )
+            for item_id, found in rows.items()
+        }
+
     def hydrate(self, vector_ids: Sequence[int]) -> dict[int, tuple[Product, StoredImage]]:
         """Products and first-image info for the given vector ids; ids that are gone are left out."""
         found: dict[int, tuple[Product, StoredImage]] = {}

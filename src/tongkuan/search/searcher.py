@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
 from tongkuan.catalog.product import Product, ProductFilter, StoredImage
@@ -94,6 +95,7 @@ class Searcher:
             self.index.sync()
             vectors = self.index.count()
             k = min(vectors, max(self.options.neighbours, 4 * wanted, MIN_CANDIDATES))
+            scored: dict[str, tuple[float, StoredImage]] = {}  # exact product scores, kept as k grows
             while True:
                 scores, ids = self.index.search(described.embedding[None, :], k)
                 found = self.catalog.hydrate([int(i) for i in ids[0] if i >= 0])
@@ -113,16 +115,16 @@ class Searcher:
                     for hit, score in ordered
                     if (chosen is None or hit[0].category == chosen) and query.where.matches(hit[0])
                 ]
+                exhausted = k >= vectors
+                # every picture not fetched yet is less similar than the last one fetched
+                floor = -np.inf if exhausted or not scores.size else float(scores[0, -1])
                 if query.distinct:
-                    hits = _rank_products(ordered, self.options.images_per_product)
+                    hits = self._rank_products(ordered, described.embedding, scored, floor)
                 else:
                     hits = [SearchHit(product, image, _similarity(score)) for (product, image), score in ordered]
                 if query.min_score is not None:
                     hits = [hit for hit in hits if hit.score >= query.min_score]
-                # unseen pictures are less similar than the last one seen: past the threshold, done
-                complete = k >= vectors or (
-                    query.min_score is not None and bool(scores.size) and float(scores[0, -1]) < query.min_score
-                )
+                complete = exhausted or (query.min_score is not None and floor < query.min_score)
                 if len(hits) >= wanted or complete:
                     break
                 k = min(vectors, k * 4)
@@ -139,22 +141,41 @@ class Searcher:
             total=total,
         )
 
+    def _rank_products(
+        self,
+        ordered: list[tuple[tuple[Product, StoredImage], float]],
+        embedding: NDArray[np.float32],
+        scored: dict[str, tuple[float, StoredImage]],
+        floor: float,
+    ) -> list[SearchHit]:
+        """Products among the picture hits, ranked by the mean similarity of their best few
+        pictures, computed over all their pictures (not only those fetched), so a product's
+        score does not depend on how deep the index was searched.
+
+        Only products scoring at least `floor`, the similarity of the last picture fetched,
+        are returned: a product none of whose pictures was fetched scores below it, so these
+        are final, in order, whatever a deeper search finds. Pages therefore walk one ranking.
+        """
+        products: dict[str, Product] = {}
+        fetched: dict[str, list[tuple[float, StoredImage]]] = {}
+        for (product, image), score in ordered:  # best first
+            products.setdefault(product.item_id, product)
+            fetched.setdefault(product.item_id, []).append((score, image))
+        per_product = self.options.images_per_product
+        for item_id, seen in fetched.items():
+            if item_id not in scored and len(seen) >= per_product:
+                # its best pictures were all fetched: anything unfetched is less similar
+                scored[item_id] = (float(np.mean([score for score, _ in seen[:per_product]])), seen[0][1])
+        short = [item_id for item_id in fetched if item_id not in scored]
+        for item_id, (pictures, vectors) in self.catalog.pictures_with_vectors(short).items():
+            similarities = vectors @ embedding
+            best = np.sort(similarities)[::-1][:per_product]
+            scored[item_id] = (float(np.mean(best)), pictures[int(np.argmax(similarities))])
+        settled = [(item_id, *scored[item_id]) for item_id in products if scored[item_id][0] >= floor]
+        settled.sort(key=lambda entry: (-entry[1], entry[0]))
+        return [SearchHit(products[item_id], image, _similarity(score)) for item_id, score, image in settled]
+
 
 def _similarity(cosine: float) -> float:
     """A hit's score: cosine similarity clipped to 0..1 (1 = the same picture)."""
     return float(np.clip(cosine, 0.0, 1.0))
-
-
-def _rank_products(ordered: list[tuple[tuple[Product, StoredImage], float]], per_product: int) -> list[SearchHit]:
-    """Group picture hits (best first) by product, score each product by the mean of its best
-    `per_product` similarities, and rank products by that score."""
-    best: dict[str, tuple[Product, StoredImage]] = {}
-    scores: dict[str, list[float]] = {}
-    for (product, image), score in ordered:
-        kept = scores.setdefault(product.item_id, [])
-        if not kept:
-            best[product.item_id] = (product, image)
-        if len(kept) < per_product:
-            kept.append(score)
-    ranked = sorted(scores, key=lambda item_id: -float(np.mean(scores[item_id])))
-    return [SearchHit(best[i][0], best[i][1], _similarity(float(np.mean(scores[i])))) for i in ranked]
