@@ -491,6 +491,18 @@ class SqliteCatalog:
         """Every image (vector) id, ascending."""
         return [int(r[0]) for r in self._db.execute("SELECT vector_id FROM images ORDER BY vector_id")]
 
+    def picture_counts(self, item_ids: Sequence[str]) -> dict[str, int]:
+        """How many pictures each of the given products has (no vectors read)."""
+        counts: dict[str, int] = {}
+        for chunk in _chunks(list(item_ids), 500):
+            for item_id, count in self._db.execute(
+                "SELECT item_id, COUNT(*) FROM images "
+                f"WHERE item_id IN ({','.join('?' * len(chunk))}) GROUP BY item_id",
+                chunk,
+            ):
+                counts[item_id] = int(count)
+        return counts
+
     def pictures_with_vectors(
         self, item_ids: Sequence[str]
     ) -> dict[str, tuple[list[StoredImage], NDArray[np.float32]]]:

@@ -167,6 +167,10 @@ class Searcher:
                 # its best pictures were all fetched: anything unfetched is less similar
                 scored[item_id] = (float(np.mean([score for score, _ in seen[:per_product]])), seen[0][1])
         short = [item_id for item_id in fetched if item_id not in scored]
+        for item_id, count in self.catalog.picture_counts(short).items():
+            if count == len(fetched[item_id]):  # every picture of it was fetched
+                scored[item_id] = (float(np.mean([score for score, _ in fetched[item_id]])), fetched[item_id][0][1])
+        short = [item_id for item_id in short if item_id not in scored]
         for item_id, (pictures, vectors) in self.catalog.pictures_with_vectors(short).items():
             similarities = vectors @ embedding
             best = np.sort(similarities)[::-1][:per_product]
