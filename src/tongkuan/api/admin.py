@@ -21,6 +21,7 @@ from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
+from tongkuan.api import params as rules
 from tongkuan.api.auth import AuthError, ParameterError
 from tongkuan.api.deps import EngineDep
 from tongkuan.api.envelope import ok
@@ -102,12 +103,6 @@ def _picture_bytes(request: Request, data: bytes, what: str) -> bytes:
     return data
 
 
-def _url(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise ParameterError(f"{what} must be an http or https URL")
-    return value
-
-
 async def _product_request(request: Request, engine: Engine) -> tuple[dict[str, Any], list[str], list[str]]:
     """Record fields, image references and picture names from a JSON or multipart body."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -136,10 +131,10 @@ async def _product_request(request: Request, engine: Engine) -> tuple[dict[str, 
     refs, names = [], []
     for position, image in enumerate(images):
         if isinstance(image, dict):
-            refs.append(_url(image.get("url"), f"images[{position}].url"))
+            refs.append(rules.http_url(image.get("url"), f"images[{position}].url"))
             names.append(_picture_name(str(image.get("picName") or position), f"images[{position}].picName"))
         else:
-            refs.append(_url(image, f"images[{position}]"))
+            refs.append(rules.http_url(image, f"images[{position}]"))
             names.append(_picture_name(refs[-1].rstrip("/").rsplit("/", 1)[-1] or str(position), "picName"))
     return fields, refs, names
 
@@ -233,7 +228,7 @@ async def add_picture(item_id: str, request: Request, engine: EngineDep) -> dict
         location = None
     else:
         body = await _json_object(request, "url and picName")
-        url = _url(body.get("url"), "url")
+        url = rules.http_url(body.get("url"), "url")
         data = await run_in_threadpool(engine.fetcher.fetch, url)
         name = _picture_name(str(body.get("picName") or url.rstrip("/").rsplit("/", 1)[-1]), "picName")
         location = url

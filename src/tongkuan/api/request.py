@@ -59,9 +59,7 @@ def load_picture(request: Request, engine: Engine, url: str, name: str) -> Image
     if own and base_url(request) == "//" + parts.netloc:
         data = engine.images.path(own.group(1)).read_bytes()
     else:
-        if not url.startswith(("http://", "https://")):
-            raise ParameterError(f"{name} must be an http or https URL ({name} 必须是 http/https 地址)")
-        data = engine.fetcher.fetch(url)
+        data = engine.fetcher.fetch(rules.http_url(url, name))
     return decode_image(data, settings_of(request).max_pixels)
 
 

@@ -129,11 +129,7 @@ def upload_by_get(
 ) -> dict[str, Any]:
     """Fetch an image once and keep it; search it later by `imageId` or by its picture URL."""
     params = checked_params(request)
-    url = params.get("pic_url")
-    if not url:
-        raise ParameterError("pic_url is required (pic_url 不能为空)")
-    if not url.startswith(("http://", "https://")):
-        raise ParameterError("pic_url must be an http or https URL (pic_url 必须是 http/https 地址)")
+    url = rules.http_url(rules.required(params, "pic_url"), "pic_url")
     return ok(store_upload(request, engine, engine.fetcher.fetch(url)))
 
 

@@ -76,9 +76,7 @@ async def upload(request: Request, engine: EngineDep) -> dict[str, Any]:
                     f"image is over {limit // 1024 // 1024} MB (图片不能超过 {limit // 1024 // 1024} MB)"
                 )
         elif isinstance(url, str) and url.strip():
-            if not url.strip().startswith(("http://", "https://")):
-                raise ParameterError("url must be an http or https URL (url 必须是 http/https 地址)")
-            data = engine.fetcher.fetch(url.strip())
+            data = engine.fetcher.fetch(rules.http_url(url.strip(), "url"))
         else:
             raise ParameterError("image (a file) or url is required (image 与 url 不能同时为空)")
     return ok(store_upload(request, engine, data))
