@@ -26,6 +26,8 @@ from tongkuan.api.request import (
     store_upload,
 )
 from tongkuan.api.wire import details, item, search_data, shop
+from tongkuan.catalog.product import Product
+from tongkuan.engine import Engine
 from tongkuan.errors import ImageTooLarge
 from tongkuan.search.searcher import SearchQuery
 
@@ -186,6 +188,18 @@ KeywordPageSize = Annotated[str | None, Query(description="Results per page, 1-2
 SHOP_TOP_ITEMS = 3
 
 
+def _keyword_page(params: dict[str, str]) -> tuple[int, int]:
+    """`page_no` (from 1) and `page_size` (1-20) of the keyword routes."""
+    page = rules.int_in_range(params, "page_no", 1, 1, rules.MAX_KEYWORD_PAGE)
+    return page, rules.int_in_range(params, "page_size", rules.MAX_PAGE_SIZE, 1, rules.MAX_PAGE_SIZE)
+
+
+def _items(engine: Engine, products: list[Product], base: str) -> list[dict[str, Any]]:
+    """Products in the 15-field item shape, each with its first picture."""
+    pictures = engine.catalog.first_images([p.item_id for p in products])
+    return [item(p, pictures.get(p.item_id), base) for p in products]
+
+
 @router.get("/taobao/traffic/item/search", summary="Keyword search")
 def keyword_search(
     request: Request,
@@ -204,14 +218,11 @@ def keyword_search(
     """Catalog products whose titles match `keyword`, most relevant first (or sorted)."""
     params = checked_params(request)
     text = rules.required(params, "keyword")
-    page = rules.int_in_range(params, "page_no", 1, 1, rules.MAX_KEYWORD_PAGE)
-    size = rules.int_in_range(params, "page_size", rules.MAX_PAGE_SIZE, 1, rules.MAX_PAGE_SIZE)
+    page, size = _keyword_page(params)
     products, total = engine.catalog.keyword_search(
         text, rules.sort_order(params), rules.product_filter(params), (page - 1) * size, size
     )
-    pictures = engine.catalog.first_images([p.item_id for p in products])
-    base = base_url(request)
-    items = [item(p, pictures.get(p.item_id), base) for p in products]
+    items = _items(engine, products, base_url(request))
     return ok({"data": items, "pageNo": page, "pageSize": len(items), "total": total})
 
 
@@ -229,15 +240,12 @@ def shop_search(
     """Shops whose names hold every word of `keyword`, best sellers first, with their top items."""
     params = checked_params(request)
     text = rules.required(params, "keyword")
-    page = rules.int_in_range(params, "page_no", 1, 1, rules.MAX_KEYWORD_PAGE)
-    size = rules.int_in_range(params, "page_size", rules.MAX_PAGE_SIZE, 1, rules.MAX_PAGE_SIZE)
+    page, size = _keyword_page(params)
     shops, total = engine.catalog.shop_search(text, (page - 1) * size, size)
     base = base_url(request)
-    found = []
-    for each in shops:
-        top = engine.catalog.shop_items(each.shop_title, SHOP_TOP_ITEMS)
-        pictures = engine.catalog.first_images([p.item_id for p in top])
-        found.append(shop(each, [item(p, pictures.get(p.item_id), base) for p in top]))
+    found = [
+        shop(each, _items(engine, engine.catalog.shop_items(each.shop_title, SHOP_TOP_ITEMS), base)) for each in shops
+    ]
     return ok({"data": found, "pageNo": page, "pageSize": len(found), "total": total})
 
 
