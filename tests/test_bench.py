@@ -27,6 +27,21 @@ def test_quality_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
     assert summary["detection"]["scenes"] == 8
 
 
+def test_keyword_benchmark_smoke(data_root: Path) -> None:
+    summary = run_bench("bench/keywords.py", "--data", str(data_root), "--scale", "3000")
+    assert summary["quality"]["tongkuan"]["ndcg@10"] > summary["quality"]["LIKE"]["ndcg@10"]
+    assert summary["speed"]["titles"] == 3000
+
+
+def test_ablation_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
+    summary = run_bench(
+        "bench/ablation.py", "--data", str(data_root), "--limit", "8", "--model", "efficientnet-lite0",
+        "--model-cache", str(tmp_path),
+    )  # fmt: skip
+    assert summary["queries"] == 8
+    assert all(0 <= r["photo->catalog"]["R@1"] <= 1 for r in summary["results"].values())
+
+
 def test_perf_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
     summary = run_bench(
         "bench/perf.py", "--data", str(data_root), "--work", str(tmp_path), "--sizes", "300",
