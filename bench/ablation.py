@@ -206,18 +206,28 @@ def main() -> None:
         larger_size = int(spec.input_size * 1.35) // 4 * 4
         larger, larger_s = maps_for(size=larger_size)
         score(
-            f"input: {larger_size} px (avg)", pool(larger["catalog"], "avg"), pool(larger["query"], "avg"),
+            f"input: {larger_size} px (avg)",
+            pool(larger["catalog"], "avg"),
+            pool(larger["query"], "avg"),
             (larger_s - base_s) * 1000,
         )
         multi_cat = l2_normalise(pool(base["catalog"], "avg") + pool(larger["catalog"], "avg"))
         multi_q = l2_normalise(pool(base["query"], "avg") + pool(larger["query"], "avg"))
         score(f"multi-scale: {spec.input_size} + {larger_size} px (avg)", multi_cat, multi_q, larger_s * 1000)
 
-        best = max(("avg", "gem", "max", "rmac"), key=lambda h: results[f"pooling: {h}" + (" (today)" if h == "avg" else "")]["photo->catalog"]["R@1"])  # type: ignore[index]
+        best = max(
+            ("avg", "gem", "max", "rmac"),
+            key=lambda h: results[f"pooling: {h}" + (" (today)" if h == "avg" else "")]["photo->catalog"]["R@1"],
+        )  # type: ignore[index]
         cat, qry = pooled[best]
         for dim in (512, 256):
             model = pca_whitening(cat, dim)
-            score(f"{best} + PCA whitening to {dim} (learned on the catalog)", whiten(cat, model), whiten(qry, model), 0.05)
+            score(
+                f"{best} + PCA whitening to {dim} (learned on the catalog)",
+                whiten(cat, model),
+                whiten(qry, model),
+                0.05,
+            )
         for base_name, (cat, qry) in (("avg", pooled["avg"]), (best, pooled[best])):
             score(f"{base_name} + DBA (k=2)", dba(cat), qry, 0.0)
             t = time.perf_counter()
