@@ -18,6 +18,7 @@ import sqlite3
 import tarfile
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,8 @@ def _add_index(tar: tarfile.TarFile, data_dir: Path, folder: Path, scratch: Path
         if m := _INDEX_FILE.match(path.name):
             by_seq.setdefault(int(m.group(1)), []).append(path)
     for seq in sorted(by_seq, reverse=True):
+        if not any(p.suffix == ".faiss" for p in by_seq[seq]):
+            continue  # being saved right now: its tombstones are written before the index
         copies = []
         try:
             for path in by_seq[seq]:
@@ -128,11 +131,15 @@ def restore(archive: Path, data_dir: Path, force: bool = False) -> BackupReport:
         if data_dir.exists():
             old = data_dir.with_name(f".{data_dir.name}.replaced-{int(time.time())}")
             data_dir.rename(old)
-            staging.rename(data_dir)
+            try:
+                staging.rename(data_dir)
+            except OSError:
+                old.rename(data_dir)  # put the old directory back rather than leave none
+                raise
             shutil.rmtree(old)
         else:
             staging.rename(data_dir)
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:  # gzip reports truncation as EOFError
         raise BackupError(f"{archive} cannot be restored: {exc}") from exc
     finally:
         if staging.exists():

@@ -30,9 +30,10 @@ from tongkuan.api.wire import details
 from tongkuan.catalog.product import Product
 from tongkuan.catalog.sqlite import NewImage
 from tongkuan.engine import Engine
-from tongkuan.errors import ImageTooLarge
+from tongkuan.errors import CatalogConflict, ImageTooLarge
 from tongkuan.images.decode import content_hash, decode_image
 from tongkuan.ingest.export import export_records
+from tongkuan.ingest.ingester import picture_name
 from tongkuan.ingest.jobs import Job
 from tongkuan.ingest.readers import SourceRecord
 from tongkuan.ingest.records import FIELDS, RecordError, to_product, to_record
@@ -96,6 +97,12 @@ def _picture_name(name: str, what: str) -> str:
     return name
 
 
+def _default_name(url: str) -> str:
+    """A picture's name when none is given: its file name in the URL ("" if it has none usable)."""
+    name = picture_name(url)
+    return name if _PICTURE_NAME.match(name) else ""
+
+
 def _picture_bytes(request: Request, data: bytes, what: str) -> bytes:
     limit = settings_of(request).fetch_max_bytes
     if len(data) > limit:
@@ -120,8 +127,8 @@ async def _product_request(request: Request, engine: Engine) -> tuple[dict[str, 
                 if not isinstance(upload, UploadFile):
                     raise ParameterError("images must be files")
                 data = _picture_bytes(request, await upload.read(), f"image {upload.filename!r}")
-                decode_image(data, settings_of(request).max_pixels)  # refuse a bad picture before storing it
-                refs.append(str(engine.images.root / engine.images.put(data)))
+                name = await run_in_threadpool(_keep_picture, request, engine, data)
+                refs.append(str(engine.images.root / name))
                 names.append(_picture_name(upload.filename or str(len(names)), "an image's file name"))
         return fields, refs, names
     fields = await _json_object(request, "record fields and images")
@@ -132,10 +139,15 @@ async def _product_request(request: Request, engine: Engine) -> tuple[dict[str, 
     for position, image in enumerate(images):
         if isinstance(image, dict):
             refs.append(rules.http_url(image.get("url"), f"images[{position}].url"))
-            names.append(_picture_name(str(image.get("picName") or position), f"images[{position}].picName"))
+            given = image.get("picName")
+            names.append(
+                _picture_name(str(given), f"images[{position}].picName")
+                if given
+                else _default_name(refs[-1]) or str(position)
+            )
         else:
             refs.append(rules.http_url(image, f"images[{position}]"))
-            names.append(_picture_name(refs[-1].rstrip("/").rsplit("/", 1)[-1] or str(position), "picName"))
+            names.append(_default_name(refs[-1]) or str(position))
     return fields, refs, names
 
 
@@ -150,6 +162,8 @@ def _details(request: Request, engine: Engine, item_id: str) -> dict[str, Any]:
 async def put_product(item_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
     """Store a product and exactly the pictures given (JSON with picture URLs, or multipart
     with picture files); the category is predicted from the pictures when not given."""
+    if not item_id.strip() or item_id != item_id.strip():
+        raise ParameterError("itemId must not be empty or start or end with spaces")
     fields, refs, names = await _product_request(request, engine)
     if not refs:
         raise ParameterError("images is empty: a product needs at least one picture")
@@ -230,15 +244,28 @@ async def add_picture(item_id: str, request: Request, engine: EngineDep) -> dict
         body = await _json_object(request, "url and picName")
         url = rules.http_url(body.get("url"), "url")
         data = await run_in_threadpool(engine.fetcher.fetch, url)
-        name = _picture_name(str(body.get("picName") or url.rstrip("/").rsplit("/", 1)[-1]), "picName")
+        given = body.get("picName")
+        name = _picture_name(str(given), "picName") if given else _default_name(url)  # "": the next free name
         location = url
-    engine.catalog.get(item_id)  # a missing product fails before any model work
-    pixels = decode_image(data, settings_of(request).max_pixels)
-    described = await run_in_threadpool(engine.vision.describe, [pixels], True)
-    stored_at = location or engine.images.put(data)
-    image = NewImage(content_hash(data), stored_at, described[0].embedding, name)
-    await run_in_threadpool(engine.catalog.add_image, item_id, image)
+    await run_in_threadpool(_add_picture, request, engine, item_id, data, name, location)
     return ok(_details(request, engine, item_id))
+
+
+def _keep_picture(request: Request, engine: Engine, data: bytes) -> str:
+    """Store an uploaded picture once it decodes (a bad one is refused before it is kept)."""
+    decode_image(data, settings_of(request).max_pixels)
+    return engine.images.put(data)
+
+
+def _add_picture(request: Request, engine: Engine, item_id: str, data: bytes, name: str, location: str | None) -> None:
+    engine.catalog.get(item_id)  # a missing product fails before any model work
+    names = {picture.name for picture in engine.catalog.images_of(item_id)}
+    if len(names) >= MAX_PICTURES and name not in names:
+        raise CatalogConflict(f"product {item_id!r} already has {MAX_PICTURES} pictures, the most it may have")
+    pixels = decode_image(data, settings_of(request).max_pixels)
+    described = engine.vision.describe([pixels], crop=True)
+    stored_at = location or engine.images.put(data)
+    engine.catalog.add_image(item_id, NewImage(content_hash(data), stored_at, described[0].embedding, name))
 
 
 @router.delete("/products/{item_id}/images/{pic_name}", summary="Delete one picture of a product")

@@ -24,6 +24,7 @@ from tongkuan.errors import (
     ImageFetchError,
     ImageNotFound,
     ImageTooLarge,
+    IngestError,
     InvalidImage,
     JobNotFound,
     PictureNotFound,
@@ -49,6 +50,7 @@ ERROR_CODES: tuple[tuple[type[Exception], int, str], ...] = (
     (ProductNotFound, 400, "商品不存在"),
     (PictureNotFound, 400, "图片不存在"),
     (JobNotFound, 400, "任务不存在"),
+    (IngestError, 400, "导入失败"),
     (CatalogConflict, 409, "操作冲突"),
 )
 # The admin API is REST-shaped: what it cannot find is a 404 there (DAJI routes keep 400).

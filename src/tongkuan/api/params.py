@@ -105,7 +105,7 @@ def fit_region(box: Box, width: int, height: int, name: str = "region") -> Box:
 
 def http_url(value: object, name: str) -> str:
     """`value` if it is an http or https URL; the error names `name`."""
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+    if not isinstance(value, str) or not value[:8].lower().startswith(("http://", "https://")):
         raise ParameterError(f"{name} must be an http or https URL ({name} 必须是 http/https 地址)")
     return value
 

@@ -54,7 +54,10 @@ def base_url(request: Request) -> str:
 
 def load_picture(request: Request, engine: Engine, url: str, name: str) -> Image.Image:
     """Pixels of a picture URL: one of our own stored pictures, or a guarded fetch."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ParameterError(f"{name} is not a valid URL ({name} 不是有效的地址)") from None
     own = _OWN_IMAGE.match(parts.path)
     if own and base_url(request) == "//" + parts.netloc:
         data = engine.images.path(own.group(1)).read_bytes()

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from tongkuan.api import params as rules
@@ -170,7 +171,8 @@ async def upload_by_post(request: Request, engine: EngineDep) -> dict[str, Any]:
     encoded = params.get("image_base64")
     if not encoded:
         if params.get("pic_url"):
-            return ok(store_upload(request, engine, engine.fetcher.fetch(params["pic_url"])))
+            url = rules.http_url(params["pic_url"], "pic_url")
+            return ok(await run_in_threadpool(_fetch_and_store, request, engine, url))
         raise ParameterError("image_base64 is required (image_base64 不能为空)")
     if "," in encoded[:100] and encoded.startswith("data:"):
         encoded = encoded.split(",", 1)[1]
@@ -180,7 +182,11 @@ async def upload_by_post(request: Request, engine: EngineDep) -> dict[str, Any]:
         raise ParameterError("image_base64 is not valid base64 (image_base64 不是有效的 base64)") from None
     if len(data) > limit:
         raise ImageTooLarge(f"image_base64 decodes to {len(data)} bytes; the limit is {limit}")
-    return ok(store_upload(request, engine, data))
+    return ok(await run_in_threadpool(store_upload, request, engine, data))
+
+
+def _fetch_and_store(request: Request, engine: Engine, url: str) -> dict[str, str]:
+    return store_upload(request, engine, engine.fetcher.fetch(url))
 
 
 KeywordPageNo = Annotated[str | None, Query(description="Page number, from 1 (default 1).")]

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import UploadFile
 
@@ -41,10 +42,23 @@ def same_site_client(request: Request) -> None:
     if request.headers.get("sec-fetch-site") == "cross-site":
         raise AuthError("the search page's API answers only the search page (cross-site request)")
     origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.url.netloc:
+    if origin and _netloc(origin) not in _own_netlocs(request):
         raise AuthError("the search page's API answers only the search page (foreign Origin)")
     client = request.client.host if request.client else "unknown"
     request.app.state.web_limiter.check(f"web:{client}")
+
+
+def _netloc(url: str) -> str | None:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:
+        return None
+
+
+def _own_netlocs(request: Request) -> set[str | None]:
+    """The host the request reached, and the public one behind a reverse proxy (TONGKUAN_PUBLIC_URL)."""
+    public = settings_of(request).public_url
+    return {request.url.netloc} | ({_netloc(public)} if public else set())
 
 
 router = APIRouter(tags=["web"])
@@ -76,10 +90,10 @@ async def upload(request: Request, engine: EngineDep) -> dict[str, Any]:
                     f"image is over {limit // 1024 // 1024} MB (图片不能超过 {limit // 1024 // 1024} MB)"
                 )
         elif isinstance(url, str) and url.strip():
-            data = engine.fetcher.fetch(rules.http_url(url.strip(), "url"))
+            data = await run_in_threadpool(engine.fetcher.fetch, rules.http_url(url.strip(), "url"))
         else:
             raise ParameterError("image (a file) or url is required (image 与 url 不能同时为空)")
-    return ok(store_upload(request, engine, data))
+    return ok(await run_in_threadpool(store_upload, request, engine, data))
 
 
 @api.get("/search", summary="The page's image search: V2 rules, scores always on")

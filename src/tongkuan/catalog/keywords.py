@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import jieba
 
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-_WORD = re.compile(r"\w+")
+# a word: letters and digits only. "_" counts as \w for re but separates tokens in FTS5, so a
+# term holding one would become an empty phrase and match nothing.
+_WORD = re.compile(r"[^\W_]+")
 _LATIN_PREFIX_MIN = 3  # shorter Latin words match only whole words (ml, 3, x)
 
 _segmenter: jieba.Tokenizer | None = None

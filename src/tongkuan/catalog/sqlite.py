@@ -553,12 +553,15 @@ def _index_words(db: sqlite3.Connection, item_id: str, title_words: str, shop_wo
 
 def _named(images: Sequence[NewImage]) -> list[NewImage]:
     """Images with distinct names: a missing name becomes the position, a repeated one gets `-<position>`."""
+    given = [image.name or str(position) for position, image in enumerate(images)]
     seen: set[str] = set()
     named = []
-    for position, image in enumerate(images):
-        name = image.name or str(position)
+    for position, (image, name) in enumerate(zip(images, given, strict=True)):
         if name in seen:
-            name = f"{name}-{position}"
+            suffix, name = 0, f"{name}-{position}"
+            while name in seen or name in given:  # never take a name another picture asked for
+                suffix += 1
+                name = f"{given[position]}-{position}-{suffix}"
         seen.add(name)
         named.append(replace(image, name=name))
     return named

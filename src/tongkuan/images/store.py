@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 from tongkuan.errors import ImageNotFound
@@ -14,21 +15,53 @@ _NAME = re.compile(r"^[0-9a-f]{32}\.(jpg|png|webp|gif|bmp|tif)$")
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+STALE_PART_SECONDS = 3600
+
+
+def part_prefix() -> str:
+    """Temporary files start with the writer's process id, so a later process can tell a
+    crash's leftovers from a running process's writes."""
+    return f"{os.getpid()}-"
+
+
+def remove_stale_parts(folder: Path) -> None:
+    """Delete `*.part` files a crash left behind, never renamed: those whose writing process
+    is gone (and unmarked ones older than an hour). A running server's fresh ones stay."""
+    cutoff = time.time() - STALE_PART_SECONDS
+    for leftover in folder.glob("*.part"):
+        pid = leftover.name.split("-", 1)[0]
+        try:
+            stale = not _alive(int(pid)) if pid.isascii() and pid.isdigit() else leftover.stat().st_mtime < cutoff
+            if stale:
+                leftover.unlink(missing_ok=True)
+        except FileNotFoundError:
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 class ImageStore:
     """Files named `<first 32 hex of sha256>.<ext>` in one folder, written atomically."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        for leftover in root.glob("*.part"):  # a write cut short by a crash, never renamed
-            leftover.unlink(missing_ok=True)
+        remove_stale_parts(root)
 
     def put(self, data: bytes) -> str:
         """Store `data` (idempotent) and return its file name."""
         name = f"{content_hash(data)[:32]}.{sniff_extension(data)}"
         path = self.root / name
         if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".part")
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=part_prefix(), suffix=".part")
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
             os.replace(tmp, path)

@@ -170,7 +170,7 @@ class Ingester:
                 product = item.product
                 if not item.named_category:
                     product = self._keep_predicted(product)
-                writes.append((product, None))
+                writes.append((product, self._renamed(item, hashes)))
                 report.unchanged += 1
             else:
                 changed.append((item, hashes, bool(stored)))
@@ -187,10 +187,9 @@ class Ingester:
             if not item.named_category:
                 prior = np.mean([d.prior for d in mine], axis=0)
                 product = replace(product, category=CATEGORIES[int(np.argmax(prior))], category_predicted=True)
-            names = item.record.names or [picture_name(ref) for ref in item.record.images]
             new_images = [
-                NewImage(h, self._location(ref, data), d.embedding, name)
-                for ref, data, h, d, name in zip(item.record.images, item.data, hashes, mine, names, strict=True)
+                NewImage(h, location, d.embedding, name)
+                for h, d, (name, location) in zip(hashes, mine, self._names_and_locations(item), strict=True)
             ]
             writes.append((product, new_images))
             if existed:
@@ -198,6 +197,23 @@ class Ingester:
             else:
                 report.added += 1
         self.catalog.upsert_many(writes)  # one transaction per batch, each product whole
+
+    def _names_and_locations(self, item: _Loaded) -> list[tuple[str, str]]:
+        names = item.record.names or [picture_name(ref) for ref in item.record.images]
+        locations = [self._location(ref, data) for ref, data in zip(item.record.images, item.data, strict=True)]
+        return list(zip(names, locations, strict=True))
+
+    def _renamed(self, item: _Loaded, hashes: list[str]) -> list[NewImage] | None:
+        """The same pictures under new names or locations, with their stored vectors (no model
+        work); None when nothing about them changed."""
+        wanted = self._names_and_locations(item)
+        if [(p.name, p.location) for p in self.catalog.images_of(item.product.item_id)] == wanted:
+            return None
+        _, vectors = self.catalog.pictures_with_vectors([item.product.item_id])[item.product.item_id]
+        return [
+            NewImage(h, location, vector, name)
+            for h, vector, (name, location) in zip(hashes, vectors, wanted, strict=True)
+        ]
 
     def _keep_predicted(self, product: Product) -> Product:
         try:
@@ -214,7 +230,12 @@ class Ingester:
 
 def picture_name(ref: str) -> str:
     """A picture's default name: the last part of its path or URL path ("a/b/c.jpg" -> "c.jpg")."""
-    return urlsplit(ref).path.rstrip("/").rsplit("/", 1)[-1] if "://" in ref else Path(ref).name
+    if "://" not in ref:
+        return Path(ref).name
+    try:
+        return urlsplit(ref).path.rstrip("/").rsplit("/", 1)[-1]
+    except ValueError:  # not a URL at all; fetching it fails on its own
+        return ""
 
 
 def _batches(items: list[T], size: int) -> Iterator[list[T]]:

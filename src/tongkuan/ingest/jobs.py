@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from tongkuan.errors import JobNotFound
+from tongkuan.errors import IngestError, JobNotFound
+from tongkuan.images.store import part_prefix, remove_stale_parts
 from tongkuan.ingest.ingester import Ingester, IngestReport
 from tongkuan.ingest.readers import read_jsonl
 
@@ -67,20 +68,22 @@ class ImportJobs:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         folder.mkdir(parents=True, exist_ok=True)
-        for leftover in folder.glob("*.part"):  # a write cut short by a crash, never renamed
-            leftover.unlink(missing_ok=True)
+        remove_stale_parts(folder)
 
     def incoming(self) -> Path:
         """A fresh file in the job folder to write an import body into before `submit`."""
-        fd, name = tempfile.mkstemp(dir=self.folder, suffix=".part")
+        fd, name = tempfile.mkstemp(dir=self.folder, prefix=part_prefix(), suffix=".part")
         os.close(fd)
         return Path(name)
 
     def submit(self, incoming: Path) -> Job:
         """Queue a JSONL file written to `incoming()` as a new job."""
         job_id = uuid.uuid4().hex
-        with incoming.open("rb") as lines:
-            records = sum(1 for line in lines if line.strip())
+        try:
+            with incoming.open(encoding="utf-8") as lines:  # as read_jsonl will read it
+                records = sum(1 for line in lines if line.strip())
+        except UnicodeDecodeError as exc:
+            raise IngestError(f"an import must be UTF-8 JSONL text ({exc.reason} at byte {exc.start})") from None
         os.replace(incoming, self.folder / f"{job_id}.jsonl")
         job = Job(job_id, JobState.QUEUED, records)
         with self._wake:
@@ -123,12 +126,16 @@ class ImportJobs:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with self._wake:
-                job = self._next()
-                if job is None:
-                    self._wake.wait(timeout=5.0)
-                    continue
-            self._execute(job)
+            try:
+                with self._wake:
+                    job = self._next()
+                    if job is None:
+                        self._wake.wait(timeout=5.0)
+                        continue
+                self._execute(job)
+            except Exception:  # a full disk, say: keep the worker alive and try again later
+                logger.exception("import worker failed; retrying in 5 s")
+                self._stop.wait(5.0)
 
     def _execute(self, job: Job) -> None:
         job.state = JobState.RUNNING
@@ -164,7 +171,7 @@ class ImportJobs:
         self._save(job)
 
     def _save(self, job: Job) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=part_prefix(), suffix=".part")
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(asdict(job), out, ensure_ascii=False)
         os.replace(tmp, self.folder / f"{job.job_id}.json")

@@ -46,7 +46,7 @@ def to_product(fields: dict[str, Any]) -> tuple[Product, bool]:
         level_one_category_name=str(fields.get("levelOneCategoryName") or ""),
         coupon_amount=_optional_int(fields, "couponAmount"),
         coupon_start_fee=None if fields.get("couponstartFee") in (None, "") else str(fields["couponstartFee"]),
-        url=str(fields.get("url") or ""),
+        url=_link(fields.get("url")),
         category=category,
         extra=_custom_content(fields.get("customContent")),
     )
@@ -55,6 +55,15 @@ def to_product(fields: dict[str, Any]) -> tuple[Product, bool]:
     if product.volume < 0:
         raise RecordError("volume must not be negative")
     return product, category is not None
+
+
+def _link(value: Any) -> str:
+    """The product page: http(s) or protocol-relative (`//host/...`, as upstream gives it)
+    only, so a catalog cannot put a script link on a page."""
+    url = "" if value is None else str(value).strip()
+    if url and not url.lower().startswith(("http://", "https://", "//")):
+        raise RecordError(f"url must be an http(s) or //host URL, not {url[:60]!r}")
+    return url
 
 
 def _custom_content(value: Any) -> dict[str, str]:
@@ -94,10 +103,11 @@ def _optional_int(fields: dict[str, Any], name: str) -> int | None:
         raise RecordError(f"{name} must be an integer, not {value!r}")
     try:
         number = Decimal(str(value))
-    except InvalidOperation as exc:
-        raise RecordError(f"{name} must be an integer, not {value!r}") from exc
-    if number != number.to_integral_value():
-        raise RecordError(f"{name} must be an integer, not {value!r}")
+        whole = number.is_finite() and number == number.to_integral_value()
+    except InvalidOperation:
+        whole = False  # a signalling NaN refuses even to be compared
+    if not whole or not -(2**63) <= number < 2**63:  # SQLite's INTEGER is 64-bit
+        raise RecordError(f"{name} must be an integer (64-bit), not {value!r}")
     return int(number)
 
 

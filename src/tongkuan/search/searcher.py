@@ -117,7 +117,8 @@ class Searcher:
                 ]
                 exhausted = k >= vectors
                 # every picture not fetched yet is less similar than the last one fetched
-                floor = -np.inf if exhausted or not scores.size else float(scores[0, -1])
+                valid = scores[0][ids[0] >= 0]  # an index may pad its answer with empty slots
+                floor = -np.inf if exhausted or not valid.size else float(valid[-1])
                 if query.distinct:
                     hits = self._rank_products(ordered, described.embedding, scored, floor)
                 else:

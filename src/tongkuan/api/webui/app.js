@@ -275,7 +275,7 @@ function renderResults() {
     const card = template.content.firstElementChild.cloneNode(true);
     card.dataset.itemId = item.itemId;
     const link = card.querySelector(".link");
-    if (item.url) link.href = item.url;
+    if (/^(https?:)?\/\//i.test(item.url)) link.href = absolute(item.url); // never a script: link
     const img = card.querySelector("img");
     img.src = absolute(item.picUrl);
     img.alt = item.title;
