@@ -524,19 +524,25 @@ class SqliteCatalog:
         }
 
     def hydrate(self, vector_ids: Sequence[int]) -> dict[int, tuple[Product, StoredImage]]:
-        """Products and first-image info for the given vector ids; ids that are gone are left out."""
-        found: dict[int, tuple[Product, StoredImage]] = {}
+        """Products and picture info for the given vector ids; ids that are gone are left out.
+
+        Each product is read and built once, however many of its pictures are asked for (a
+        query's 200 candidates often hold only a few dozen products)."""
+        pictures: list[StoredImage] = []
         for chunk in _chunks(list(vector_ids), 500):
             rows = self._db.execute(
-                f"SELECT i.vector_id, i.content_hash, i.location, i.name, {_ITEM_COLUMNS_P} "
-                f"FROM images i JOIN items p ON p.item_id = i.item_id "
-                f"WHERE i.vector_id IN ({','.join('?' * len(chunk))})",
+                "SELECT vector_id, item_id, content_hash, location, name FROM images "
+                f"WHERE vector_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ).fetchall()
-            for row in rows:
-                product = _product_from_row(row[4:])
-                found[int(row[0])] = (product, StoredImage(int(row[0]), product.item_id, row[1], row[2], row[3]))
-        return found
+            pictures += [StoredImage(int(v), item_id, h, loc, name) for v, item_id, h, loc, name in rows]
+        products: dict[str, Product] = {}
+        for chunk in _chunks(list({p.item_id for p in pictures}), 500):
+            rows = self._db.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE item_id IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            products.update((str(row[0]), _product_from_row(row)) for row in rows)
+        return {p.vector_id: (products[p.item_id], p) for p in pictures if p.item_id in products}
 
     def close(self) -> None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
