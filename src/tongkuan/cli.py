@@ -127,6 +127,21 @@ def export(out: Path, data_dir: Path) -> None:
     click.echo(f"exported {count} products to {out}")
 
 
+@main.command("clean-images")
+@DATA_DIR
+@click.option("--days", default=7.0, show_default=True, help="Keep pictures changed within this many days.")
+def clean_images(data_dir: Path, days: float) -> None:
+    """Delete stored pictures no product uses (query uploads, deleted products' pictures)."""
+    from tongkuan.engine import Engine
+
+    engine = Engine(_settings(data_dir))
+    try:
+        files, size = engine.images.remove_unused(engine.catalog.stored_locations(), days * 86400)
+    finally:
+        engine.close()
+    click.echo(f"removed {files} pictures ({size / 1e6:.1f} MB) unused for {days:g} days")
+
+
 @main.command()
 @click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
 @DATA_DIR

@@ -340,6 +340,10 @@ class SqliteCatalog:
             for r in self._db.execute("SELECT content_hash FROM images WHERE item_id = ? ORDER BY position", (item_id,))
         ]
 
+    def stored_locations(self) -> set[str]:
+        """Every picture location the catalog names (file names in the image store, or URLs)."""
+        return {str(r[0]) for r in self._db.execute("SELECT DISTINCT location FROM images")}
+
     def images_of(self, item_id: str) -> list[StoredImage]:
         """A product's pictures in order (empty if it is not there)."""
         return [

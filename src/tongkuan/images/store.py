@@ -60,7 +60,9 @@ class ImageStore:
         """Store `data` (idempotent) and return its file name."""
         name = f"{content_hash(data)[:32]}.{sniff_extension(data)}"
         path = self.root / name
-        if not path.exists():
+        try:
+            os.utime(path)  # already stored and in use again: `remove_unused` must see it as recent
+        except FileNotFoundError:
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=part_prefix(), suffix=".part")
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
@@ -80,3 +82,23 @@ class ImageStore:
                 if _NAME.match(path.name):
                     return path
         raise ImageNotFound(f"imageId {image_id!r} was never uploaded")
+
+    def remove_unused(self, keep: set[str], older_than: float) -> tuple[int, int]:
+        """Delete stored pictures not in `keep` and not modified for `older_than` seconds
+        (query uploads, pictures of deleted products); return (files, bytes) removed.
+
+        Safe while others write: a picture is stored (or, if already there, touched) before
+        the catalog row that names it, so one named after `keep` was read is recent and stays."""
+        cutoff = time.time() - older_than
+        files = size = 0
+        for path in self.root.iterdir():
+            if not _NAME.match(path.name) or path.name in keep:
+                continue
+            try:
+                stat = path.stat()
+                if stat.st_mtime < cutoff:
+                    path.unlink()
+                    files, size = files + 1, size + stat.st_size
+            except FileNotFoundError:
+                continue
+        return files, size
