@@ -662,5 +662,5 @@ def _product_from_row(row: Sequence[object]) -> Product:
         url=str(url),
         category=None if category_id is None else Category(int(category_id)),  # type: ignore[call-overload]
         category_predicted=bool(predicted),
-        extra=json.loads(str(extra)),
+        extra={} if extra == "{}" else json.loads(str(extra)),  # most products have none: skip the parser
     )
