@@ -12,9 +12,8 @@ import pytest
 
 from tests.api.test_image_search import ITEM_FIELDS
 from tests.conftest import Service, new_data_dir, serve, settings_for
-from tests.utils.data import read_rows
+from tests.utils.keywords import cocktail_listings
 from tongkuan.api.app import create_app
-from tongkuan.catalog.product import Product
 from tongkuan.catalog.sqlite import NewImage
 from tongkuan.engine import Engine
 
@@ -25,27 +24,17 @@ SEARCH, SHOPS, DETAILS = "/taobao/traffic/item/search", "/taobao/traffic/item/sh
 def listings(data_root: Path, tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Service]:
     data_dir = new_data_dir(tmp_path_factory.mktemp("listings") / "data", model_cache)
     engine = Engine(settings_for(data_dir, model="efficientnet-lite0"))
-    rows = read_rows(data_root / "taobao_cocktail_listings" / "items.csv")
     rng = np.random.default_rng(0)
     engine.catalog.upsert_many(
         [
             (
-                Product(
-                    item_id=f"c{r['row']}",
-                    title=r["title"],
-                    reserve_price=Decimal(r["price_cny"]),
-                    shop_title=r["shop"],
-                    provcity=r["location"],
-                    volume=int(r["sales_min"] or 0),
-                    user_type=1 if "旗舰店" in r["shop"] else 0,
-                    url=f"https://item.example/{r['row']}",
-                ),
+                product,
                 [
                     NewImage(f"h{r['row']}-{i}", f"{r['image_url']}?{i}", rng.random(engine.catalog.dim, np.float32))
                     for i in range(2)
                 ],
             )
-            for r in rows
+            for product, r in cocktail_listings(data_root)
         ]
     )
     with serve(create_app(engine.settings, engine=engine)) as svc:

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.utils.data import read_rows
-from tests.utils.keywords import compare, load_titles
+from tests.utils.keywords import cocktail_listings, compare, load_titles
 from tongkuan.catalog import keywords
 from tongkuan.catalog.product import Product, ProductFilter
 from tongkuan.catalog.sqlite import NewImage, SortOrder, SqliteCatalog
@@ -24,23 +23,8 @@ MIN_NDCG, MIN_RECALL, MIN_GAIN_OVER_SUBSTRING = 0.60, 0.60, 3.0
 def cocktails(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteCatalog]:
     """The 752 cocktail listings: real titles, prices, sales, shops and cities."""
     catalog = SqliteCatalog(tmp_path_factory.mktemp("kw") / "catalog.db", "none", 4)
-    rows = read_rows(data_root / "taobao_cocktail_listings" / "items.csv")
     catalog.upsert_many(
-        [
-            (
-                Product(
-                    item_id=f"c{r['row']}",
-                    title=r["title"],
-                    reserve_price=Decimal(r["price_cny"]),
-                    shop_title=r["shop"],
-                    provcity=r["location"],
-                    volume=int(r["sales_min"] or 0),
-                    user_type=1 if "旗舰店" in r["shop"] else 0,
-                ),
-                [NewImage("h", "x.jpg", np.ones(4, np.float32))],
-            )
-            for r in rows
-        ]
+        [(product, [NewImage("h", "x.jpg", np.ones(4, np.float32))]) for product, _ in cocktail_listings(data_root)]
     )
     yield catalog
     catalog.close()

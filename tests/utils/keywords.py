@@ -14,6 +14,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 from tests.utils.data import read_rows
@@ -22,6 +23,26 @@ from tongkuan.catalog.sqlite import SqliteCatalog
 
 NDCG_AT = 10
 RECALL_AT = 20
+
+
+def cocktail_listings(root: Path) -> list[tuple[Product, dict[str, str]]]:
+    """The 752 real cocktail listings as products (their url is synthetic), each with its CSV row."""
+    return [
+        (
+            Product(
+                item_id=f"c{r['row']}",
+                title=r["title"],
+                reserve_price=Decimal(r["price_cny"]),
+                shop_title=r["shop"],
+                provcity=r["location"],
+                volume=int(r["sales_min"] or 0),
+                user_type=1 if "旗舰店" in r["shop"] else 0,  # synthetic: flagship stores as Tmall
+                url=f"https://item.example/{r['row']}",
+            ),
+            r,
+        )
+        for r in read_rows(root / "taobao_cocktail_listings" / "items.csv")
+    ]
 
 
 def load_titles(root: Path, catalog: SqliteCatalog) -> dict[str, set[str]]:
