@@ -57,10 +57,6 @@ class ProductFilter:
     shop_title: str | None = None  # the exact shop name, case-insensitive
     location: str | None = None  # a part of provcity: "上海", "成都"
 
-    @property
-    def empty(self) -> bool:
-        return self == ProductFilter()
-
     def matches(self, product: Product) -> bool:
         price = product.price
         return (

@@ -163,14 +163,14 @@ class Searcher:
             products.setdefault(product.item_id, product)
             fetched.setdefault(product.item_id, []).append((score, image))
         per_product = self.options.images_per_product
+        # A product's best pictures are known when it has `per_product` of them fetched (any
+        # unfetched one is less similar) or when every picture it has was fetched.
+        short = [item_id for item_id in fetched if item_id not in scored and len(fetched[item_id]) < per_product]
+        complete = {item_id for item_id, n in self.catalog.picture_counts(short).items() if n == len(fetched[item_id])}
         for item_id, seen in fetched.items():
-            if item_id not in scored and len(seen) >= per_product:
-                # its best pictures were all fetched: anything unfetched is less similar
-                scored[item_id] = (float(np.mean([score for score, _ in seen[:per_product]])), seen[0][1])
-        short = [item_id for item_id in fetched if item_id not in scored]
-        for item_id, count in self.catalog.picture_counts(short).items():
-            if count == len(fetched[item_id]):  # every picture of it was fetched
-                scored[item_id] = (float(np.mean([score for score, _ in fetched[item_id]])), fetched[item_id][0][1])
+            if item_id not in scored and (len(seen) >= per_product or item_id in complete):
+                best_scores = [score for score, _ in seen[:per_product]]
+                scored[item_id] = (sum(best_scores) / len(best_scores), seen[0][1])
         short = [item_id for item_id in short if item_id not in scored]
         for item_id, (pictures, vectors) in self.catalog.pictures_with_vectors(short).items():
             similarities = vectors @ embedding
