@@ -12,6 +12,9 @@ and Recall@20 for
 - LIKE: every space-separated part of the query as a substring, in catalog order.
 Speed: the Product1M titles repeated under new itemIds up to `--scale` listings; mean and
 p95 time per query for the 392 labels, by relevance and sorted by sales, against LIKE.
+With --postgres, instead: the PostgreSQL catalog (the same words and pairs in a `simple`
+tsvector, GIN-indexed, ts_rank) against pg_trgm substring search with a trigram GIN index,
+on the same database: quality on Product1M and speed at `--scale` titles.
 The last line printed is a JSON summary.
 """
 
@@ -23,16 +26,21 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
+
+import psycopg
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.utils.data import read_rows
 from tests.utils.keywords import RECALL_AT, evaluate, like_search, load_titles, tongkuan_search
+from tests.utils.postgres_server import PostgresServer
 
 from tongkuan.catalog import keywords
+from tongkuan.catalog.postgres import PostgresCatalog
 from tongkuan.catalog.product import Product
 from tongkuan.catalog.sqlite import SortOrder, SqliteCatalog
 
@@ -88,11 +96,74 @@ def speed(root: Path, workdir: Path, scale: int) -> dict[str, object]:
     }
 
 
+def trigram_search(url: str) -> Callable[[str], list[str]]:
+    """pg_trgm: every query part as a substring (`ILIKE`, served by a trigram GIN index where
+    the part has 3+ characters), most similar titles first."""
+    db = psycopg.connect(url, autocommit=True)
+
+    def search(query: str) -> list[str]:
+        parts = query.split() or [query]
+        where = " AND ".join("title ILIKE %s" for _ in parts)
+        sql = f"SELECT item_id FROM items WHERE {where} ORDER BY similarity(title, %s) DESC, item_id LIMIT %s"
+        return [r[0] for r in db.execute(sql, [*(f"%{p}%" for p in parts), query, RECALL_AT])]  # type: ignore[arg-type]
+
+    return search
+
+
+def postgres(root: Path, scale: int) -> dict[str, object]:
+    """The PostgreSQL catalog's tsvector of jieba words + pairs against pg_trgm, same database."""
+    with PostgresServer(durable=True) as server:
+        quality_url = server.create_database("quality")
+        catalog = PostgresCatalog(quality_url, "none", 4)
+        relevant = load_titles(root, catalog)
+        with psycopg.connect(quality_url, autocommit=True) as db:
+            db.execute("CREATE EXTENSION pg_trgm")
+            db.execute("CREATE INDEX items_title_trgm ON items USING GIN (title gin_trgm_ops)")
+            two_chars = db.execute("EXPLAIN SELECT item_id FROM items WHERE title ILIKE '%手机%'").fetchall()
+        found: dict[str, object] = {
+            "tsvector (jieba words + pairs)": evaluate(tongkuan_search(catalog), relevant),
+            "pg_trgm": evaluate(trigram_search(quality_url), relevant),
+            "pg_trgm plan for a 2-character word": " / ".join(str(r[0]).strip() for r in two_chars),
+        }
+        speed_url = server.create_database("speed")
+        big = PostgresCatalog(speed_url, "none", 4)
+        rows = read_rows(root / "product1m_text" / "items.csv")
+        started = time.perf_counter()
+        for start in range(0, scale, 5000):
+            big.upsert_many(
+                [
+                    (Product(item_id=f"{n:07d}", title=rows[n % len(rows)]["title"], volume=n % 977), None)
+                    for n in range(start, min(scale, start + 5000))
+                ]
+            )
+        indexing = time.perf_counter() - started
+        with psycopg.connect(speed_url, autocommit=True) as db:
+            db.execute("CREATE EXTENSION pg_trgm")
+            db.execute("CREATE INDEX items_title_trgm ON items USING GIN (title gin_trgm_ops)")
+            db.execute("ANALYZE items")
+        labels = sorted({label for row in rows for label in json.loads(row["instance_labels"])})
+        found["speed"] = {
+            "titles": scale,
+            "index_titles_per_s": scale / indexing,
+            "relevance": timings(lambda q: big.keyword_search(q, limit=RECALL_AT), labels),
+            "sales_desc": timings(lambda q: big.keyword_search(q, SortOrder.SALES_DESC, limit=RECALL_AT), labels),
+            "pg_trgm": timings(trigram_search(speed_url), labels),
+        }
+        catalog.close()
+        big.close()
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--scale", type=int, default=100_000, help="listings in the speed catalog")
+    parser.add_argument("--postgres", action="store_true", help="also the PostgreSQL catalog against pg_trgm")
     args = parser.parse_args()
+    if args.postgres:
+        compared = postgres(args.data, args.scale)
+        print(json.dumps({"postgres": compared}, ensure_ascii=False))
+        return
     with tempfile.TemporaryDirectory() as workdir:
         found = quality(args.data, Path(workdir))
         for name, figures in found.items():

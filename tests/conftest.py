@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -23,6 +24,10 @@ from tongkuan.config import Settings
 from tongkuan.engine import Engine
 from tongkuan.ingest.readers import SourceRecord
 from tongkuan.sample import fashion_records, grocery_records
+
+if TYPE_CHECKING:
+    from tests.utils.milvus_server import MilvusServer
+    from tests.utils.postgres_server import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 APP_KEY, APP_SECRET = "test-app", "test-secret"
@@ -149,7 +154,96 @@ def serve(app: FastAPI) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="session")
-def service(catalog_engine: Engine) -> Iterator[Service]:
+def embedded_service(catalog_engine: Engine) -> Iterator[Service]:
     """The HTTP API over the session catalog, served by uvicorn in a thread."""
     with serve(create_app(catalog_engine.settings, engine=catalog_engine)) as svc:
+        yield svc
+
+
+@pytest.fixture(scope="session")
+def service(embedded_service: Service) -> Service:
+    """The HTTP API over the embedded session catalog (contract modules swap in both backends)."""
+    return embedded_service
+
+
+@pytest.fixture(scope="session", params=["embedded", "server"], name="service_on_each_backend")
+def _service_on_each_backend(request: pytest.FixtureRequest) -> Service:
+    """The same catalog served from SQLite + faiss and from PostgreSQL + Milvus."""
+    return request.getfixturevalue(f"{request.param}_service")  # type: ignore[no-any-return]
+
+
+def require_servers() -> bool:
+    """Whether the server-backend tests must run (CI) rather than skip where a server is missing."""
+    return os.environ.get("TONGKUAN_REQUIRE_SERVERS") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    if require_servers():
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for the whole session."""
+    from tests.utils import postgres_server
+
+    if not postgres_server.available():
+        skip_or_fail("PostgreSQL server binaries not installed (Debian: postgresql)")
+    with postgres_server.PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    """A Milvus standalone server on 127.0.0.1 for the whole session."""
+    try:
+        import pymilvus  # noqa: F401
+
+        from tests.utils.milvus_server import MilvusServer as Milvus
+    except ImportError as exc:
+        skip_or_fail(f"Milvus packages missing ({exc}): pip install -e '.[scale]'")
+    with Milvus(tmp_path_factory.mktemp("milvus")) as server:
+        yield server
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+def new_database(postgres: PostgresServer) -> str:
+    """A fresh, empty database on the session's cluster."""
+    return postgres.create_database(f"test{next(_databases)}")
+
+
+@pytest.fixture(scope="session")
+def server_engine(
+    catalog_engine: Engine, postgres: PostgresServer, milvus: MilvusServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """The session catalog moved into PostgreSQL + Milvus (no re-embedding), opened like a replica."""
+    from tongkuan.migrate import migrate_catalog
+
+    settings = catalog_engine.settings
+    data_dir = new_data_dir(tmp_path_factory.mktemp("replica") / "data", catalog_engine.settings.data_dir)
+    url = new_database(postgres)
+    engine = Engine(
+        settings.model_copy(
+            update={
+                "data_dir": data_dir,
+                "catalog_url": url,
+                "vectors_url": f"milvus://127.0.0.1:{milvus.port}/session",
+                "image_dir": settings.images_root,
+                "model": catalog_engine.catalog.model,
+            }
+        )
+    )
+    migrate_catalog(catalog_engine.catalog, engine.catalog)
+    engine.index.sync()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def server_service(server_engine: Engine) -> Iterator[Service]:
+    """The HTTP API over PostgreSQL + Milvus."""
+    with serve(create_app(server_engine.settings, engine=server_engine)) as svc:
         yield svc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,20 +61,48 @@ def serve(data_dir: Path, host: str, port: int, model: str | None) -> None:
 @click.option("--model", default=None, help="Shipped model name or model.json path.")
 @click.option("--batch-size", default=16, show_default=True, help="Images per model batch.")
 @click.option("--ack", is_flag=True, help="Print 'committed ITEM_ID' as each product is durably stored.")
-def ingest(paths: tuple[Path, ...], data_dir: Path, model: str | None, batch_size: int, ack: bool) -> None:
+@click.option(
+    "--ray",
+    "ray_address",
+    default=None,
+    help="Embed on a Ray cluster: its address (ray://HOST:10001, auto), or 'local' for one on this machine.",
+)
+@click.option("--actors", default=2, show_default=True, help="With --ray: embedding actors (one model each).")
+def ingest(
+    paths: tuple[Path, ...],
+    data_dir: Path,
+    model: str | None,
+    batch_size: int,
+    ack: bool,
+    ray_address: str | None,
+    actors: int,
+) -> None:
     """Add or update products from JSONL or CSV files and image folders."""
-    from tongkuan.engine import Engine
+    from tongkuan.engine import Engine, stored_model
     from tongkuan.ingest.readers import read_sources
 
-    engine = Engine(_settings(data_dir, model=model))
+    settings = _settings(data_dir, model=model)
     try:
-        report = engine.ingester(batch_size).ingest(
-            read_sources(list(paths)), progress=not ack, on_commit=_acknowledge if ack else None
-        )
+        if ray_address:
+            from tongkuan.config import DEFAULT_MODEL
+            from tongkuan.ingest.distributed import ingest_with_ray
+
+            settings = settings.model_copy(update={"model": settings.model or stored_model(settings) or DEFAULT_MODEL})
+            local = {"num_cpus": os.cpu_count(), "_node_ip_address": "127.0.0.1", "include_dashboard": False}
+            report = ingest_with_ray(
+                settings, read_sources(list(paths)), ray_address, actors, local if ray_address == "local" else None
+            )
+            Engine(settings).close()  # brings the vector index up to date with what was written
+        else:
+            engine = Engine(settings)
+            try:
+                report = engine.ingester(batch_size).ingest(
+                    read_sources(list(paths)), progress=not ack, on_commit=_acknowledge if ack else None
+                )
+            finally:
+                engine.close()
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
-    finally:
-        engine.close()
     for failure in report.failures:
         click.echo(f"failed {failure.origin} itemId={failure.item_id}: {failure.reason}", err=True)
     click.echo(
@@ -125,6 +154,56 @@ def export(out: Path, data_dir: Path) -> None:
     finally:
         engine.close()
     click.echo(f"exported {count} products to {out}")
+
+
+@main.command()
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The embedded data directory to move.",
+)
+@click.option("--to", "catalog_url", required=True, help="PostgreSQL URL of the target catalog.")
+@click.option("--vectors", "vectors_url", default=None, help="Milvus URL to fill from the moved vectors.")
+@click.option(
+    "--images",
+    "image_dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Shared picture folder to copy the stored pictures into (unset: they stay in --from).",
+)
+def migrate(source: Path, catalog_url: str, vectors_url: str | None, image_dir: Path | None) -> None:
+    """Move an embedded catalog to PostgreSQL (and Milvus) without re-embedding; rerun to resume."""
+    from tongkuan.catalog.postgres import PostgresCatalog
+    from tongkuan.catalog.sqlite import SqliteCatalog
+    from tongkuan.migrate import migrate_catalog
+
+    stored = SqliteCatalog.stored_spec(source / "catalog.db")
+    if stored is None:
+        raise click.ClickException(f"{source} holds no catalog (catalog.db)")
+    model, dim = stored
+    origin = SqliteCatalog(source / "catalog.db", model, dim)
+    target = PostgresCatalog(catalog_url, model, dim)
+    try:
+        if image_dir is not None:
+            image_dir.mkdir(parents=True, exist_ok=True)
+        report = migrate_catalog(origin, target, source / "images", image_dir)
+        click.echo(
+            f"moved {report.products - report.skipped} products ({report.skipped} already there), "
+            f"{report.pictures} pictures, {report.files_copied} files in {report.seconds:.1f} s"
+        )
+        if vectors_url:
+            from tongkuan.index.milvus import MilvusIndex
+
+            index = MilvusIndex(target, vectors_url)  # opening it replays the change log into Milvus
+            index.close()
+            click.echo(f"vectors in Milvus collection {index.name} are up to date")
+    except TongkuanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        origin.close()
+        target.close()
 
 
 @main.command("clean-images")

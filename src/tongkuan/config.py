@@ -65,6 +65,28 @@ class Settings(BaseSettings):
         description="Vector index: hnsw-sq8 (HNSW over 8-bit codes, exact scan below 10k pictures), "
         "hnsw (HNSW over float32) or flat (exact scan).",
     )
+    catalog_url: str | None = Field(
+        None,
+        description="PostgreSQL URL (postgresql://user:password@host:port/db) for a catalog shared by "
+        "many replicas; unset: the embedded SQLite catalog in the data directory.",
+    )
+    catalog_pool_size: int = Field(8, ge=1, description="PostgreSQL connections per process.")
+    vectors_url: str | None = Field(
+        None,
+        description="Milvus address (milvus://host:19530[/collection-prefix]) for vectors shared by "
+        "many replicas; unset: the embedded faiss index.",
+    )
+    milvus_token: str = Field("", description='Milvus credentials ("user:password" or an API key).')
+    milvus_consistency: str = Field(
+        "Strong",
+        description="Milvus read consistency: Strong (every acknowledged write is seen by every replica) "
+        "or Bounded (faster; a replica may miss the last seconds of writes).",
+    )
+    image_dir: Path | None = Field(
+        None,
+        description="Where pictures (catalog and uploaded) are stored; replicas must share it "
+        "(a network file system). Unset: DATA_DIR/images.",
+    )
     hnsw_m: int = Field(32, ge=4, le=128, description="HNSW links per node: more is more exact and larger.")
     hnsw_ef_search: int = Field(128, ge=16, description="HNSW search breadth: higher is slower and more exact.")
     allow_loopback_fetch: bool = Field(
@@ -116,6 +138,32 @@ class Settings(BaseSettings):
     def _check_apps(cls, value: str) -> str:
         parse_apps(value)
         return value
+
+    @field_validator("catalog_url")
+    @classmethod
+    def _check_catalog_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("TONGKUAN_CATALOG_URL must be a postgresql:// URL")
+        return value or None
+
+    @field_validator("vectors_url")
+    @classmethod
+    def _check_vectors_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("milvus://", "milvus+https://", "http://", "https://")):
+            raise ConfigError("TONGKUAN_VECTORS_URL must be a milvus://HOST:PORT URL")
+        return value or None
+
+    @field_validator("milvus_consistency")
+    @classmethod
+    def _check_consistency(cls, value: str) -> str:
+        if value not in ("Strong", "Bounded", "Session", "Eventually"):
+            raise ConfigError("TONGKUAN_MILVUS_CONSISTENCY must be Strong, Bounded, Session or Eventually")
+        return value
+
+    @property
+    def images_root(self) -> Path:
+        """Where pictures are stored."""
+        return self.image_dir if self.image_dir is not None else Path(self.data_dir) / "images"
 
     @field_validator("rate_limits")
     @classmethod

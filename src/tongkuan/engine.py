@@ -9,10 +9,12 @@ import logging
 from pathlib import Path
 
 from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.catalog.store import Catalog
 from tongkuan.config import DEFAULT_MODEL, Settings
 from tongkuan.images.fetch import Fetcher, FetchPolicy
 from tongkuan.images.store import ImageStore
 from tongkuan.index.faiss import limit_threads
+from tongkuan.index.store import VectorIndex
 from tongkuan.index.sync import IndexSync
 from tongkuan.ingest.ingester import Ingester
 from tongkuan.ingest.jobs import ImportJobs
@@ -31,27 +33,16 @@ class Engine:
         self.settings = settings
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        model = settings.model or SqliteCatalog.stored_model(data_dir / "catalog.db") or DEFAULT_MODEL
+        model = settings.model or stored_model(settings) or DEFAULT_MODEL
         if model.endswith(".json"):
             model = str(Path(model).resolve())
         spec = resolve_model(model, data_dir)
         self.vision = Vision(OnnxEncoder(spec, threads=settings.threads, slots=settings.inference_slots))
-        self.catalog = SqliteCatalog(data_dir / "catalog.db", model, spec.dim)
-        self.images = ImageStore(data_dir / "images")
-        self.fetcher = Fetcher(
-            FetchPolicy(
-                connect_timeout=settings.fetch_connect_timeout,
-                total_timeout=settings.fetch_read_timeout,
-                max_bytes=settings.fetch_max_bytes,
-                max_redirects=settings.fetch_max_redirects,
-                allow_loopback=settings.allow_loopback_fetch,
-                allowed_hosts=settings.allowed_hosts,
-            )
-        )
+        self.catalog = open_catalog(settings, model, spec.dim)
+        self.images = ImageStore(settings.images_root)
+        self.fetcher = fetcher_for(settings)
         limit_threads(1)  # ONNX Runtime owns the cores; one faiss query needs no OpenMP team
-        self.index = IndexSync(
-            self.catalog, data_dir / "index" / spec.name, settings.index, settings.hnsw_ef_search, settings.hnsw_m
-        )
+        self.index = open_index(settings, self.catalog, data_dir / "index" / spec.name)
         # uploaded imports read pictures from URLs (or this store), never from the server's disk
         self.imports = ImportJobs(data_dir / "imports", lambda: self.ingester(file_root=self.images.root))
         self.searcher = Searcher(
@@ -88,5 +79,54 @@ class Engine:
         with self.searcher.lock:
             self.index.finish_rebuild()
             self.index.save()
+        self.index.close()
         self.catalog.close()
         self.fetcher.close()
+
+
+def fetcher_for(settings: Settings) -> Fetcher:
+    """A picture fetcher with the configured limits and address rules."""
+    return Fetcher(
+        FetchPolicy(
+            connect_timeout=settings.fetch_connect_timeout,
+            total_timeout=settings.fetch_read_timeout,
+            max_bytes=settings.fetch_max_bytes,
+            max_redirects=settings.fetch_max_redirects,
+            allow_loopback=settings.allow_loopback_fetch,
+            allowed_hosts=settings.allowed_hosts,
+        )
+    )
+
+
+def stored_model(settings: Settings) -> str | None:
+    """The model the configured catalog was built with (None for a new catalog)."""
+    if settings.catalog_url:
+        from tongkuan.catalog.postgres import PostgresCatalog  # psycopg: only for the server catalog
+
+        return PostgresCatalog.stored_model(settings.catalog_url)
+    return SqliteCatalog.stored_model(Path(settings.data_dir) / "catalog.db")
+
+
+def open_catalog(settings: Settings, model: str, dim: int) -> Catalog:
+    """PostgreSQL when `catalog_url` is set, else the embedded SQLite file."""
+    if settings.catalog_url:
+        from tongkuan.catalog.postgres import PostgresCatalog
+
+        return PostgresCatalog(settings.catalog_url, model, dim, pool_size=settings.catalog_pool_size)
+    return SqliteCatalog(Path(settings.data_dir) / "catalog.db", model, dim)
+
+
+def open_index(settings: Settings, catalog: Catalog, folder: Path) -> VectorIndex:
+    """Milvus when `vectors_url` is set, else faiss with its cache files in `folder`."""
+    if settings.vectors_url:
+        from tongkuan.index.milvus import MilvusIndex  # pymilvus: only for the server index
+
+        return MilvusIndex(
+            catalog,
+            settings.vectors_url,
+            ef_search=settings.hnsw_ef_search,
+            hnsw_m=settings.hnsw_m,
+            consistency=settings.milvus_consistency,
+            token=settings.milvus_token,
+        )
+    return IndexSync(catalog, folder, settings.index, settings.hnsw_ef_search, settings.hnsw_m)

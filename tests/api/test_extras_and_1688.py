@@ -13,6 +13,13 @@ from tests.api.test_image_search import ITEM_FIELDS, QUERY, search
 from tests.conftest import Service
 from tests.utils.fileserver import FileServer
 
+
+@pytest.fixture
+def service(service_on_each_backend: Service) -> Service:
+    """Every test here runs on the embedded and on the server backends."""
+    return service_on_each_backend
+
+
 IMAGE_QUERY = "/alibaba/product/imageQuery"
 
 

@@ -7,6 +7,13 @@ import pytest
 from tests.conftest import APP_KEY, APP_SECRET, Service
 from tests.utils.fileserver import FileServer
 
+
+@pytest.fixture
+def service(service_on_each_backend: Service) -> Service:
+    """Every test here runs on the embedded and on the server backends."""
+    return service_on_each_backend
+
+
 QUERY = "grocery_store/images/val/Packages/Milk/Arla-Standard-Milk/Arla-Standard-Milk_001.jpg"
 ITEM_FIELDS = {
     "categoryName": str,

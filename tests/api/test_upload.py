@@ -5,9 +5,18 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import APP_KEY, APP_SECRET, Service
 from tests.utils.fileserver import FileServer
 from tongkuan.api.auth import sign
+
+
+@pytest.fixture
+def service(service_on_each_backend: Service) -> Service:
+    """Every test here runs on the embedded and on the server backends."""
+    return service_on_each_backend
+
 
 QUERY = "grocery_store/images/val/Packages/Juice/Bravo-Apple-Juice/Bravo-Apple-Juice_001.jpg"
 EXPECTED = "grocery-028"  # Bravo Apple Juice

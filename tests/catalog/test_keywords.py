@@ -1,4 +1,4 @@
-"""Keyword search in the embedded catalog, on real Taobao titles (Product1M, cocktail listings)."""
+"""Keyword search in both catalog stores (embedded SQLite and PostgreSQL), on real Taobao titles (Product1M, cocktail listings)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import new_database
 from tests.utils.keywords import cocktail_listings, compare, load_titles
 from tongkuan.catalog import keywords
 from tongkuan.catalog.product import Product, ProductFilter
-from tongkuan.catalog.sqlite import NewImage, SortOrder, SqliteCatalog
+from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.catalog.store import Catalog, NewImage, SortOrder
 
 # The bar on Product1M (392 instance labels as queries). Many relevant listings are gift
 # sets whose titles never name the product, which caps any lexical method well below 1.
 MIN_NDCG, MIN_RECALL, MIN_GAIN_OVER_SUBSTRING = 0.60, 0.60, 3.0
 
 
-@pytest.fixture(scope="module")
-def cocktails(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteCatalog]:
-    """The 752 cocktail listings: real titles, prices, sales, shops and cities."""
-    catalog = SqliteCatalog(tmp_path_factory.mktemp("kw") / "catalog.db", "none", 4)
+def open_catalog(kind: str, request: pytest.FixtureRequest, folder: Path) -> Catalog:
+    """An empty catalog of either store: the embedded file or a fresh PostgreSQL database."""
+    if kind == "sqlite":
+        return SqliteCatalog(folder / "catalog.db", "none", 4)
+    from tongkuan.catalog.postgres import PostgresCatalog
+
+    return PostgresCatalog(new_database(request.getfixturevalue("postgres")), "none", 4)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def cocktails(
+    data_root: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Catalog]:
+    """The 752 cocktail listings: real titles, prices, sales, shops and cities, in each store."""
+    catalog = open_catalog(request.param, request, tmp_path_factory.mktemp("kw"))
     catalog.upsert_many(
         [(product, [NewImage("h", "x.jpg", np.ones(4, np.float32))]) for product, _ in cocktail_listings(data_root)]
     )
@@ -37,14 +50,17 @@ def test_titles_are_cut_into_words_and_character_pairs() -> None:
     assert keywords.words("ＡＨＣ　黄金水") == keywords.words("ahc 黄金水")  # full-width folded
 
 
-def test_query_syntax_never_leaks_into_the_index(cocktails: SqliteCatalog) -> None:
+def test_query_syntax_never_leaks_into_the_index(cocktails: Catalog) -> None:
     for hostile in ['"', "a OR b", "*", "NEAR(", "title:x", "a AND NOT", "(", "^x", "   ", "🍸"]:
         cocktails.keyword_search(hostile)  # no sqlite3.OperationalError
     assert cocktails.keyword_search("***") == ([], 0)
 
 
-def test_a_part_of_a_word_finds_the_whole(data_root: Path, tmp_path: Path) -> None:
-    catalog = SqliteCatalog(tmp_path / "catalog.db", "none", 4)
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_part_of_a_word_finds_the_whole(
+    data_root: Path, tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    catalog = open_catalog(kind, request, tmp_path)
     relevant = load_titles(data_root, catalog)
     found, total = catalog.keyword_search("黄金水", limit=20)
     ahc = relevant["AHC 黄金水"]
@@ -53,7 +69,7 @@ def test_a_part_of_a_word_finds_the_whole(data_root: Path, tmp_path: Path) -> No
     assert catalog.keyword_search("LANC")[1] >= catalog.keyword_search("lancome")[1] > 0
 
 
-def test_relevance_puts_titles_with_every_word_first(cocktails: SqliteCatalog) -> None:
+def test_relevance_puts_titles_with_every_word_first(cocktails: Catalog) -> None:
     found, total = cocktails.keyword_search("锐澳 微醺", limit=20)
     with_both = [p for p in found if "锐澳" in p.title and "微醺" in p.title]
     assert len(with_both) == 20 and total > 20
@@ -62,14 +78,14 @@ def test_relevance_puts_titles_with_every_word_first(cocktails: SqliteCatalog) -
     assert rest and all(("锐澳" in p.title) != ("微醺" in p.title) for p in rest)
 
 
-def test_paging_walks_one_stable_order(cocktails: SqliteCatalog) -> None:
+def test_paging_walks_one_stable_order(cocktails: Catalog) -> None:
     whole, total = cocktails.keyword_search("鸡尾酒 预调", limit=60)
     pages = [cocktails.keyword_search("鸡尾酒 预调", offset=o, limit=20)[0] for o in (0, 20, 40)]
     assert [p.item_id for page in pages for p in page] == [p.item_id for p in whole]
     assert total >= 60
 
 
-def test_pages_fill_across_the_all_words_boundary(cocktails: SqliteCatalog) -> None:
+def test_pages_fill_across_the_all_words_boundary(cocktails: Catalog) -> None:
     query = "锐澳 桃花 米酿"
     every = [p for p in cocktails.keyword_search(query, limit=200)[0] if all(w in p.title for w in ("锐澳", "桃花"))]
     whole, total = cocktails.keyword_search(query, limit=60)
@@ -88,7 +104,7 @@ def test_pages_fill_across_the_all_words_boundary(cocktails: SqliteCatalog) -> N
         (SortOrder.SALES_DESC, lambda p: p.volume, True),
     ],
 )
-def test_sorted_results_hold_every_word_in_order(cocktails: SqliteCatalog, sort: SortOrder, key, descending) -> None:  # type: ignore[no-untyped-def]
+def test_sorted_results_hold_every_word_in_order(cocktails: Catalog, sort: SortOrder, key, descending) -> None:  # type: ignore[no-untyped-def]
     found, total = cocktails.keyword_search("rio 微醺", sort, limit=20)
     assert total > 20 and len(found) == 20
     assert all("rio" in p.title.lower() and "微醺" in p.title for p in found)
@@ -96,7 +112,7 @@ def test_sorted_results_hold_every_word_in_order(cocktails: SqliteCatalog, sort:
     assert values == sorted(values, reverse=descending)
 
 
-def test_filters_narrow_keyword_results(cocktails: SqliteCatalog) -> None:
+def test_filters_narrow_keyword_results(cocktails: Catalog) -> None:
     where = ProductFilter(min_price=Decimal("50"), max_price=Decimal("100"), location="上海", user_type=1)
     found, total = cocktails.keyword_search("鸡尾酒", SortOrder.PRICE_ASC, where, limit=20)
     assert 0 < total < cocktails.keyword_search("鸡尾酒", SortOrder.PRICE_ASC)[1]
@@ -106,7 +122,7 @@ def test_filters_narrow_keyword_results(cocktails: SqliteCatalog) -> None:
     assert in_shop and all(p.shop_title == shop for p in in_shop)
 
 
-def test_shops_are_found_by_a_part_of_their_name(cocktails: SqliteCatalog) -> None:
+def test_shops_are_found_by_a_part_of_their_name(cocktails: Catalog) -> None:
     shops, total = cocktails.shop_search("锐澳")
     assert total == len(shops) >= 2
     assert all("锐澳" in s.shop_title for s in shops)
@@ -116,7 +132,7 @@ def test_shops_are_found_by_a_part_of_their_name(cocktails: SqliteCatalog) -> No
     assert shops[0].items == sum(1 for p in cocktails.products(limit=1000) if p.shop_title == shops[0].shop_title)
 
 
-def test_changes_reach_keyword_search_in_the_same_transaction(cocktails: SqliteCatalog) -> None:
+def test_changes_reach_keyword_search_in_the_same_transaction(cocktails: Catalog) -> None:
     product = Product(item_id="kw-new", title="独一无二的测试商品 Zyzzyva", shop_title="测试小店")
     cocktails.upsert(product, [NewImage("h", "x.jpg", np.ones(4, np.float32))])
     assert [p.item_id for p in cocktails.keyword_search("zyzzyva")[0]] == ["kw-new"]

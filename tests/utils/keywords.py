@@ -20,6 +20,7 @@ from pathlib import Path
 from tests.utils.data import read_rows
 from tongkuan.catalog.product import Product
 from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.catalog.store import Catalog
 
 NDCG_AT = 10
 RECALL_AT = 20
@@ -45,7 +46,7 @@ def cocktail_listings(root: Path) -> list[tuple[Product, dict[str, str]]]:
     ]
 
 
-def load_titles(root: Path, catalog: SqliteCatalog) -> dict[str, set[str]]:
+def load_titles(root: Path, catalog: Catalog) -> dict[str, set[str]]:
     """Put every Product1M listing into `catalog` (records only) and return label -> relevant itemIds."""
     rows = read_rows(root / "product1m_text" / "items.csv")
     catalog.upsert_many([(Product(item_id=r["item_id"], title=r["title"]), None) for r in rows])
@@ -91,7 +92,7 @@ def like_search(path: Path) -> Callable[[str], list[str]]:
     return search
 
 
-def tongkuan_search(catalog: SqliteCatalog) -> Callable[[str], list[str]]:
+def tongkuan_search(catalog: Catalog) -> Callable[[str], list[str]]:
     def search(query: str) -> list[str]:
         return [p.item_id for p in catalog.keyword_search(query, limit=RECALL_AT)[0]]
 

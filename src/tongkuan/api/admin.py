@@ -28,7 +28,7 @@ from tongkuan.api.envelope import ok
 from tongkuan.api.request import base_url, settings_of
 from tongkuan.api.wire import details
 from tongkuan.catalog.product import Product
-from tongkuan.catalog.sqlite import NewImage
+from tongkuan.catalog.store import NewImage
 from tongkuan.engine import Engine
 from tongkuan.errors import CatalogConflict, ImageTooLarge
 from tongkuan.images.decode import content_hash, decode_image

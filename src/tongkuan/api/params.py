@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 
 from tongkuan.api.auth import ParameterError
 from tongkuan.catalog.product import ProductFilter
-from tongkuan.catalog.sqlite import SortOrder
+from tongkuan.catalog.store import SortOrder
 from tongkuan.vision.categories import Category
 from tongkuan.vision.detect import Box
 

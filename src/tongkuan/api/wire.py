@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from tongkuan.catalog.product import Product, StoredImage
-from tongkuan.catalog.sqlite import Shop
+from tongkuan.catalog.store import Shop
 from tongkuan.search.searcher import SearchHit, SearchResults
 
 

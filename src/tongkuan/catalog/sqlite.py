@@ -8,14 +8,13 @@ mode lets readers run beside the one writer; `snapshot()` pins a consistent read
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from decimal import Decimal
-from enum import StrEnum
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,20 @@ from numpy.typing import NDArray
 
 from tongkuan.catalog import keywords
 from tongkuan.catalog.product import Product, ProductFilter, StoredImage
+from tongkuan.catalog.store import (
+    NO_CATEGORY,
+    Change,
+    ChangeKind,
+    NewImage,
+    Shop,
+    SortOrder,
+    free_name,
+    named,
+    product_from_row,
+    product_row,
+    stacked,
+)
+from tongkuan.catalog.store import chunks as _chunks
 from tongkuan.errors import CatalogConflict, DimensionMismatch, PictureNotFound, ProductNotFound
 from tongkuan.vision.categories import Category
 
@@ -82,47 +95,6 @@ _UPSERT_ITEM = (
 )
 
 
-@dataclass(frozen=True)
-class NewImage:
-    """An image to store with its product: content hash, where it is served from, its vector,
-    and its name within the product (its position when empty)."""
-
-    content_hash: str
-    location: str
-    vector: NDArray[np.float32]
-    name: str = ""
-
-
-class SortOrder(StrEnum):
-    """How keyword results are ordered."""
-
-    RELEVANCE = "default"
-    PRICE_ASC = "price_asc"
-    PRICE_DESC = "price_desc"
-    SALES_DESC = "sales_desc"
-
-
-@dataclass(frozen=True)
-class Shop:
-    """A shop found by name, with its item count and total sales in this catalog."""
-
-    shop_title: str
-    seller_id: str
-    provcity: str
-    user_type: int
-    items: int
-    volume: int
-
-
-@dataclass(frozen=True)
-class Change:
-    """One entry of the change log: a vector added (with its data) or removed."""
-
-    seq: int
-    vector_id: int
-    added: bool
-
-
 class SqliteCatalog:
     """Products and vectors in `path`. Safe to share between threads and processes."""
 
@@ -141,6 +113,12 @@ class SqliteCatalog:
     @staticmethod
     def stored_model(path: Path) -> str | None:
         """The model name a catalog file was built with, or None for a new catalog."""
+        stored = SqliteCatalog.stored_spec(path)
+        return None if stored is None else stored[0]
+
+    @staticmethod
+    def stored_spec(path: Path) -> tuple[str, int] | None:
+        """The model name and vector dimension a catalog file was built with, or None."""
         if not path.exists():
             return None
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -150,7 +128,10 @@ class SqliteCatalog:
             return None
         finally:
             db.close()
-        return None if row is None else str(json.loads(row[0])["model"])
+        if row is None:
+            return None
+        meta = json.loads(row[0])
+        return str(meta["model"]), int(meta["dim"])
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -236,12 +217,12 @@ class SqliteCatalog:
         documents = [(keywords.document(p.title), keywords.document(p.shop_title)) for p, _ in items]
         with self._write() as db:
             for (product, images), (title_words, shop_words) in zip(items, documents, strict=True):
-                db.execute(_UPSERT_ITEM, _product_row(product))
+                db.execute(_UPSERT_ITEM, product_row(product))
                 _index_words(db, product.item_id, title_words, shop_words)
                 if images is None:
                     continue
                 self._delete_images(db, product.item_id)
-                for position, image in enumerate(_named(images)):
+                for position, image in enumerate(named(images)):
                     self._insert_image(db, product.item_id, position, image)
 
     @staticmethod
@@ -277,7 +258,8 @@ class SqliteCatalog:
             else:
                 last = db.execute("SELECT MAX(position) FROM images WHERE item_id = ?", (item_id,)).fetchone()[0]
                 position = 0 if last is None else int(last) + 1
-            name = image.name or _free_name(db, item_id, position)
+            taken = {r[0] for r in db.execute("SELECT name FROM images WHERE item_id = ?", (item_id,))}
+            name = image.name or free_name(taken, position)
             vector_id = self._insert_image(db, item_id, position, replace(image, name=name))
         return StoredImage(vector_id, item_id, image.content_hash, image.location, name)
 
@@ -302,11 +284,16 @@ class SqliteCatalog:
             row = db.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE item_id = ?", (item_id,)).fetchone()
             if row is None:
                 raise ProductNotFound(item_id)
-            product = change(_product_from_row(row))
+            product = change(product_from_row(row))
             if product.item_id != item_id:
                 raise CatalogConflict("itemId cannot be changed")
-            db.execute(_UPSERT_ITEM, _product_row(product))
+            db.execute(_UPSERT_ITEM, product_row(product))
             _index_words(db, item_id, keywords.document(product.title), keywords.document(product.shop_title))
+            if product.category != product_from_row(row).category:
+                db.execute(
+                    "INSERT INTO changes (vector_id, added) SELECT vector_id, ? FROM images WHERE item_id = ?",
+                    (int(ChangeKind.RETAGGED), item_id),
+                )
         return product
 
     def delete(self, item_id: str) -> None:
@@ -331,7 +318,7 @@ class SqliteCatalog:
         row = self._db.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE item_id = ?", (item_id,)).fetchone()
         if row is None:
             raise ProductNotFound(item_id)
-        return _product_from_row(row)
+        return product_from_row(row)
 
     def image_hashes(self, item_id: str) -> list[str]:
         """Content hashes of a product's images in order (empty if it is not there)."""
@@ -414,7 +401,7 @@ class SqliteCatalog:
                 rows = self._db.execute(
                     f"SELECT {_ITEM_COLUMNS_P} {source} ORDER BY {order} LIMIT ? OFFSET ?", [match, *args, wanted, skip]
                 ).fetchall()
-                found += [_product_from_row(r) for r in rows]
+                found += [product_from_row(r) for r in rows]
         return found[:limit], total
 
     def shop_search(self, text: str, offset: int = 0, limit: int = 20) -> tuple[list[Shop], int]:
@@ -440,7 +427,7 @@ class SqliteCatalog:
             f"SELECT {_ITEM_COLUMNS_P} FROM items p WHERE p.shop_title = ? ORDER BY p.volume DESC, p.item_id LIMIT ?",
             (shop_title, limit),
         ).fetchall()
-        return [_product_from_row(r) for r in rows]
+        return [product_from_row(r) for r in rows]
 
     def products(self, after: str | None = None, limit: int = 100) -> list[Product]:
         """Products in itemId order, starting after the itemId `after` (a cursor)."""
@@ -448,7 +435,7 @@ class SqliteCatalog:
             f"SELECT {_ITEM_COLUMNS_P} FROM items p WHERE p.item_id > ? ORDER BY p.item_id LIMIT ?",
             (after or "", limit),
         ).fetchall()
-        return [_product_from_row(r) for r in rows]
+        return [product_from_row(r) for r in rows]
 
     def count_products(self, category: Category | None = None, where: ProductFilter | None = None) -> int:
         """Products in a category (all if None) that pass a filter."""
@@ -468,13 +455,46 @@ class SqliteCatalog:
         row = self._db.execute("SELECT MAX(seq) FROM changes").fetchone()
         return int(row[0] or 0)
 
-    def changes_since(self, seq: int) -> list[Change]:
+    def changes_since(self, seq: int, limit: int | None = None) -> list[Change]:
+        """Changes after `seq` in order (at most `limit`); `added` holds a `ChangeKind`."""
         return [
-            Change(int(s), int(v), bool(a))
+            Change(int(s), int(v), ChangeKind(a))
             for s, v, a in self._db.execute(
-                "SELECT seq, vector_id, added FROM changes WHERE seq > ? ORDER BY seq", (seq,)
+                "SELECT seq, vector_id, added FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit or -1)
             )
         ]
+
+    def vector_categories(self, vector_ids: Sequence[int]) -> dict[int, int]:
+        """The category of each given picture's product (`NO_CATEGORY` for none)."""
+        found: dict[int, int] = {}
+        for chunk in _chunks(list(vector_ids), 500):
+            for v, category in self._db.execute(
+                "SELECT i.vector_id, p.category_id FROM images i JOIN items p ON p.item_id = i.item_id "
+                f"WHERE i.vector_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                found[int(v)] = NO_CATEGORY if category is None else int(category)
+        return found
+
+    def index_position(self, name: str) -> int:
+        """The last change a shared vector index named `name` has applied (0: none)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"index:{name}",)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_index_position(self, name: str, seq: int) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"index:{name}", str(seq)))
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """A lock file beside the catalog, held across processes (and threads: one file each)."""
+        lock_path = self.path.with_name(f"{self.path.name}.{name}.lock")
+        with open(lock_path, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def vectors(self, vector_ids: Sequence[int] | None = None) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Ids and vectors of the given images that still exist (all images if None)."""
@@ -519,13 +539,7 @@ class SqliteCatalog:
                 chunk,
             ):
                 rows.setdefault(item_id, []).append((StoredImage(int(v), item_id, h, loc, name), vector))
-        return {
-            item_id: (
-                [image for image, _ in found],
-                np.frombuffer(b"".join(vector for _, vector in found), dtype=np.float32).reshape(len(found), self.dim),
-            )
-            for item_id, found in rows.items()
-        }
+        return stacked(rows, self.dim)
 
     def hydrate(self, vector_ids: Sequence[int]) -> dict[int, tuple[Product, StoredImage]]:
         """Products and picture info for the given vector ids; ids that are gone are left out.
@@ -545,7 +559,7 @@ class SqliteCatalog:
             rows = self._db.execute(
                 f"SELECT {_ITEM_COLUMNS} FROM items WHERE item_id IN ({','.join('?' * len(chunk))})", chunk
             ).fetchall()
-            products.update((str(row[0]), _product_from_row(row)) for row in rows)
+            products.update((str(row[0]), product_from_row(row)) for row in rows)
         return {p.vector_id: (products[p.item_id], p) for p in pictures if p.item_id in products}
 
     def close(self) -> None:
@@ -559,30 +573,6 @@ def _index_words(db: sqlite3.Connection, item_id: str, title_words: str, shop_wo
     rowid = db.execute("SELECT rowid FROM items WHERE item_id = ?", (item_id,)).fetchone()[0]
     db.execute("DELETE FROM item_words WHERE rowid = ?", (rowid,))
     db.execute("INSERT INTO item_words (rowid, title, shop) VALUES (?, ?, ?)", (rowid, title_words, shop_words))
-
-
-def _named(images: Sequence[NewImage]) -> list[NewImage]:
-    """Images with distinct names: a missing name becomes the position, a repeated one gets `-<position>`."""
-    given = [image.name or str(position) for position, image in enumerate(images)]
-    seen: set[str] = set()
-    named = []
-    for position, (image, name) in enumerate(zip(images, given, strict=True)):
-        if name in seen:
-            suffix, name = 0, f"{name}-{position}"
-            while name in seen or name in given:  # never take a name another picture asked for
-                suffix += 1
-                name = f"{given[position]}-{position}-{suffix}"
-        seen.add(name)
-        named.append(replace(image, name=name))
-    return named
-
-
-def _free_name(db: sqlite3.Connection, item_id: str, position: int) -> str:
-    taken = {r[0] for r in db.execute("SELECT name FROM images WHERE item_id = ?", (item_id,))}
-    name = str(position)
-    while name in taken:
-        name += "+"
-    return name
 
 
 _PRICE = "CAST(COALESCE(p.final_price, p.reserve_price) AS REAL)"
@@ -613,54 +603,3 @@ def _filter_sql(where: ProductFilter) -> tuple[str, list[object]]:
         sql.append("instr(p.provcity, ?) > 0")
         args.append(where.location)
     return "".join(f" AND {c}" for c in sql), args
-
-
-def _chunks(items: list[int] | list[str], size: int) -> Iterator[list]:  # type: ignore[type-arg]
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _product_row(p: Product) -> tuple[object, ...]:
-    return (
-        p.item_id,
-        p.title,
-        str(p.reserve_price),
-        None if p.final_price is None else str(p.final_price),
-        p.shop_title,
-        p.seller_id,
-        p.provcity,
-        p.user_type,
-        p.volume,
-        p.category_name,
-        p.level_one_category_name,
-        p.coupon_amount,
-        p.coupon_start_fee,
-        p.url,
-        None if p.category is None else int(p.category),
-        int(p.category_predicted),
-        json.dumps(p.extra, ensure_ascii=False),
-    )
-
-
-def _product_from_row(row: Sequence[object]) -> Product:
-    (item_id, title, reserve, final, shop, seller, provcity, user_type, volume, cat_name,
-     level_one, coupon, coupon_fee, url, category_id, predicted, extra) = row  # fmt: skip
-    return Product(
-        item_id=str(item_id),
-        title=str(title),
-        reserve_price=Decimal(str(reserve)),
-        final_price=None if final is None else Decimal(str(final)),
-        shop_title=str(shop),
-        seller_id=str(seller),
-        provcity=str(provcity),
-        user_type=int(user_type),  # type: ignore[call-overload]
-        volume=int(volume),  # type: ignore[call-overload]
-        category_name=str(cat_name),
-        level_one_category_name=str(level_one),
-        coupon_amount=None if coupon is None else int(coupon),  # type: ignore[call-overload]
-        coupon_start_fee=None if coupon_fee is None else str(coupon_fee),
-        url=str(url),
-        category=None if category_id is None else Category(int(category_id)),  # type: ignore[call-overload]
-        category_predicted=bool(predicted),
-        extra={} if extra == "{}" else json.loads(str(extra)),  # most products have none: skip the parser
-    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -16,22 +18,25 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 STALE_PART_SECONDS = 3600
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def part_prefix() -> str:
-    """Temporary files start with the writer's process id, so a later process can tell a
-    crash's leftovers from a running process's writes."""
-    return f"{os.getpid()}-"
+    """Temporary files start with the writer's process id and host, so a later process can
+    tell a crash's leftovers from a running process's writes, even in a folder that replicas
+    on other machines share."""
+    return f"{os.getpid()}.{_HOST}-"
 
 
 def remove_stale_parts(folder: Path) -> None:
     """Delete `*.part` files a crash left behind, never renamed: those whose writing process
-    is gone (and unmarked ones older than an hour). A running server's fresh ones stay."""
+    on this machine is gone, and any other one older than an hour. Fresh ones stay."""
     cutoff = time.time() - STALE_PART_SECONDS
     for leftover in folder.glob("*.part"):
-        pid = leftover.name.split("-", 1)[0]
+        pid, _, host = leftover.name.split("-", 1)[0].partition(".")
         try:
-            stale = not _alive(int(pid)) if pid.isascii() and pid.isdigit() else leftover.stat().st_mtime < cutoff
+            local = pid.isascii() and pid.isdigit() and host in ("", _HOST)
+            stale = not _alive(int(pid)) if local else leftover.stat().st_mtime < cutoff
             if stale:
                 leftover.unlink(missing_ok=True)
         except FileNotFoundError:

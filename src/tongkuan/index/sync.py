@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.catalog.store import Catalog, ChangeKind
 from tongkuan.index.faiss import FaissIndex, IndexKind
+from tongkuan.vision.categories import Category
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +34,11 @@ _TRAIN_SAMPLE = 100_000
 class IndexSync:
     """A `FaissIndex` plus the change-log position it reflects. Not thread-safe: callers lock."""
 
+    max_k = 1 << 62  # faiss searches as deep as asked
+
     def __init__(
         self,
-        catalog: SqliteCatalog,
+        catalog: Catalog,
         folder: Path,
         kind: IndexKind = IndexKind.HNSW_SQ8,
         ef_search: int = 128,
@@ -95,7 +98,8 @@ class IndexSync:
             return 0
         final: dict[int, bool] = {}
         for change in changes:
-            final[change.vector_id] = change.added
+            if change.kind is not ChangeKind.RETAGGED:  # faiss holds no categories
+                final[change.vector_id] = change.added
         self.index.remove(np.fromiter((v for v, added in final.items() if not added), dtype=np.int64))
         added = [v for v, was_added in final.items() if was_added]
         for start in range(0, len(added), _REBUILD_CHUNK):
@@ -142,8 +146,14 @@ class IndexSync:
             self._rebuilding = None
         self.sync()
 
-    def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    def search(
+        self, queries: NDArray[np.float32], k: int, category: Category | None = None
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """The nearest pictures; `category` is ignored (faiss holds none: the caller filters)."""
         return self.index.search(queries, k)
+
+    def close(self) -> None:
+        """Nothing held open: the index lives in memory and `save` writes it."""
 
     def count(self) -> int:
         return self.index.count()

@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from tongkuan.catalog.product import Product
-from tongkuan.catalog.sqlite import NewImage, SqliteCatalog
+from tongkuan.catalog.store import Catalog, NewImage
 from tongkuan.errors import ImageError, ProductNotFound
 from tongkuan.images.decode import content_hash, decode_image
 from tongkuan.images.fetch import Fetcher
@@ -67,11 +67,19 @@ class IngestReport:
 
 
 @dataclass
-class _Loaded:
+class Fetched:
+    """A checked record with its pictures' bytes, not decoded yet."""
+
     record: SourceRecord
     product: Product
     named_category: bool
     data: list[bytes]
+
+
+@dataclass
+class Loaded(Fetched):
+    """A fetched record with its pictures decoded, ready to embed."""
+
     pixels: list[Image.Image]
 
 
@@ -81,7 +89,7 @@ class Ingester:
     def __init__(
         self,
         vision: Vision,
-        catalog: SqliteCatalog,
+        catalog: Catalog,
         images: ImageStore,
         fetcher: Fetcher,
         max_pixels: int,
@@ -126,7 +134,7 @@ class Ingester:
                         logger.warning("%s: %s", result.origin, result.reason)
                     else:
                         good.append(result)
-                self._write(good, report)
+                self.write(good, report)
                 report.processed += len(batch)
                 if on_commit is not None:
                     on_commit([item.product.item_id for item in good])
@@ -137,17 +145,29 @@ class Ingester:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _load(self, record: SourceRecord) -> _Loaded | Failure:
+    def _load(self, record: SourceRecord) -> Loaded | Failure:
+        fetched = self.fetch(record)
+        return fetched if isinstance(fetched, Failure) else self.decode(fetched)
+
+    def fetch(self, record: SourceRecord) -> Fetched | Failure:
+        """Check a record and read its pictures' bytes (the I/O half of loading)."""
         item_id = record.fields.get("itemId")
         try:
             product, named = to_product(record.fields)
             if not record.images:
                 raise RecordError("images is empty: a product needs at least one image")
             data = [self._read(ref, record.base_dir) for ref in record.images]
-            pixels = [decode_image(d, self.max_pixels) for d in data]
         except (RecordError, ImageError, OSError) as exc:
             return Failure(record.origin, None if item_id is None else str(item_id), str(exc))
-        return _Loaded(record, product, named, data, pixels)
+        return Fetched(record, product, named, data)
+
+    def decode(self, fetched: Fetched) -> Loaded | Failure:
+        """Decode a fetched record's pictures (the CPU half of loading)."""
+        try:
+            pixels = [decode_image(d, self.max_pixels) for d in fetched.data]
+        except (ImageError, OSError) as exc:
+            return Failure(fetched.record.origin, fetched.product.item_id, str(exc))
+        return Loaded(fetched.record, fetched.product, fetched.named_category, fetched.data, pixels)
 
     def _read(self, ref: str, base_dir: Path) -> bytes:
         if ref.startswith(("http://", "https://")):
@@ -160,7 +180,8 @@ class Ingester:
         except OSError as exc:
             raise ImageError(f"image {ref!r} cannot be read ({exc.strerror or exc})") from exc
 
-    def _write(self, loaded: list[_Loaded], report: IngestReport) -> None:
+    def write(self, loaded: list[Loaded], report: IngestReport) -> None:
+        """Embed the pictures that changed (only those) and store the batch in one transaction."""
         changed = []
         writes: list[tuple[Product, list[NewImage] | None]] = []
         for item in loaded:
@@ -198,12 +219,12 @@ class Ingester:
                 report.added += 1
         self.catalog.upsert_many(writes)  # one transaction per batch, each product whole
 
-    def _names_and_locations(self, item: _Loaded) -> list[tuple[str, str]]:
+    def _names_and_locations(self, item: Loaded) -> list[tuple[str, str]]:
         names = item.record.names or [picture_name(ref) for ref in item.record.images]
         locations = [self._location(ref, data) for ref, data in zip(item.record.images, item.data, strict=True)]
         return list(zip(names, locations, strict=True))
 
-    def _renamed(self, item: _Loaded, hashes: list[str]) -> list[NewImage] | None:
+    def _renamed(self, item: Loaded, hashes: list[str]) -> list[NewImage] | None:
         """The same pictures under new names or locations, with their stored vectors (no model
         work); None when nothing about them changed."""
         wanted = self._names_and_locations(item)

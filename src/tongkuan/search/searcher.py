@@ -16,11 +16,11 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from tongkuan.catalog.product import Product, ProductFilter, StoredImage
-from tongkuan.catalog.sqlite import SqliteCatalog
-from tongkuan.index.sync import IndexSync
+from tongkuan.catalog.store import Catalog
+from tongkuan.index.store import VectorIndex
 from tongkuan.vision.categories import Category, CategoryScore, fuse, neighbour_vote, ranked
 from tongkuan.vision.detect import Box
-from tongkuan.vision.pipeline import Vision
+from tongkuan.vision.pipeline import Description, Vision
 
 DEFAULT_TOP_CATEGORIES = 4
 # Pictures fetched from the index before grouping by product: enough that a relevant
@@ -80,7 +80,7 @@ class SearchOptions:
 class Searcher:
     """Runs queries over a catalog and its vector index."""
 
-    def __init__(self, vision: Vision, catalog: SqliteCatalog, index: IndexSync, options: SearchOptions) -> None:
+    def __init__(self, vision: Vision, catalog: Catalog, index: VectorIndex, options: SearchOptions) -> None:
         self.vision = vision
         self.catalog = catalog
         self.index = index
@@ -90,49 +90,57 @@ class Searcher:
     def search(self, image: Image.Image, query: SearchQuery) -> SearchResults:
         """Detect, classify and embed `image`, then rank distinct products for one page."""
         described = self.vision.describe([image], crop=query.crop, regions=[query.region])[0]
+        with self.lock:
+            self.index.sync()  # before the snapshot: a shared index records its position outside it
+            with self.catalog.snapshot():
+                return self._search(described, query)
+
+    def _search(self, described: Description, query: SearchQuery) -> SearchResults:
         wanted = query.offset + query.limit
-        with self.lock, self.catalog.snapshot():
-            self.index.sync()
-            vectors = self.index.count()
-            k = min(vectors, max(self.options.neighbours, 4 * wanted, MIN_CANDIDATES))
-            scored: dict[str, tuple[float, StoredImage]] = {}  # exact product scores, kept as k grows
-            while True:
-                scores, ids = self.index.search(described.embedding[None, :], k)
-                found = self.catalog.hydrate([int(i) for i in ids[0] if i >= 0])
-                ordered = [(found[int(i)], float(s)) for i, s in zip(ids[0], scores[0], strict=True) if int(i) in found]
+        vectors = self.index.count()
+        deepest = min(vectors, self.index.max_k)
+        k = min(deepest, max(self.options.neighbours, 4 * wanted, MIN_CANDIDATES))
+        scored: dict[str, tuple[float, StoredImage]] = {}  # exact product scores, kept as k grows
+        categories: list[CategoryScore] = []
+        chosen = query.category
+        while True:
+            # The first round sees every category, for the neighbour vote; deeper rounds ask an
+            # index that stores categories (Milvus) for the chosen one only.
+            scores, ids = self.index.search(described.embedding[None, :], k, chosen if categories else None)
+            found = self.catalog.hydrate([int(i) for i in ids[0] if i >= 0])
+            ordered = [(found[int(i)], float(s)) for i, s in zip(ids[0], scores[0], strict=True) if int(i) in found]
+            if not categories:
                 vote = neighbour_vote(
                     (product.category, score)
                     for (product, _), score in ordered[: self.options.neighbours]
                     if product.category is not None
                 )
-                probabilities = fuse(described.prior, vote, self.options.prior_weight)
-                categories = ranked(probabilities, DEFAULT_TOP_CATEGORIES)
-                chosen = query.category
+                categories = ranked(fuse(described.prior, vote, self.options.prior_weight), DEFAULT_TOP_CATEGORIES)
                 if chosen is None and self.options.filter_predicted_category:
                     chosen = categories[0].category
-                ordered = [
-                    (hit, score)
-                    for hit, score in ordered
-                    if (chosen is None or hit[0].category == chosen) and query.where.matches(hit[0])
-                ]
-                exhausted = k >= vectors
-                # every picture not fetched yet is less similar than the last one fetched
-                valid = scores[0][ids[0] >= 0]  # an index may pad its answer with empty slots
-                floor = -np.inf if exhausted or not valid.size else float(valid[-1])
-                if query.distinct:
-                    hits = self._rank_products(ordered, described.embedding, scored, floor)
-                else:
-                    hits = [SearchHit(product, image, _similarity(score)) for (product, image), score in ordered]
-                if query.min_score is not None:
-                    hits = [hit for hit in hits if hit.score >= query.min_score]
-                complete = exhausted or (query.min_score is not None and floor < query.min_score)
-                if len(hits) >= wanted or complete:
-                    break
-                k = min(vectors, k * 4)
-            total = len(hits)
-            if query.count_total and not complete:
-                in_scope = self.catalog.count_products(chosen, query.where) if query.distinct else vectors
-                total = max(total, in_scope)
+            ordered = [
+                (hit, score)
+                for hit, score in ordered
+                if (chosen is None or hit[0].category == chosen) and query.where.matches(hit[0])
+            ]
+            valid = scores[0][ids[0] >= 0]  # an index may pad its answer with empty slots
+            exhausted = k >= vectors or valid.size < k  # fewer than asked: nothing more to find
+            # every picture not fetched yet is less similar than the last one fetched
+            floor = -np.inf if exhausted or not valid.size else float(valid[-1])
+            if query.distinct:
+                hits = self._rank_products(ordered, described.embedding, scored, floor)
+            else:
+                hits = [SearchHit(product, image, _similarity(score)) for (product, image), score in ordered]
+            if query.min_score is not None:
+                hits = [hit for hit in hits if hit.score >= query.min_score]
+            complete = exhausted or (query.min_score is not None and floor < query.min_score)
+            if len(hits) >= wanted or complete or k >= deepest:
+                break
+            k = min(deepest, k * 4)
+        total = len(hits)
+        if query.count_total and not complete:
+            in_scope = self.catalog.count_products(chosen, query.where) if query.distinct else vectors
+            total = max(total, in_scope)
         return SearchResults(
             hits=hits[query.offset : wanted],
             searched=described.searched,

@@ -1,0 +1,38 @@
+"""What the searcher needs from a vector index, whichever engine holds the vectors.
+
+Two implementations: `IndexSync` (faiss in this process, a cache of the catalog's vectors
+kept in files) and `MilvusIndex` (a Milvus collection shared by every replica). Both are
+derived from the catalog's change log, which `sync` replays.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tongkuan.vision.categories import Category
+
+
+class VectorIndex(Protocol):
+    """Nearest pictures by inner product on unit vectors. Callers lock around use."""
+
+    max_k: int  # the deepest search the engine answers
+
+    def sync(self) -> int:
+        """Apply the catalog changes not applied yet; return how many."""
+        ...
+
+    def search(
+        self, queries: NDArray[np.float32], k: int, category: Category | None = None
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Scores and ids of the `k` nearest pictures per query, padded with id -1. With
+        `category`, an index that stores categories answers only from it; one that does not
+        may return others, which the caller filters."""
+        ...
+
+    def count(self) -> int: ...
+    def finish_rebuild(self) -> None: ...
+    def save(self) -> None: ...
+    def close(self) -> None: ...

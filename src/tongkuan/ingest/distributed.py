@@ -1,0 +1,140 @@
+"""Ingestion spread over a Ray cluster, for catalogs too big for one machine's model.
+
+A Ray Data pipeline in two stages: readers check records and download their pictures (I/O,
+many small tasks), then an actor pool decodes, embeds in model batches and writes each
+batch to the shared catalog in one transaction (the model loads once per actor; an actor
+takes a GPU where the cluster has one). The vector index (Milvus) replays the catalog's
+change log, so it is written by the same commit. A rerun after a crash skips what is done:
+a product whose pictures are stored with the same content is not embedded again.
+
+Every worker opens the stores from the same `Settings`, so the catalog and the picture
+folder must be shared (PostgreSQL and a network file system): this is for the server
+backends. Ray costs a few seconds per job, so small ingests stay in process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tongkuan.config import Settings
+from tongkuan.errors import ConfigError
+from tongkuan.ingest.ingester import Failure, Fetched, Ingester, IngestReport
+from tongkuan.ingest.readers import SourceRecord
+
+logger = logging.getLogger(__name__)
+
+READ_BATCH = 16  # records per download task
+EMBED_BATCH = 32  # records per actor call (and per catalog transaction)
+
+
+def _ingester(settings: Settings) -> Ingester:
+    """An ingester over the configured stores, built inside a Ray worker."""
+    from tongkuan.engine import fetcher_for, open_catalog
+    from tongkuan.images.store import ImageStore
+    from tongkuan.vision.encoder import OnnxEncoder
+    from tongkuan.vision.pipeline import Vision
+    from tongkuan.vision.registry import resolve_model
+
+    assert settings.model is not None  # the driver resolves it
+    spec = resolve_model(settings.model, Path(settings.data_dir))
+    return Ingester(
+        Vision(OnnxEncoder(spec, threads=settings.threads)),
+        open_catalog(settings, settings.model, spec.dim),
+        ImageStore(settings.images_root),
+        fetcher_for(settings),
+        settings.max_pixels,
+        batch_size=16,
+    )
+
+
+class _Reader:
+    """Stage 1: check records and download their pictures."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.ingester = _ingester(settings)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        fetched = [self.ingester.fetch(pickle.loads(raw)) for raw in batch["record"]]
+        return {"item": [pickle.dumps(f) for f in fetched]}
+
+
+class _EmbedWriter:
+    """Stage 2: decode, embed what changed, write each batch in one transaction."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.ingester = _ingester(settings)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        report = IngestReport()
+        good = []
+        for raw in batch["item"]:
+            item: Fetched | Failure = pickle.loads(raw)
+            loaded = self.ingester.decode(item) if isinstance(item, Fetched) else item
+            if isinstance(loaded, Failure):
+                report.failures.append(loaded)
+            else:
+                good.append(loaded)
+        self.ingester.write(good, report)
+        report.processed = len(batch["item"])
+        return {"report": [pickle.dumps(report)]}
+
+
+def ingest_with_ray(
+    settings: Settings,
+    records: Iterable[SourceRecord],
+    address: str,
+    actors: int = 1,
+    ray_options: dict[str, Any] | None = None,
+) -> IngestReport:
+    """Ingest `records` on the Ray cluster at `address` ("local" starts one on this machine)."""
+    if not settings.catalog_url:
+        raise ConfigError("distributed ingestion writes to a shared catalog: set TONGKUAN_CATALOG_URL")
+    if settings.model is None:
+        raise ConfigError("distributed ingestion needs the model named (TONGKUAN_MODEL or --model)")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address == "local":
+        # A cluster of this machine alone stays on 127.0.0.1: Ray would otherwise advertise the
+        # machine's external address (it is read when ray is first imported).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    started = time.perf_counter()
+    options = dict(ray_options or {})
+    if address != "local":
+        options["address"] = address
+    ray.init(ignore_reinit_error=True, logging_level=logging.WARNING, **options)
+    try:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0  # type: ignore[no-untyped-call]
+        rows = [{"record": pickle.dumps(record)} for record in records]
+        if not rows:
+            return IngestReport(seconds=time.perf_counter() - started)
+        source = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // READ_BATCH))
+        fetched = source.map_batches(
+            _Reader, fn_constructor_args=(settings,), batch_size=READ_BATCH, concurrency=(1, max(1, actors))
+        )
+        written = fetched.map_batches(
+            _EmbedWriter,
+            fn_constructor_args=(settings,),
+            batch_size=EMBED_BATCH,
+            concurrency=(1, max(1, actors)),  # an autoscaling pool: small ingests start one actor
+            num_gpus=gpus,
+        )
+        report = IngestReport()
+        for row in written.iter_rows():
+            part: IngestReport = pickle.loads(row["report"])
+            report.added += part.added
+            report.updated += part.updated
+            report.unchanged += part.unchanged
+            report.images_embedded += part.images_embedded
+            report.processed += part.processed
+            report.failures += part.failures
+    finally:
+        ray.shutdown()
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,104 @@
+"""Moving a catalog between stores (an embedded data directory to PostgreSQL, say) without
+re-embedding a single picture: records, picture names and stored vectors are copied as they
+are, and picture files are copied into the target image store when it is another folder.
+
+Products already in the target with the same record and the same pictures are skipped, so
+an interrupted migration is simply run again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tongkuan.catalog.store import Catalog, NewImage
+from tongkuan.errors import DimensionMismatch, ProductNotFound
+
+BATCH = 200  # products per target transaction
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    products: int
+    skipped: int
+    pictures: int
+    files_copied: int
+    seconds: float
+
+
+def migrate_catalog(
+    source: Catalog,
+    target: Catalog,
+    source_images: Path | None = None,
+    target_images: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> MigrationReport:
+    """Copy every product of `source` with its pictures and vectors into `target`."""
+    if (source.model, source.dim) != (target.model, target.dim):
+        raise DimensionMismatch(
+            f"source catalog holds {source.model} ({source.dim}-d) vectors, the target {target.model} ({target.dim}-d)"
+        )
+    copy_files = source_images is not None and target_images is not None and source_images != target_images
+    started = time.monotonic()
+    products = skipped = pictures = files = 0
+    cursor: str | None = None
+    while True:
+        with source.snapshot():
+            page = source.products(cursor, BATCH)
+            stored = source.pictures_with_vectors([p.item_id for p in page])
+        if not page:
+            break
+        cursor = page[-1].item_id
+        writes = []
+        for product in page:
+            images, vectors = stored.get(product.item_id, ([], None))
+            if _already_there(target, product.item_id, product, [(i.name, i.content_hash) for i in images]):
+                skipped += 1
+                continue
+            if copy_files:
+                assert source_images is not None and target_images is not None
+                files += sum(_copy_file(image.location, source_images, target_images) for image in images)
+            writes.append(
+                (
+                    product,
+                    [
+                        NewImage(image.content_hash, image.location, vectors[i], image.name)
+                        for i, image in enumerate(images)
+                    ]
+                    if vectors is not None
+                    else [],
+                )
+            )
+            pictures += len(images)
+        if writes:
+            target.upsert_many(writes)
+        products += len(page)
+        if progress is not None:
+            progress(len(page))
+    return MigrationReport(products, skipped, pictures, files, time.monotonic() - started)
+
+
+def _already_there(target: Catalog, item_id: str, product: object, pictures: list[tuple[str, str]]) -> bool:
+    try:
+        if target.get(item_id) != product:
+            return False
+    except ProductNotFound:
+        return False
+    return [(i.name, i.content_hash) for i in target.images_of(item_id)] == pictures
+
+
+def _copy_file(location: str, source: Path, target: Path) -> int:
+    """Copy a stored picture (a file name in the image store; URLs stay as they are)."""
+    if location.startswith(("http://", "https://")) or (target / location).exists():
+        return 0
+    origin = source / location
+    if not origin.is_file():
+        return 0
+    (target / location).parent.mkdir(parents=True, exist_ok=True)
+    partial = target / f"{location}.migrating"
+    shutil.copyfile(origin, partial)
+    partial.replace(target / location)
+    return 1

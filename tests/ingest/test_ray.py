@@ -1,0 +1,93 @@
+"""Distributed ingestion with Ray Data into PostgreSQL: same vectors as in process, reruns
+skip what is stored, and the local Ray node stays on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import as_records, new_data_dir, new_database, settings_for, skip_or_fail
+from tests.utils.postgres_server import PostgresServer
+from tongkuan.catalog.postgres import PostgresCatalog
+from tongkuan.engine import Engine
+from tongkuan.ingest.distributed import ingest_with_ray
+from tongkuan.sample import grocery_records
+
+MODEL = "efficientnet-lite0"
+PRODUCTS = 12
+
+
+@pytest.fixture(scope="module")
+def ray_options(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # as `ingest_with_ray` does for "local"
+    try:
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        skip_or_fail(f"Ray Data missing ({exc}): pip install -e '.[scale]'")
+    return {
+        "num_cpus": 2,
+        "_node_ip_address": "127.0.0.1",  # never the machine's external address
+        "include_dashboard": False,
+        "_temp_dir": str(tmp_path_factory.mktemp("ray")),
+    }
+
+
+def test_ray_ingestion_matches_in_process_and_resumes(
+    data_root: Path,
+    postgres: PostgresServer,
+    model_cache: Path,
+    tmp_path: Path,
+    ray_options: dict[str, object],
+) -> None:
+    records = as_records(list(grocery_records(data_root, photos_per_product=1))[:PRODUCTS])
+    settings = settings_for(
+        new_data_dir(tmp_path / "ray-data", model_cache),
+        model=MODEL,
+        catalog_url=new_database(postgres),
+        image_dir=tmp_path / "shared-images",
+    )
+    # a crash after the first half: the rerun below must embed only the rest
+    first = ingest_with_ray(settings, records[: PRODUCTS // 2], "local", actors=1, ray_options=ray_options)
+    assert first.added == PRODUCTS // 2 and not first.failures
+    report = ingest_with_ray(settings, records, "local", actors=2, ray_options=ray_options)
+    assert not report.failures
+    assert (report.added, report.unchanged) == (PRODUCTS - PRODUCTS // 2, PRODUCTS // 2)
+    assert report.images_embedded == 2 * (PRODUCTS - PRODUCTS // 2)  # iconic + one photo each
+
+    # the same records ingested in this process give the same vectors
+    local = Engine(settings_for(new_data_dir(tmp_path / "local", model_cache), model=MODEL))
+    local.ingester().ingest(records)
+    shared = PostgresCatalog(settings.catalog_url or "", MODEL, local.catalog.dim)
+    assert shared.count() == local.catalog.count() == (PRODUCTS, 2 * PRODUCTS)
+    for record in records[:3]:
+        item_id = record.fields["itemId"]
+        _, ours = shared.pictures_with_vectors([item_id])[item_id]
+        _, theirs = local.catalog.pictures_with_vectors([item_id])[item_id]
+        assert np.allclose(ours, theirs, atol=1e-5)
+        assert shared.get(item_id) == local.catalog.get(item_id)
+    assert all(
+        (tmp_path / "shared-images" / p.location).is_file() for p in shared.images_of(records[0].fields["itemId"])
+    )
+    shared.close()
+    local.close()
+
+
+def test_the_local_ray_node_stays_on_loopback(ray_options: dict[str, object]) -> None:
+    import ray
+
+    ray.init(**ray_options)  # type: ignore[arg-type]
+    try:
+        addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
+        listening = subprocess.run(["ss", "-tlnpH"], capture_output=True, text=True, check=True).stdout
+    finally:
+        ray.shutdown()
+    assert addresses == {"127.0.0.1"}
+    ray_sockets = [line.split()[3] for line in listening.splitlines() if re.search(r"ray|gcs_server|raylet", line)]
+    assert ray_sockets and all(re.match(r"(\[::ffff:)?127\.0\.0\.1\]?:", s) for s in ray_sockets), ray_sockets
