@@ -124,7 +124,7 @@ def test_an_upload_to_one_replica_is_searchable_by_id_on_the_other(
 
 
 def test_changes_through_either_replica_reach_the_other(
-    replicas: tuple[Server, Server], file_server: FileServer
+    replicas: tuple[Server, Server], file_server: FileServer, data_root: Path
 ) -> None:
     a, b = replicas
     milk = file_server.url(shopper_photo("Arla-Standard-Milk", "Packages/Milk"))
@@ -133,3 +133,14 @@ def test_changes_through_either_replica_reach_the_other(
     assert "milk" not in [i["itemId"] for i in search(b, milk, categoryId="9")["data"]]
     admin(b, "DELETE", "/admin/products/milk")
     assert "milk" not in [item["itemId"] for item in search(a, milk)["data"]]
+    # A replays its own write into Milvus; B, right after, must see it through the write stamp A recorded
+    iconic = (data_root / GROCERY / "iconic" / "Arla-Standard-Milk_Iconic.jpg").read_bytes()
+    admin(
+        a,
+        "PUT",
+        "/admin/products/milk-2",
+        data={"product": json.dumps({"title": "milk"})},
+        files=[("images", ("m.jpg", iconic))],
+    )
+    assert search(a, milk)["data"][0]["itemId"] == "milk-2"
+    assert search(b, milk)["data"][0]["itemId"] == "milk-2"

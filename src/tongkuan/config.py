@@ -78,9 +78,10 @@ class Settings(BaseSettings):
     )
     milvus_token: str = Field("", description='Milvus credentials ("user:password" or an API key).')
     milvus_consistency: str = Field(
-        "Strong",
-        description="Milvus read consistency: Strong (every acknowledged write is seen by every replica) "
-        "or Bounded (faster; a replica may miss the last seconds of writes).",
+        "Session",
+        description="Milvus read consistency: Session (every acknowledged write is seen by every replica, "
+        "waiting only while Milvus applies it), Strong (also waits for a fresh timestamp, ~200 ms), "
+        "Bounded or Eventually (never wait; may miss the last seconds of writes).",
     )
     image_dir: Path | None = Field(
         None,
@@ -156,8 +157,8 @@ class Settings(BaseSettings):
     @field_validator("milvus_consistency")
     @classmethod
     def _check_consistency(cls, value: str) -> str:
-        if value not in ("Strong", "Bounded", "Session", "Eventually"):
-            raise ConfigError("TONGKUAN_MILVUS_CONSISTENCY must be Strong, Bounded, Session or Eventually")
+        if value not in ("Session", "Strong", "Bounded", "Eventually"):
+            raise ConfigError("TONGKUAN_MILVUS_CONSISTENCY must be Session, Strong, Bounded or Eventually")
         return value
 
     @property
