@@ -3,6 +3,7 @@ skip what is stored, and the local Ray node stays on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from tests.conftest import as_records, new_data_dir, new_database, settings_for, skip_or_fail
 from tests.utils.postgres_server import PostgresServer
 from tongkuan.catalog.postgres import PostgresCatalog
+from tongkuan.cli import main
 from tongkuan.engine import Engine
 from tongkuan.ingest.distributed import ingest_with_ray
 from tongkuan.sample import grocery_records
@@ -46,20 +49,29 @@ def test_ray_ingestion_matches_in_process_and_resumes(
     tmp_path: Path,
     ray_options: dict[str, object],
 ) -> None:
-    records = as_records(list(grocery_records(data_root, photos_per_product=1))[:PRODUCTS])
+    raw = list(grocery_records(data_root, photos_per_product=1))[:PRODUCTS]
+    records = as_records(raw)
+    data_dir = new_data_dir(tmp_path / "ray-data", model_cache)
     settings = settings_for(
-        new_data_dir(tmp_path / "ray-data", model_cache),
-        model=MODEL,
-        catalog_url=new_database(postgres),
-        image_dir=tmp_path / "shared-images",
+        data_dir, model=MODEL, catalog_url=new_database(postgres), image_dir=tmp_path / "shared-images"
     )
     # a crash after the first half: the rerun below must embed only the rest
     first = ingest_with_ray(settings, records[: PRODUCTS // 2], "local", actors=1, ray_options=ray_options)
     assert first.added == PRODUCTS // 2 and not first.failures
-    report = ingest_with_ray(settings, records, "local", actors=2, ray_options=ray_options)
-    assert not report.failures
-    assert (report.added, report.unchanged) == (PRODUCTS - PRODUCTS // 2, PRODUCTS // 2)
-    assert report.images_embedded == 2 * (PRODUCTS - PRODUCTS // 2)  # iconic + one photo each
+    # the rerun through the command line, on a local Ray cluster of its own
+    source = tmp_path / "items.jsonl"
+    source.write_text("\n".join(json.dumps(r, default=str) for r in raw))
+    env = {
+        "TONGKUAN_CATALOG_URL": settings.catalog_url or "",
+        "TONGKUAN_IMAGE_DIR": str(settings.images_root),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
+    args = ["ingest", str(source), "--data-dir", str(data_dir), "--model", MODEL, "--ray", "local", "--actors", "2"]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 0, result.output
+    half = PRODUCTS - PRODUCTS // 2
+    # iconic + one photo each, embedded only for the products not stored before
+    assert f"{half} added, 0 updated, {PRODUCTS // 2} unchanged, 0 failed; {2 * half} images embedded" in result.output
 
     # the same records ingested in this process give the same vectors
     local = Engine(settings_for(new_data_dir(tmp_path / "local", model_cache), model=MODEL))
