@@ -104,7 +104,7 @@ def trigram_search(url: str) -> Callable[[str], list[str]]:
     def search(query: str) -> list[str]:
         parts = query.split() or [query]
         where = " AND ".join("title ILIKE %s" for _ in parts)
-        sql = f"SELECT item_id FROM items WHERE {where} ORDER BY similarity(title, %s) DESC, item_id LIMIT %s"
+        sql = f"SELECT item_id FROM tongkuan.items WHERE {where} ORDER BY similarity(title, %s) DESC, item_id LIMIT %s"
         return [r[0] for r in db.execute(sql, [*(f"%{p}%" for p in parts), query, RECALL_AT])]  # type: ignore[arg-type]
 
     return search
@@ -118,8 +118,8 @@ def postgres(root: Path, scale: int) -> dict[str, object]:
         relevant = load_titles(root, catalog)
         with psycopg.connect(quality_url, autocommit=True) as db:
             db.execute("CREATE EXTENSION pg_trgm")
-            db.execute("CREATE INDEX items_title_trgm ON items USING GIN (title gin_trgm_ops)")
-            two_chars = db.execute("EXPLAIN SELECT item_id FROM items WHERE title ILIKE '%手机%'").fetchall()
+            db.execute("CREATE INDEX items_title_trgm ON tongkuan.items USING GIN (title gin_trgm_ops)")
+            two_chars = db.execute("EXPLAIN SELECT item_id FROM tongkuan.items WHERE title ILIKE '%手机%'").fetchall()
         found: dict[str, object] = {
             "tsvector (jieba words + pairs)": evaluate(tongkuan_search(catalog), relevant),
             "pg_trgm": evaluate(trigram_search(quality_url), relevant),
@@ -139,8 +139,8 @@ def postgres(root: Path, scale: int) -> dict[str, object]:
         indexing = time.perf_counter() - started
         with psycopg.connect(speed_url, autocommit=True) as db:
             db.execute("CREATE EXTENSION pg_trgm")
-            db.execute("CREATE INDEX items_title_trgm ON items USING GIN (title gin_trgm_ops)")
-            db.execute("ANALYZE items")
+            db.execute("CREATE INDEX items_title_trgm ON tongkuan.items USING GIN (title gin_trgm_ops)")
+            db.execute("ANALYZE tongkuan.items")
         labels = sorted({label for row in rows for label in json.loads(row["instance_labels"])})
         found["speed"] = {
             "titles": scale,

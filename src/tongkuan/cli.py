@@ -184,7 +184,11 @@ def migrate(source: Path, catalog_url: str, vectors_url: str | None, image_dir: 
         raise click.ClickException(f"{source} holds no catalog (catalog.db)")
     model, dim = stored
     origin = SqliteCatalog(source / "catalog.db", model, dim)
-    target = PostgresCatalog(catalog_url, model, dim)
+    try:
+        target = PostgresCatalog(catalog_url, model, dim)
+    except TongkuanError as exc:
+        origin.close()
+        raise click.ClickException(str(exc)) from exc
     try:
         if image_dir is not None:
             image_dir.mkdir(parents=True, exist_ok=True)

@@ -89,6 +89,10 @@ class PictureNotFound(StoreError):
     """A picture name that a product does not have."""
 
 
+class InvalidValue(StoreError):
+    """A value the catalog store cannot hold (PostgreSQL: NUL in text, numbers out of range)."""
+
+
 class CatalogConflict(StoreError):
     """A catalog change that would break a rule (the last picture of a product, a changed itemId)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -14,8 +15,10 @@ from tests.conftest import new_database
 from tests.utils.postgres_server import PostgresServer
 from tongkuan.catalog.postgres import MIGRATIONS, PostgresCatalog
 from tongkuan.catalog.product import Product
-from tongkuan.catalog.store import ChangeKind, NewImage
-from tongkuan.errors import DimensionMismatch, ProductNotFound
+from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.catalog.store import Catalog, ChangeKind, NewImage
+from tongkuan.errors import DimensionMismatch, InvalidValue, ProductNotFound
+from tongkuan.ingest.records import RecordError, to_product
 from tongkuan.vision.categories import Category
 
 DIM = 8
@@ -40,7 +43,7 @@ def test_migrations_run_once_and_are_recorded(postgres: PostgresServer) -> None:
     first = PostgresCatalog(url, "m", DIM)
     second = PostgresCatalog(url, "m", DIM)  # a second replica opening the same database
     with psycopg.connect(url) as db:
-        versions = [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        versions = [r[0] for r in db.execute("SELECT version FROM tongkuan.schema_migrations ORDER BY version")]
     assert versions == list(range(1, len(MIGRATIONS) + 1))
     first.close()
     second.close()
@@ -77,7 +80,7 @@ def test_records_round_trip_exactly(catalog: PostgresCatalog) -> None:
 def test_a_batch_commits_whole_or_not_at_all(catalog: PostgresCatalog) -> None:
     catalog.upsert(Product(item_id="kept", title="kept"), [picture(1)])
     before = catalog.last_change()
-    with pytest.raises(psycopg.Error):  # PostgreSQL text cannot hold NUL
+    with pytest.raises(InvalidValue, match="NUL"):  # PostgreSQL text cannot hold it: the caller's error
         catalog.upsert_many([(Product(item_id="new", title="fine"), [picture(2)]), (Product("bad", "a\x00b"), None)])
     with pytest.raises(ProductNotFound):
         catalog.get("new")
@@ -152,3 +155,47 @@ def test_concurrent_writers_never_leave_a_gap_a_reader_could_skip(postgres: Post
     assert live == set(reader.image_ids()) and len(live) == 4 * 10 * 2
     for c in [*writers, reader]:
         c.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_product_twice_in_one_batch_is_written_as_if_in_order(
+    store: str, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    catalog: Catalog = (
+        SqliteCatalog(tmp_path / "c.db", "m", DIM)
+        if store == "sqlite"
+        else PostgresCatalog(new_database(postgres), "m", DIM)
+    )
+    catalog.upsert_many([(Product("a", "one"), [picture(1), picture(2)]), (Product("a", "two"), [picture(3)])])
+    assert catalog.get("a").title == "two" and catalog.image_hashes("a") == ["hash3"]
+    catalog.upsert_many([(Product("b", "one"), [picture(4)]), (Product("b", "two"), None)])
+    assert catalog.get("b").title == "two" and catalog.image_hashes("b") == ["hash4"]
+
+
+def test_values_postgres_cannot_hold_are_refused_early_or_as_the_callers_error(catalog: PostgresCatalog) -> None:
+    long_word = "x" * 3000  # PostgreSQL refuses lexemes of 2 KB
+    catalog.upsert(Product("long", f"{long_word} 手机"), [picture(1)])
+    assert [p.item_id for p in catalog.keyword_search("手机")[0]] == ["long"]
+    assert catalog.keyword_search(long_word) == ([], 0)
+    with pytest.raises(RecordError, match="reservePrice must be below"):
+        to_product({"itemId": "a", "reservePrice": "1E+200000"})
+    with pytest.raises(InvalidValue):
+        catalog.get("a\x00")
+
+
+def test_tables_live_in_their_own_schema_and_locks_can_time_out(catalog: PostgresCatalog) -> None:
+    with psycopg.connect(catalog.url) as db:
+        tables = {r[0] for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert not tables & {"items", "images", "changes", "meta", "schema_migrations"}
+    with catalog.exclusive("replay") as held:
+        assert held
+        outcome: list[bool] = []
+
+        def other() -> None:
+            with catalog.exclusive("replay", wait_s=0.2) as got:
+                outcome.append(got)
+
+        waiter = threading.Thread(target=other)
+        waiter.start()
+        waiter.join()
+    assert outcome == [False]

@@ -108,3 +108,14 @@ def test_milvus_agrees_with_exact_search(catalog: PostgresCatalog, milvus: Milvu
     recall = np.mean([len(set(e) & set(g)) / 10 for e, g in zip(expected, got, strict=True)])
     assert recall >= 0.95
     milvus_index.close()
+
+
+def test_a_lost_collection_is_refilled_from_the_catalog(catalog: PostgresCatalog, milvus: MilvusServer) -> None:
+    url = milvus_url(milvus)
+    stored = fill(catalog, 40, seed=4)
+    index = MilvusIndex(catalog, url)
+    index.client.drop_collection(index.name)  # a Milvus reset, a volume that was not kept
+    index.close()
+    again = MilvusIndex(catalog, url)
+    assert item_ids(catalog, again.search(stored[9:10], 1)[1][0]) == ["p9"]
+    again.close()

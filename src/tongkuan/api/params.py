@@ -30,6 +30,8 @@ def single_values(items: Iterable[tuple[str, str]]) -> dict[str, str]:
             raise ParameterError(f"{key} is given more than once (参数重复)")
         if len(value) > MAX_PARAM_LENGTH and key != "image_base64":
             raise ParameterError(f"{key} is longer than {MAX_PARAM_LENGTH} characters (参数过长)")
+        if "\x00" in key or "\x00" in value:  # no text store can hold it (PostgreSQL refuses it)
+            raise ParameterError(f"{key!r} must not contain NUL characters (参数含有非法字符)")
         params[key] = value
     return params
 

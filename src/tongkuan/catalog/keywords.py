@@ -22,7 +22,8 @@ _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 # a word: letters and digits only. "_" counts as \w for re but separates tokens in FTS5, so a
 # term holding one would become an empty phrase and match nothing.
 _WORD = re.compile(r"[^\W_]+")
-_LATIN_PREFIX_MIN = 3  # shorter Latin words match only whole words (ml, 3, x)
+_LATIN_PREFIX_MIN = 3
+MAX_TERM = 100  # shorter Latin words match only whole words (ml, 3, x)
 
 _segmenter: jieba.Tokenizer | None = None
 _segmenter_lock = threading.Lock()
@@ -45,6 +46,12 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
 
+def _is_term(word: str) -> bool:
+    """Letters and digits only, and not absurdly long (PostgreSQL refuses lexemes of 2 KB;
+    no one searches for a 100-character word)."""
+    return 0 < len(word) <= MAX_TERM and _WORD.fullmatch(word) is not None
+
+
 def _is_cjk(word: str) -> bool:
     return _CJK_RUN.fullmatch(word) is not None
 
@@ -59,7 +66,7 @@ def _pairs(text: str) -> list[str]:
 def words(text: str) -> list[str]:
     """The distinct index terms of `text`: jieba words (search mode) plus Chinese character pairs."""
     text = normalise(text)
-    found = [w for w in (t.strip() for t in _jieba().cut_for_search(text)) if w and _WORD.fullmatch(w)]
+    found = [w for w in (t.strip() for t in _jieba().cut_for_search(text)) if _is_term(w)]
     return list(dict.fromkeys(found + _pairs(text)))
 
 
@@ -90,7 +97,7 @@ def query_terms(text: str) -> list[Term]:
     for pair in _pairs(text):
         terms.setdefault(pair, Term(pair, prefix=len(pair) == 1, required=True))
     for word in (t.strip() for t in _jieba().cut_for_search(text)):
-        if not word or not _WORD.fullmatch(word) or word in terms:
+        if not _is_term(word) or word in terms:
             continue
         if _is_cjk(word):
             terms[word] = Term(word, prefix=False, required=False)  # a whole word: a bonus when present

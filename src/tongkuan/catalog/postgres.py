@@ -11,14 +11,16 @@ Keyword search stores the same terms as the embedded store (jieba words plus Chi
 character pairs, `catalog.keywords`) as a `simple` tsvector with a GIN index: exact,
 two-character words such as 手机 included, which a pg_trgm index cannot serve.
 
-Schema changes are numbered migrations applied once, in order, under a lock, and recorded
-in `schema_migrations`; connections come from a `psycopg_pool` pool.
+Every table lives in the schema `tongkuan`, apart from other applications' tables. Schema
+changes are numbered migrations applied once, in order, under a lock, and recorded in
+`tongkuan.schema_migrations`; connections come from a `psycopg_pool` pool.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -44,7 +46,7 @@ from tongkuan.catalog.store import (
     product_row,
     stacked,
 )
-from tongkuan.errors import CatalogConflict, DimensionMismatch, PictureNotFound, ProductNotFound
+from tongkuan.errors import CatalogConflict, DimensionMismatch, InvalidValue, PictureNotFound, ProductNotFound
 from tongkuan.vision.categories import Category
 
 MIGRATIONS: list[str] = [
@@ -96,6 +98,8 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+SCHEMA = "tongkuan"  # every table lives here, apart from other applications' tables
+_CONNECTION: dict[str, Any] = {"autocommit": True, "options": f"-c search_path={SCHEMA}", "connect_timeout": 10}
 _MIGRATION_LOCK = 0x746B6D67  # "tkmg": one process migrates at a time
 _WRITE_LOCK = 0x746B7772  # "tkwr": writers commit one at a time, so change seqs commit in order
 
@@ -112,10 +116,11 @@ _UPSERT_ITEM = (
     + ", ".join(f"{c} = excluded.{c}" for c in [c.strip() for c in _ITEM_COLUMNS.split(",")[1:]] + _WORD_COLUMNS)
 )
 _PRICE = "COALESCE(p.final_price, p.reserve_price)"
+_ID = 'p.item_id COLLATE "C"'  # ties in byte order, as the embedded store breaks them
 _ORDER = {
-    SortOrder.PRICE_ASC: f"{_PRICE} ASC, p.volume DESC, p.item_id",
-    SortOrder.PRICE_DESC: f"{_PRICE} DESC, p.volume DESC, p.item_id",
-    SortOrder.SALES_DESC: f"p.volume DESC, {_PRICE} ASC, p.item_id",
+    SortOrder.PRICE_ASC: f"{_PRICE} ASC, p.volume DESC, {_ID}",
+    SortOrder.PRICE_DESC: f"{_PRICE} DESC, p.volume DESC, {_ID}",
+    SortOrder.SALES_DESC: f"p.volume DESC, {_PRICE} ASC, {_ID}",
 }
 
 
@@ -128,7 +133,7 @@ class PostgresCatalog:
         self.dim = dim
         self._local = threading.local()
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=True, name="tongkuan-catalog"
+            url, min_size=1, max_size=pool_size, kwargs=_CONNECTION, open=True, name="tongkuan-catalog"
         )
         try:
             migrate(self._pool)
@@ -141,8 +146,8 @@ class PostgresCatalog:
     @staticmethod
     def stored_model(url: str) -> str | None:
         """The model name a database's catalog was built with, or None for a new one."""
-        with psycopg.connect(url, autocommit=True) as db:
-            if db.execute("SELECT to_regclass('meta')").fetchone() == (None,):
+        with psycopg.connect(url, **_CONNECTION) as db:
+            if db.execute(f"SELECT to_regclass('{SCHEMA}.meta')").fetchone() == (None,):
                 return None
             row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
         return None if row is None else str(json.loads(row[0])["model"])
@@ -164,15 +169,16 @@ class PostgresCatalog:
     def _read(self) -> Iterator[psycopg.Connection[Any]]:
         """This thread's snapshot connection inside `snapshot()`, else a pooled one."""
         pinned: psycopg.Connection[Any] | None = getattr(self._local, "db", None)
-        if pinned is not None:
-            yield pinned
-            return
-        with self._pool.connection() as db:
-            yield db
+        with _values_checked():
+            if pinned is not None:
+                yield pinned
+                return
+            with self._pool.connection() as db:
+                yield db
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection() as db, db.transaction():
+        with _values_checked(), self._pool.connection() as db, db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
             yield db
 
@@ -192,12 +198,21 @@ class PostgresCatalog:
                 db.execute("COMMIT")
 
     @contextmanager
-    def exclusive(self, name: str) -> Iterator[None]:
-        """A session advisory lock keyed by `name`, held on a connection of its own."""
+    def exclusive(self, name: str, wait_s: float | None = None) -> Iterator[bool]:
+        """A session advisory lock keyed by `name`, held on a connection of its own. With
+        `wait_s`, gives up after that long and yields False."""
         with self._pool.connection() as db:
-            db.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+            if wait_s is None:
+                db.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+            else:
+                deadline = time.monotonic() + wait_s
+                while not db.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()[0]:  # type: ignore[index]
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.02)
             try:
-                yield
+                yield True
             finally:
                 db.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
 
@@ -213,6 +228,7 @@ class PostgresCatalog:
             for image in images or ():
                 if image.vector.shape != (self.dim,):
                     raise DimensionMismatch(f"vector of shape {image.vector.shape}, index dim {self.dim}")
+        items = _last_write_wins(items)
         rows = [_product_row(p) for p, _ in items]
         with self._write() as db, db.cursor() as cur:
             cur.executemany(_UPSERT_ITEM, rows)
@@ -382,7 +398,7 @@ class PostgresCatalog:
                 both = "p.title_words @@ %(every)s::tsquery AND p.title_words @@ %(some)s::tsquery"
                 total = self._count("p.title_words @@ %(some)s::tsquery", {"some": some, **args}, conditions)
                 first = self._count(both, {"some": some, "every": every, **args}, conditions)
-                order = "ts_rank(p.title_words, %(some)s::tsquery) DESC, p.item_id"
+                order = f"ts_rank(p.title_words, %(some)s::tsquery) DESC, {_ID}"
                 groups = [
                     (both, order, first),
                     (
@@ -422,14 +438,14 @@ class PostgresCatalog:
         with self.snapshot():
             total = int(self._rows(f"SELECT COUNT(*) FROM ({grouped}) g", {"q": q})[0][0])
             rows = self._rows(
-                f"{grouped} ORDER BY SUM(p.volume) DESC, p.shop_title LIMIT %(limit)s OFFSET %(offset)s",
+                f'{grouped} ORDER BY SUM(p.volume) DESC, p.shop_title COLLATE "C" LIMIT %(limit)s OFFSET %(offset)s',
                 {"q": q, "limit": limit, "offset": offset},
             )
         return [Shop(str(t), str(s), str(c), int(u), int(n), int(v or 0)) for t, s, c, u, n, v in rows], total
 
     def shop_items(self, shop_title: str, limit: int) -> list[Product]:
         rows = self._rows(
-            f"SELECT {_ITEM_COLUMNS_P} FROM items p WHERE p.shop_title = %s ORDER BY p.volume DESC, p.item_id LIMIT %s",
+            f"SELECT {_ITEM_COLUMNS_P} FROM items p WHERE p.shop_title = %s ORDER BY p.volume DESC, {_ID} LIMIT %s",
             (shop_title, limit),
         )
         return [product_from_row(r) for r in rows]
@@ -536,8 +552,9 @@ def migrate(pool: ConnectionPool[Any]) -> int:
     with pool.connection() as db:
         db.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         try:
+            db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
             db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations "
                 "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             )
             done = {int(r[0]) for r in db.execute("SELECT version FROM schema_migrations").fetchall()}
@@ -551,6 +568,29 @@ def migrate(pool: ConnectionPool[Any]) -> int:
         finally:
             db.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     return applied
+
+
+def _last_write_wins(
+    items: Sequence[tuple[Product, Sequence[NewImage] | None]],
+) -> list[tuple[Product, Sequence[NewImage] | None]]:
+    """One entry per product, as if the batch were written in order (the embedded store's
+    semantics): the last record, with the last pictures given (None keeps earlier ones)."""
+    merged: dict[str, tuple[Product, Sequence[NewImage] | None]] = {}
+    for product, images in items:
+        earlier = merged.get(product.item_id)
+        kept = images if images is not None or earlier is None else earlier[1]
+        merged[product.item_id] = (product, kept)
+    return list(merged.values())
+
+
+@contextmanager
+def _values_checked() -> Iterator[None]:
+    """A value PostgreSQL refuses (NUL in text, an integer beyond 64 bits) is the caller's
+    error, as it would be on any store, not a server fault."""
+    try:
+        yield
+    except psycopg.DataError as exc:  # NumericValueOutOfRange, UntranslatableCharacter and kin
+        raise InvalidValue(f"the catalog cannot store this value: {exc}") from exc
 
 
 def _log(cur: psycopg.Cursor[Any], vector_ids: list[int], kind: ChangeKind) -> None:

@@ -12,6 +12,7 @@ import fcntl
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -486,13 +487,23 @@ class SqliteCatalog:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"index:{name}", str(seq)))
 
     @contextmanager
-    def exclusive(self, name: str) -> Iterator[None]:
-        """A lock file beside the catalog, held across processes (and threads: one file each)."""
-        lock_path = self.path.with_name(f"{self.path.name}.{name}.lock")
+    def exclusive(self, name: str, wait_s: float | None = None) -> Iterator[bool]:
+        """A lock file beside the catalog, held across processes (and threads: one file each).
+        With `wait_s`, gives up after that long and yields False."""
+        lock_path = self.path.with_name(f"{self.path.name}.{name.replace(':', '-')}.lock")
         with open(lock_path, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            deadline = None if wait_s is None else time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.02)
             try:
-                yield
+                yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 

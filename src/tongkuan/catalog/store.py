@@ -104,8 +104,9 @@ class Catalog(Protocol):
         """Pin one consistent read view for every read this thread makes inside the block."""
         ...
 
-    def exclusive(self, name: str) -> AbstractContextManager[None]:
-        """Hold a lock named `name` across every process that shares this catalog."""
+    def exclusive(self, name: str, wait_s: float | None = None) -> AbstractContextManager[bool]:
+        """Hold a lock named `name` across every process that shares this catalog; with
+        `wait_s`, give up after that long (the block then gets False)."""
         ...
 
     # writes

@@ -39,6 +39,11 @@ logger = logging.getLogger(__name__)
 
 MAX_K = 16_384  # Milvus's largest topk
 _BATCH = 5_000  # changes replayed (and rows upserted) per round trip
+# Before a search: replay at most this much (~7 s here), and wait at most this long for a
+# replica that is replaying; a bulk backlog is then caught up over several searches
+# instead of stalling them all.
+SEARCH_REPLAY = 20_000
+SEARCH_LOCK_WAIT_S = 2.0
 CONSISTENCY_LEVELS = ("Session", "Strong", "Bounded", "Eventually")
 
 
@@ -61,6 +66,7 @@ class MilvusIndex:
     """A `VectorIndex` over a Milvus collection. Callers lock around `sync`/`search`."""
 
     max_k = MAX_K
+    filters = True
 
     def __init__(
         self,
@@ -82,45 +88,56 @@ class MilvusIndex:
         self.consistency = consistency
         self.name = collection_name(prefix, catalog.model, catalog.dim)
         self.client = MilvusClient(uri=uri, token=token)
-        self._ensure_collection()
         self._stamp_key = f"{self.name}:timestamp"
         self._guarantee = 0
-        self.sync()
+        self._ensure_collection()
+        self.sync(limit=None, wait_s=None)  # a new replica starts caught up
 
     def _ensure_collection(self) -> None:
-        from pymilvus import DataType, MilvusClient
-
-        if not self.client.has_collection(self.name):
-            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("vector_id", DataType.INT64, is_primary=True)
-            schema.add_field("category", DataType.INT64)
-            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.catalog.dim)
-            index = MilvusClient.prepare_index_params()
-            index.add_index(
-                field_name="vector",
-                index_type="HNSW",
-                metric_type="IP",
-                params={"M": self.hnsw_m, "efConstruction": 200},
-            )
-            index.add_index(field_name="category", index_type="STL_SORT")
-            self.client.create_collection(
-                self.name, schema=schema, index_params=index, consistency_level=self.consistency
-            )
-            logger.info("created Milvus collection %s", self.name)
+        with self.catalog.exclusive(f"milvus:{self.name}"):
+            if not self.client.has_collection(self.name):
+                self._create_collection()
+                # a new (or lost and recreated) collection holds nothing: replay the whole log
+                self.catalog.set_index_position(self._stamp_key, 0)
+                self.catalog.set_index_position(self.name, 0)
         self.client.load_collection(self.name)
 
-    def sync(self) -> int:
-        """Replay the changes this collection lacks; return how many were replayed.
+    def _create_collection(self) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("vector_id", DataType.INT64, is_primary=True)
+        schema.add_field("category", DataType.INT64)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.catalog.dim)
+        index = MilvusClient.prepare_index_params()
+        index.add_index(
+            field_name="vector",
+            index_type="HNSW",
+            metric_type="IP",
+            params={"M": self.hnsw_m, "efConstruction": 200},
+        )
+        index.add_index(field_name="category", index_type="STL_SORT")
+        self.client.create_collection(self.name, schema=schema, index_params=index, consistency_level=self.consistency)
+        logger.info("created Milvus collection %s", self.name)
+
+    def sync(self, limit: int | None = SEARCH_REPLAY, wait_s: float | None = SEARCH_LOCK_WAIT_S) -> int:
+        """Replay changes this collection lacks (at most `limit`, up to the last change as of
+        the call); return how many were replayed. If another replica holds the replay lock
+        for longer than `wait_s`, replay nothing: it is doing the work.
 
         Reads go to the catalog outside any snapshot, so a replica never replays from a
         stale position it pinned earlier."""
-        if self.catalog.index_position(self.name) >= self.catalog.last_change():
+        target = self.catalog.last_change()
+        if self.catalog.index_position(self.name) >= target:
             self._guarantee = self.catalog.index_position(self._stamp_key)
             return 0
         replayed = 0
-        with self.catalog.exclusive(f"milvus:{self.name}"):
+        with self.catalog.exclusive(f"milvus:{self.name}", wait_s) as held:
             applied = self.catalog.index_position(self.name)  # another replica may have done it
-            while changes := self.catalog.changes_since(applied, limit=_BATCH):
+            while held and applied < target and (limit is None or replayed < limit):
+                changes = self.catalog.changes_since(applied, limit=_BATCH)
+                if not changes:
+                    break
                 final: dict[int, ChangeKind] = {}
                 for change in changes:  # ids are never reused: a removal is final
                     if final.get(change.vector_id) is not ChangeKind.REMOVED:  # a retag is an upsert too

@@ -19,6 +19,7 @@ class VectorIndex(Protocol):
     """Nearest pictures by inner product on unit vectors. Callers lock around use."""
 
     max_k: int  # the deepest search the engine answers
+    filters: bool  # whether `search` honours `category` itself
 
     def sync(self) -> int:
         """Apply the catalog changes not applied yet; return how many."""

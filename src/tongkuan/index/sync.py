@@ -35,6 +35,7 @@ class IndexSync:
     """A `FaissIndex` plus the change-log position it reflects. Not thread-safe: callers lock."""
 
     max_k = 1 << 62  # faiss searches as deep as asked
+    filters = False  # faiss holds no categories
 
     def __init__(
         self,

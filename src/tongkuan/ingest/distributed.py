@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 READ_BATCH = 16  # records per download task
 EMBED_BATCH = 32  # records per actor call (and per catalog transaction)
+MAX_BLOCKS = 2_000  # enough to spread over a cluster, few enough for Ray's scheduler
 
 
 def _ingester(settings: Settings) -> Ingester:
@@ -108,13 +109,16 @@ def ingest_with_ray(
     options = dict(ray_options or {})
     if address != "local":
         options["address"] = address
-    ray.init(ignore_reinit_error=True, logging_level=logging.WARNING, **options)
+    ours = not ray.is_initialized()  # a caller's own Ray session is left running
+    if ours:
+        ray.init(logging_level=logging.WARNING, **options)
     try:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0  # type: ignore[no-untyped-call]
         rows = [{"record": pickle.dumps(record)} for record in records]
         if not rows:
             return IngestReport(seconds=time.perf_counter() - started)
-        source = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // READ_BATCH))
+        blocks = min(MAX_BLOCKS, max(1, len(rows) // READ_BATCH))
+        source = ray.data.from_items(rows, override_num_blocks=blocks)
         fetched = source.map_batches(
             _Reader, fn_constructor_args=(settings,), batch_size=READ_BATCH, concurrency=(1, max(1, actors))
         )
@@ -135,6 +139,7 @@ def ingest_with_ray(
             report.processed += part.processed
             report.failures += part.failures
     finally:
-        ray.shutdown()
+        if ours:
+            ray.shutdown()
     report.seconds = time.perf_counter() - started
     return report

@@ -10,6 +10,8 @@ from tongkuan.vision.categories import Category
 
 MAX_ITEM_ID = 128
 MAX_CUSTOM_CONTENT = 4096
+MAX_PRICE = Decimal(10) ** 12  # any store holds these exactly
+MAX_PRICE_DECIMALS = 4
 
 
 class RecordError(ValueError):
@@ -23,6 +25,9 @@ def to_product(fields: dict[str, Any]) -> tuple[Product, bool]:
     """
     if "_error" in fields:
         raise RecordError(str(fields["_error"]))
+    for name, value in fields.items():
+        if _holds_nul(name) or _holds_nul(value):  # PostgreSQL text cannot hold it
+            raise RecordError(f"{name} must not contain NUL characters")
     item_id = fields.get("itemId")
     if item_id is None or str(item_id).strip() == "":
         raise RecordError("itemId is missing")
@@ -57,6 +62,16 @@ def to_product(fields: dict[str, Any]) -> tuple[Product, bool]:
     return product, category is not None
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def _link(value: Any) -> str:
     """The product page: http(s) or protocol-relative (`//host/...`, as upstream gives it)
     only, so a catalog cannot put a script link on a page."""
@@ -87,6 +102,8 @@ def _price(fields: dict[str, Any], name: str) -> Decimal | None:
         raise RecordError(f"{name} must be a decimal price, not {value!r}") from exc
     if not price.is_finite() or price < 0:
         raise RecordError(f"{name} must be a non-negative price, not {value!r}")
+    if price >= MAX_PRICE or price.as_tuple().exponent < -MAX_PRICE_DECIMALS:  # type: ignore[operator]
+        raise RecordError(f"{name} must be below {MAX_PRICE:,} with at most {MAX_PRICE_DECIMALS} decimals")
     return price
 
 

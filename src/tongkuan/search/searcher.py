@@ -1,9 +1,10 @@
 """The query pipeline: an image and options in, ranked products out. No HTTP here.
 
-Vision work (detection, embedding) runs outside any lock. Index search and hydration run
-under one lock and inside one catalog snapshot, after the index has been brought up to
-that snapshot's change log, so a search sees each product either before or after a write,
-never half-written, whichever process wrote it.
+Vision work (detection, embedding) runs outside any lock. The index is first brought up to
+the catalog's change log; index search and hydration then run under one lock and inside one
+catalog snapshot, so a search sees each product either before or after a write, never
+half-written, whichever process wrote it. (A picture the index holds but the snapshot does
+not, written in between, is left out of that search.)
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ class Searcher:
         while True:
             # The first round sees every category, for the neighbour vote; deeper rounds ask an
             # index that stores categories (Milvus) for the chosen one only.
-            scores, ids = self.index.search(described.embedding[None, :], k, chosen if categories else None)
+            narrowed = chosen if categories else None
+            scores, ids = self.index.search(described.embedding[None, :], k, narrowed)
             found = self.catalog.hydrate([int(i) for i in ids[0] if i >= 0])
             ordered = [(found[int(i)], float(s)) for i, s in zip(ids[0], scores[0], strict=True) if int(i) in found]
             if not categories:
@@ -124,7 +126,9 @@ class Searcher:
                 if (chosen is None or hit[0].category == chosen) and query.where.matches(hit[0])
             ]
             valid = scores[0][ids[0] >= 0]  # an index may pad its answer with empty slots
-            exhausted = k >= vectors or valid.size < k  # fewer than asked: nothing more to find
+            # An index that filtered by category and answered short has no more of it. (An
+            # unfiltered short answer proves nothing: HNSW with tombstones can answer short.)
+            exhausted = k >= vectors or (narrowed is not None and self.index.filters and valid.size < k)
             # every picture not fetched yet is less similar than the last one fetched
             floor = -np.inf if exhausted or not valid.size else float(valid[-1])
             if query.distinct:
