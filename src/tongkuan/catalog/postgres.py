@@ -39,6 +39,7 @@ from tongkuan.catalog.store import (
     NewImage,
     Shop,
     SortOrder,
+    check_vectors,
     chunks,
     free_name,
     named,
@@ -224,10 +225,7 @@ class PostgresCatalog:
 
     def upsert_many(self, items: Sequence[tuple[Product, Sequence[NewImage] | None]]) -> None:
         """`upsert` for many products in one transaction (all or none)."""
-        for _, images in items:
-            for image in images or ():
-                if image.vector.shape != (self.dim,):
-                    raise DimensionMismatch(f"vector of shape {image.vector.shape}, index dim {self.dim}")
+        check_vectors([image for _, images in items for image in images or ()], self.dim)
         items = _last_write_wins(items)
         rows = [_product_row(p) for p, _ in items]
         with self._write() as db, db.cursor() as cur:
@@ -264,8 +262,7 @@ class PostgresCatalog:
 
     def add_image(self, item_id: str, image: NewImage) -> StoredImage:
         """Add one picture to a product, replacing its picture of the same name."""
-        if image.vector.shape != (self.dim,):
-            raise DimensionMismatch(f"vector of shape {image.vector.shape}, index dim {self.dim}")
+        check_vectors([image], self.dim)
         with self._write() as db, db.cursor() as cur:
             if cur.execute("SELECT 1 FROM items WHERE item_id = %s FOR UPDATE", (item_id,)).fetchone() is None:
                 raise ProductNotFound(item_id)

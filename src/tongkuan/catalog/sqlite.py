@@ -30,6 +30,7 @@ from tongkuan.catalog.store import (
     NewImage,
     Shop,
     SortOrder,
+    check_vectors,
     free_name,
     named,
     product_from_row,
@@ -211,10 +212,7 @@ class SqliteCatalog:
 
     def upsert_many(self, items: Sequence[tuple[Product, Sequence[NewImage] | None]]) -> None:
         """`upsert` for many products in one transaction (all or none)."""
-        for _, images in items:
-            for image in images or ():
-                if image.vector.shape != (self.dim,):
-                    raise DimensionMismatch(f"vector of shape {image.vector.shape}, index dim {self.dim}")
+        check_vectors([image for _, images in items for image in images or ()], self.dim)
         documents = [(keywords.document(p.title), keywords.document(p.shop_title)) for p, _ in items]
         with self._write() as db:
             for (product, images), (title_words, shop_words) in zip(items, documents, strict=True):
@@ -244,8 +242,7 @@ class SqliteCatalog:
 
     def add_image(self, item_id: str, image: NewImage) -> StoredImage:
         """Add one picture to a product, replacing its picture of the same name."""
-        if image.vector.shape != (self.dim,):
-            raise DimensionMismatch(f"vector of shape {image.vector.shape}, index dim {self.dim}")
+        check_vectors([image], self.dim)
         with self._write() as db:
             if db.execute("SELECT 1 FROM items WHERE item_id = ?", (item_id,)).fetchone() is None:
                 raise ProductNotFound(item_id)

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tongkuan.catalog.product import Product, ProductFilter, StoredImage
+from tongkuan.errors import DimensionMismatch
 from tongkuan.vision.categories import Category
 
 
@@ -76,6 +77,13 @@ class Change:
     @property
     def added(self) -> bool:
         return self.kind is ChangeKind.ADDED
+
+
+def check_vectors(images: Sequence[NewImage], dim: int) -> None:
+    """Refuse, before any write, a vector another model made."""
+    for image in images:
+        if image.vector.shape != (dim,):
+            raise DimensionMismatch(f"vector of shape {image.vector.shape}, index dim {dim}")
 
 
 def named(images: Sequence[NewImage]) -> list[NewImage]:
