@@ -104,7 +104,9 @@ def test_changes_are_logged_for_every_kind_of_write(catalog: PostgresCatalog) ->
     catalog.add_image("a", picture(3, "side"))
     catalog.delete_image("a", "0")
     catalog.update("a", lambda p: Product(item_id="a", title="a", category=Category(2)))
+    assert catalog.count() == (1, 2)
     catalog.delete("a")
+    assert catalog.count() == (0, 0)
     kinds = [(c.vector_id, c.kind) for c in catalog.changes_since(0)]
     assert kinds == [
         (1, ChangeKind.ADDED),
@@ -153,6 +155,7 @@ def test_concurrent_writers_never_leave_a_gap_a_reader_could_skip(postgres: Post
     done.set()
     follower.join()
     assert live == set(reader.image_ids()) and len(live) == 4 * 10 * 2
+    assert reader.count() == (4 * 10, 4 * 10 * 2)  # the kept counters agree with the tables
     for c in [*writers, reader]:
         c.close()
 
