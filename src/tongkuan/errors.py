@@ -89,6 +89,10 @@ class PictureNotFound(StoreError):
     """A picture name that a product does not have."""
 
 
+class StoreUnavailable(StoreError):
+    """A catalog or vector server cannot be reached now; the request may be retried."""
+
+
 class InvalidValue(StoreError):
     """A value the catalog store cannot hold (PostgreSQL: NUL in text, numbers out of range)."""
 

@@ -4,6 +4,7 @@ category filters, replicas sharing one collection, and agreement with faiss."""
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from tests.utils.postgres_server import PostgresServer
 from tongkuan.catalog.postgres import PostgresCatalog
 from tongkuan.catalog.product import Product
 from tongkuan.catalog.store import NewImage
+from tongkuan.errors import StoreUnavailable
 from tongkuan.index.faiss import IndexKind
 from tongkuan.index.milvus import MilvusIndex, client_uri
 from tongkuan.index.sync import IndexSync
@@ -119,3 +121,15 @@ def test_a_lost_collection_is_refilled_from_the_catalog(catalog: PostgresCatalog
     again = MilvusIndex(catalog, url)
     assert item_ids(catalog, again.search(stored[9:10], 1)[1][0]) == ["p9"]
     again.close()
+
+
+def test_a_lost_milvus_is_a_store_outage_not_a_crash(catalog: PostgresCatalog, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stored = fill(catalog, 20, seed=5)
+    with MilvusServer(tmp_path / "milvus") as server:  # one of its own: this test kills it
+        index = MilvusIndex(catalog, f"milvus://127.0.0.1:{server.port}/outage")
+        server.kill()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="vector index"):
+            index.search(stored[:1], 5)
+        print(f"outage reported after {time.monotonic() - started:.1f} s")
+        index.close()

@@ -108,6 +108,13 @@ class PostgresServer:
         return f"postgresql://tongkuan@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
+        """Shut the server down and, for a cluster in a folder of its own, remove it."""
+        self.pause()
+        if self._owned:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def pause(self) -> None:
+        """Shut the server down, keeping its data: `start` brings it back on the same port."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # "fast" shutdown: SIGTERM would wait for clients
             try:
@@ -116,8 +123,6 @@ class PostgresServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-        if self._owned:
-            shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> PostgresServer:
         return self.start()

@@ -30,6 +30,7 @@ from tongkuan.errors import (
     JobNotFound,
     PictureNotFound,
     ProductNotFound,
+    StoreUnavailable,
     TongkuanError,
 )
 
@@ -50,6 +51,7 @@ ERROR_CODES: tuple[tuple[type[Exception], int, str], ...] = (
     (ImageError, 400, "图片错误"),
     (ProductNotFound, 400, "商品不存在"),
     (InvalidValue, 400, "参数错误"),
+    (StoreUnavailable, 503, "服务暂不可用"),
     (PictureNotFound, 400, "图片不存在"),
     (JobNotFound, 400, "任务不存在"),
     (IngestError, 400, "导入失败"),
@@ -78,7 +80,7 @@ def ok(data: Any) -> dict[str, Any]:
 
 
 def error_response(code: int, message: str) -> JSONResponse:
-    status = code if code in (400, 401, 403, 404, 405, 409, 413, 429, 500) else 400
+    status = code if code in (400, 401, 403, 404, 405, 409, 413, 429, 500, 503) else 400
     return JSONResponse(envelope(code, message), status_code=status)
 
 

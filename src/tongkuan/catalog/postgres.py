@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import psycopg
 from numpy.typing import NDArray
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from tongkuan.catalog import keywords
 from tongkuan.catalog.product import Product, ProductFilter, StoredImage
@@ -47,7 +47,14 @@ from tongkuan.catalog.store import (
     product_row,
     stacked,
 )
-from tongkuan.errors import CatalogConflict, DimensionMismatch, InvalidValue, PictureNotFound, ProductNotFound
+from tongkuan.errors import (
+    CatalogConflict,
+    DimensionMismatch,
+    InvalidValue,
+    PictureNotFound,
+    ProductNotFound,
+    StoreUnavailable,
+)
 from tongkuan.vision.categories import Category
 
 MIGRATIONS: list[str] = [
@@ -140,7 +147,14 @@ class PostgresCatalog:
         self.dim = dim
         self._local = threading.local()
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, kwargs=_CONNECTION, open=True, name="tongkuan-catalog"
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs=_CONNECTION,
+            open=True,
+            name="tongkuan-catalog",
+            check=ConnectionPool.check_connection,  # a connection the server dropped is replaced, not used
+            timeout=5.0,  # a request waits this long for a connection before answering 503
         )
         try:
             migrate(self._pool)
@@ -194,7 +208,7 @@ class PostgresCatalog:
         if getattr(self._local, "db", None) is not None:  # already pinned by an outer block
             yield
             return
-        with self._pool.connection() as db:
+        with _values_checked(), self._pool.connection() as db:
             db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             self._local.db = db
             try:
@@ -208,7 +222,7 @@ class PostgresCatalog:
     def exclusive(self, name: str, wait_s: float | None = None) -> Iterator[bool]:
         """A session advisory lock keyed by `name`, held on a connection of its own. With
         `wait_s`, gives up after that long and yields False."""
-        with self._pool.connection() as db:
+        with _values_checked(), self._pool.connection() as db:
             if wait_s is None:
                 db.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
             else:
@@ -334,7 +348,7 @@ class PostgresCatalog:
             _bump(cur, "products", -1)
 
     def set_index_position(self, name: str, seq: int) -> None:
-        with self._pool.connection() as db:
+        with _values_checked(), self._pool.connection() as db:
             db.execute(
                 "INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (f"index:{name}", str(seq)),
@@ -592,11 +606,14 @@ def _last_write_wins(
 @contextmanager
 def _values_checked() -> Iterator[None]:
     """A value PostgreSQL refuses (NUL in text, an integer beyond 64 bits) is the caller's
-    error, as it would be on any store, not a server fault."""
+    error, as it would be on any store, not a server fault; a database that cannot be
+    reached is a temporary outage (503), not a bug (500)."""
     try:
         yield
     except psycopg.DataError as exc:  # NumericValueOutOfRange, UntranslatableCharacter and kin
         raise InvalidValue(f"the catalog cannot store this value: {exc}") from exc
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise StoreUnavailable(f"the catalog database cannot be reached ({type(exc).__name__})") from exc
 
 
 def _log(cur: psycopg.Cursor[Any], vector_ids: list[int], kind: ChangeKind) -> None:

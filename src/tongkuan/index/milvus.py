@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tongkuan.catalog.store import Catalog, ChangeKind
+from tongkuan.errors import StoreUnavailable
 from tongkuan.vision.categories import Category
 
 logger = logging.getLogger(__name__)
@@ -45,6 +48,17 @@ _BATCH = 5_000  # changes replayed (and rows upserted) per round trip
 SEARCH_REPLAY = 20_000
 SEARCH_LOCK_WAIT_S = 2.0
 CONSISTENCY_LEVELS = ("Session", "Strong", "Bounded", "Eventually")
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """A Milvus that cannot be reached is a temporary outage (503), not a bug (500)."""
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        yield
+    except MilvusException as exc:
+        raise StoreUnavailable(f"the vector index cannot be reached: {exc}") from exc
 
 
 def collection_name(prefix: str, model: str, dim: int) -> str:
@@ -127,6 +141,10 @@ class MilvusIndex:
 
         Reads go to the catalog outside any snapshot, so a replica never replays from a
         stale position it pinned earlier."""
+        with _reachable():
+            return self._sync(limit, wait_s)
+
+    def _sync(self, limit: int | None, wait_s: float | None) -> int:
         target = self.catalog.last_change()
         if self.catalog.index_position(self.name) >= target:
             self._guarantee = self.catalog.index_position(self._stamp_key)
@@ -168,14 +186,15 @@ class MilvusIndex:
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """The `k` nearest pictures per query (at most `MAX_K`), padded with id -1."""
         k = max(1, min(k, MAX_K))
-        found: list[list[dict[str, Any]]] = self.client.search(
-            self.name,
-            data=queries.astype(np.float32).tolist(),
-            limit=k,
-            filter="" if category is None else f"category == {int(category)}",
-            search_params={"metric_type": "IP", "params": {"ef": max(self.ef_search, k)}},
-            **self._consistency(),
-        )
+        with _reachable():
+            found: list[list[dict[str, Any]]] = self.client.search(
+                self.name,
+                data=queries.astype(np.float32).tolist(),
+                limit=k,
+                filter="" if category is None else f"category == {int(category)}",
+                search_params={"metric_type": "IP", "params": {"ef": max(self.ef_search, k)}},
+                **self._consistency(),
+            )
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         for row, hits in enumerate(found):
