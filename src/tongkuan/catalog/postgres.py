@@ -43,6 +43,7 @@ from tongkuan.catalog.store import (
     chunks,
     free_name,
     named,
+    page_of_groups,
     product_from_row,
     product_row,
     stacked,
@@ -409,7 +410,15 @@ class PostgresCatalog:
             return [], 0
         conditions, args = _filter_sql(where or ProductFilter())
         every, some = _tsquery(terms, every=True), _tsquery(terms)
-        found: list[Product] = []
+
+        def fetch(match: str, order: str, skip: int, wanted: int) -> list[Product]:
+            rows = self._rows(
+                f"SELECT {_ITEM_COLUMNS_P} FROM items p WHERE {match}{conditions} "
+                f"ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s",
+                {"some": some, "every": every, "limit": wanted, "offset": skip, **args},
+            )
+            return [product_from_row(r) for r in rows]
+
         with self.snapshot():
             if sort is not SortOrder.RELEVANCE:
                 match = "p.title_words @@ %(every)s::tsquery"
@@ -428,20 +437,7 @@ class PostgresCatalog:
                         total - first,
                     ),
                 ]
-            before = 0
-            for match, order, size in groups:
-                skip = max(0, offset - before)
-                wanted = limit - len(found)
-                before += size
-                if wanted <= 0 or skip >= size:
-                    continue
-                rows = self._rows(
-                    f"SELECT {_ITEM_COLUMNS_P} FROM items p WHERE {match}{conditions} "
-                    f"ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s",
-                    {"some": some, "every": every, "limit": wanted, "offset": skip, **args},
-                )
-                found += [product_from_row(r) for r in rows]
-        return found[:limit], total
+            return page_of_groups(groups, offset, limit, fetch), total
 
     def _count(self, match: str, args: dict[str, object], conditions: str) -> int:
         return int(self._rows(f"SELECT COUNT(*) FROM items p WHERE {match}{conditions}", args)[0][0])

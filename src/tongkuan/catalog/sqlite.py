@@ -33,6 +33,7 @@ from tongkuan.catalog.store import (
     check_vectors,
     free_name,
     named,
+    page_of_groups,
     product_from_row,
     product_row,
     stacked,
@@ -376,7 +377,12 @@ class SqliteCatalog:
         def count(match: str) -> int:
             return int(self._db.execute(f"SELECT COUNT(*) {source}", [match, *args]).fetchone()[0])
 
-        found: list[Product] = []
+        def fetch(match: str, order: str, skip: int, wanted: int) -> list[Product]:
+            rows = self._db.execute(
+                f"SELECT {_ITEM_COLUMNS_P} {source} ORDER BY {order} LIMIT ? OFFSET ?", [match, *args, wanted, skip]
+            ).fetchall()
+            return [product_from_row(r) for r in rows]
+
         with self.snapshot():
             if sort is not SortOrder.RELEVANCE:
                 total = count(f"title : ({every})")
@@ -389,18 +395,7 @@ class SqliteCatalog:
                     (f"title : (({every}) AND ({some}))", order, first),
                     (f"title : (({some}) NOT ({every}))", order, total - first),
                 ]
-            before = 0  # matches in the groups already passed
-            for match, order, size in groups:
-                skip = max(0, offset - before)
-                wanted = limit - len(found)
-                before += size
-                if wanted <= 0 or skip >= size:
-                    continue
-                rows = self._db.execute(
-                    f"SELECT {_ITEM_COLUMNS_P} {source} ORDER BY {order} LIMIT ? OFFSET ?", [match, *args, wanted, skip]
-                ).fetchall()
-                found += [product_from_row(r) for r in rows]
-        return found[:limit], total
+            return page_of_groups(groups, offset, limit, fetch), total
 
     def shop_search(self, text: str, offset: int = 0, limit: int = 20) -> tuple[list[Shop], int]:
         """Shops whose names hold every query term, best sellers first, and how many match."""

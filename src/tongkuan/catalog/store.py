@@ -79,6 +79,27 @@ class Change:
         return self.kind is ChangeKind.ADDED
 
 
+def page_of_groups(
+    groups: Sequence[tuple[str, str, int]],
+    offset: int,
+    limit: int,
+    fetch: Callable[[str, str, int, int], list[Product]],
+) -> list[Product]:
+    """One page over result groups shown one after another: `groups` holds each group's
+    match condition, order and size; `fetch(match, order, skip, wanted)` reads a slice of
+    one group. A page that starts in one group fills up from the next."""
+    found: list[Product] = []
+    before = 0  # matches in the groups already passed
+    for match, order, size in groups:
+        skip = max(0, offset - before)
+        wanted = limit - len(found)
+        before += size
+        if wanted <= 0 or skip >= size:
+            continue
+        found += fetch(match, order, skip, wanted)
+    return found[:limit]
+
+
 def check_vectors(images: Sequence[NewImage], dim: int) -> None:
     """Refuse, before any write, a vector another model made."""
     for image in images:
