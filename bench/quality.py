@@ -5,7 +5,8 @@
 Works on any folder laid out like shared/data. The last line printed is a JSON summary.
 - same product: grocery val photos -> catalog of iconic + train photos (relevant = same
   class_id), Recall@1/5/10 over distinct products and mAP over the image ranking; and
-  photos -> the 81 iconic images alone, Recall@1/5. Baseline: whole image, no crop.
+  photos -> the 81 iconic images alone, Recall@1/5. Baseline: whole image, no crop. Each
+  also with the learned whitening (`tongkuan whiten`) learned from that catalog.
 - category: top-1 and confusion matrix over the 14 categories on clothing photos and on
   fashion shots. Fused (classifier + vote of the 30 nearest catalog shots) against the
   classifier alone. The voting catalog is fashion shots disjoint from the queries.
@@ -38,6 +39,7 @@ from tongkuan.vision.detect import Box  # noqa: E402
 from tongkuan.vision.encoder import OnnxEncoder  # noqa: E402
 from tongkuan.vision.pipeline import Description, Vision  # noqa: E402
 from tongkuan.vision.registry import resolve_model  # noqa: E402
+from tongkuan.vision.whitening import ModelSpace, learn_whitening  # noqa: E402
 
 BATCH = 16
 
@@ -99,15 +101,18 @@ def same_product(vision: Vision, root: Path, limit: int | None) -> dict[str, obj
         per_image = (time.perf_counter() - started) / len(catalog_rows)
         queries = matrix(describe(vision, paths(val_rows), crop))
         iconic = matrix(describe(vision, paths(iconic_rows), crop))
-        result[name] = {
-            "photo->catalog": retrieval(queries, labels(val_rows), catalog, labels(catalog_rows)),
-            "photo->iconic": {
-                k: v
-                for k, v in retrieval(queries, labels(val_rows), iconic, labels(iconic_rows)).items()
-                if k in ("R@1", "R@5")
-            },
-            "ms_per_catalog_image": round(per_image * 1000, 1),
-        }
+        # the whitening `tongkuan whiten` learns from this catalog's products with several pictures
+        whitening = learn_whitening(catalog, labels(catalog_rows), vision.spec.name)
+        for space, label in ((ModelSpace(vision.dim), ""), (whitening, " + learned whitening")):
+            result[name + label] = {
+                "photo->catalog": retrieval(space(queries), labels(val_rows), space(catalog), labels(catalog_rows)),
+                "photo->iconic": {
+                    k: v
+                    for k, v in retrieval(space(queries), labels(val_rows), space(iconic), labels(iconic_rows)).items()
+                    if k in ("R@1", "R@5")
+                },
+                "ms_per_catalog_image": round(per_image * 1000, 1),
+            }
     return result
 
 

@@ -14,10 +14,12 @@ from tests.conftest import new_data_dir, new_database, settings_for
 from tests.utils.milvus_server import MilvusServer
 from tests.utils.postgres_server import PostgresServer
 from tongkuan.catalog.postgres import PostgresCatalog
+from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.cli import main
 from tongkuan.engine import Engine
 from tongkuan.images.decode import decode_image
 from tongkuan.search.searcher import SearchQuery
+from tongkuan.vision.whitening import META_KEY, Whitening
 
 MODEL = "efficientnet-lite0"
 NAMES = ["Arla-Standard-Milk", "Banana", "Bravo-Apple-Juice", "Granny-Smith", "Red-Bell-Pepper"]
@@ -37,6 +39,11 @@ def test_an_embedded_catalog_moves_without_reembedding(
     runner = CliRunner()
     ingested = runner.invoke(main, ["ingest", str(folder / "items.jsonl"), "--data-dir", str(source), "--model", MODEL])
     assert ingested.exit_code == 0, ingested.output
+
+    # a whitening stored with the catalog moves with it, so both search in the same space
+    projection = np.random.default_rng(0).standard_normal((1280, 64)).astype(np.float32)
+    whitening = Whitening(np.zeros(1280, np.float32), projection, MODEL, products=0, pictures=0, shrinkage=0.1)
+    SqliteCatalog(source / "catalog.db", MODEL, 1280).set_learned(META_KEY, whitening.to_text())
 
     url = new_database(postgres)
     vectors = f"milvus://127.0.0.1:{milvus.port}/moved"
@@ -59,6 +66,7 @@ def test_an_embedded_catalog_moves_without_reembedding(
         )
     )
     target = server.catalog
+    assert server.index.space.key == embedded.index.space.key == whitening.key and server.index.space.dim == 64
     assert isinstance(target, PostgresCatalog) and target.count() == embedded.catalog.count()
     ids = [f"g{i}" for i in range(len(NAMES))]
     theirs = embedded.catalog.pictures_with_vectors(ids)

@@ -13,6 +13,7 @@ import click
 
 from tongkuan.config import Settings
 from tongkuan.errors import TongkuanError
+from tongkuan.vision.whitening import DEFAULT_DIMS, DEFAULT_SHRINKAGE
 
 DATA_DIR = click.option(
     "--data-dir",
@@ -199,8 +200,10 @@ def migrate(source: Path, catalog_url: str, vectors_url: str | None, image_dir: 
         )
         if vectors_url:
             from tongkuan.index.milvus import MilvusIndex
+            from tongkuan.vision.whitening import search_space
 
-            index = MilvusIndex(target, vectors_url)  # opening it replays the change log into Milvus
+            # opening it replays the change log into Milvus, in the catalog's search space
+            index = MilvusIndex(target, vectors_url, space=search_space(target))
             index.close()
             click.echo(f"vectors in Milvus collection {index.name} are up to date")
     except TongkuanError as exc:
@@ -208,6 +211,56 @@ def migrate(source: Path, catalog_url: str, vectors_url: str | None, image_dir: 
     finally:
         origin.close()
         target.close()
+
+
+@main.command()
+@DATA_DIR
+@click.option(
+    "--dims",
+    type=int,
+    default=None,
+    help=f"Dimensions kept (the index shrinks with them) [default: {DEFAULT_DIMS}, or the model's if fewer]",
+)
+@click.option("--shrinkage", default=DEFAULT_SHRINKAGE, show_default=True, help="0..1: pull towards plain PCA.")
+@click.option("--remove", is_flag=True, help="Forget the whitening: search in the model's own space again.")
+def whiten(data_dir: Path, dims: int | None, shrinkage: float, remove: bool) -> None:
+    """Learn how this catalog's products vary from their products with several pictures,
+    store it in the catalog and build the index for it. Restart the service to use it."""
+    from tongkuan.catalog.store import Catalog
+    from tongkuan.engine import index_folder, open_catalog, open_index, stored_model
+    from tongkuan.vision.registry import resolve_model
+    from tongkuan.vision.whitening import META_KEY, CannotLearn, ModelSpace, SearchSpace, learn_from_catalog
+
+    settings = _settings(data_dir)
+    model = stored_model(settings)
+    if model is None:
+        raise click.ClickException(f"{data_dir} holds no catalog yet: ingest products first")
+    spec = resolve_model(model, Path(data_dir))
+    catalog: Catalog = open_catalog(settings, model, spec.dim)
+    try:
+        space: SearchSpace = ModelSpace(spec.dim)
+        if remove:
+            catalog.set_learned(META_KEY, None)
+        else:
+            try:
+                learned = learn_from_catalog(catalog, dims, shrinkage)
+            except CannotLearn as exc:
+                raise click.ClickException(str(exc)) from exc
+            catalog.set_learned(META_KEY, learned.to_text())
+            space = learned
+            click.echo(
+                f"learned {learned.key}: {spec.dim} -> {learned.dim} dimensions from {learned.products} products"
+                f" with several pictures ({learned.pictures} pictures in all)"
+            )
+        index = open_index(settings, catalog, index_folder(Path(data_dir), spec.name, space), space)
+        index.finish_rebuild()
+        index.save()
+        index.close()
+        click.echo(f"index ready ({index.count()} pictures); restart the service to search with it")
+    except TongkuanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        catalog.close()
 
 
 @main.command("clean-images")

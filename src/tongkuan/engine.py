@@ -22,6 +22,7 @@ from tongkuan.search.searcher import Searcher, SearchOptions
 from tongkuan.vision.encoder import OnnxEncoder
 from tongkuan.vision.pipeline import Vision
 from tongkuan.vision.registry import resolve_model
+from tongkuan.vision.whitening import SearchSpace, search_space
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class Engine:
         self.images = ImageStore(settings.images_root)
         self.fetcher = fetcher_for(settings)
         limit_threads(1)  # ONNX Runtime owns the cores; one faiss query needs no OpenMP team
-        self.index = open_index(settings, self.catalog, data_dir / "index" / spec.name)
+        space = search_space(self.catalog)
+        self.index = open_index(settings, self.catalog, index_folder(data_dir, spec.name, space), space)
         # uploaded imports read pictures from URLs (or this store), never from the server's disk
         self.imports = ImportJobs(data_dir / "imports", lambda: self.ingester(file_root=self.images.root))
         self.searcher = Searcher(
@@ -116,8 +118,14 @@ def open_catalog(settings: Settings, model: str, dim: int) -> Catalog:
     return SqliteCatalog(Path(settings.data_dir) / "catalog.db", model, dim)
 
 
-def open_index(settings: Settings, catalog: Catalog, folder: Path) -> VectorIndex:
-    """Milvus when `vectors_url` is set, else faiss with its cache files in `folder`."""
+def index_folder(data_dir: Path, model_name: str, space: SearchSpace) -> Path:
+    """Where the embedded index of one model and search space keeps its files."""
+    return data_dir / "index" / (f"{model_name}-{space.key}" if space.key else model_name)
+
+
+def open_index(settings: Settings, catalog: Catalog, folder: Path, space: SearchSpace | None = None) -> VectorIndex:
+    """Milvus when `vectors_url` is set, else faiss with its cache files in `folder`; either
+    holds the catalog's vectors mapped into `space` (default: the model's own)."""
     if settings.vectors_url:
         from tongkuan.index.milvus import MilvusIndex  # pymilvus: only for the server index
 
@@ -128,5 +136,6 @@ def open_index(settings: Settings, catalog: Catalog, folder: Path) -> VectorInde
             hnsw_m=settings.hnsw_m,
             consistency=settings.milvus_consistency,
             token=settings.milvus_token,
+            space=space,
         )
-    return IndexSync(catalog, folder, settings.index, settings.hnsw_ef_search, settings.hnsw_m)
+    return IndexSync(catalog, folder, settings.index, settings.hnsw_ef_search, settings.hnsw_m, space)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tongkuan.catalog.store import Catalog, NewImage
 from tongkuan.errors import DimensionMismatch, ProductNotFound
+from tongkuan.vision import whitening
 
 BATCH = 200  # products per target transaction
 
@@ -78,6 +79,9 @@ def migrate_catalog(
         products += len(page)
         if progress is not None:
             progress(len(page))
+    learned = source.learned(whitening.META_KEY)
+    if learned is not None:  # the same search space: results match the source's
+        target.set_learned(whitening.META_KEY, learned)
     return MigrationReport(products, skipped, pictures, files, time.monotonic() - started)
 
 

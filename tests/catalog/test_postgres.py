@@ -202,3 +202,19 @@ def test_tables_live_in_their_own_schema_and_locks_can_time_out(catalog: Postgre
         waiter.start()
         waiter.join()
     assert outcome == [False]
+
+
+def test_what_is_learned_from_the_catalog_is_shared_by_every_process(postgres: PostgresServer, tmp_path: Path) -> None:
+    url = new_database(postgres)
+    stores: list[tuple[Catalog, Catalog]] = [
+        (PostgresCatalog(url, "m", DIM), PostgresCatalog(url, "m", DIM)),
+        (SqliteCatalog(tmp_path / "c.db", "m", DIM), SqliteCatalog(tmp_path / "c.db", "m", DIM)),
+    ]
+    for writer, reader in stores:
+        assert reader.learned("whitening") is None
+        writer.set_learned("whitening", "x" * 3_000_000)  # a 1280 x 256 whitening is ~1.8 MB of text
+        assert reader.learned("whitening") == "x" * 3_000_000
+        writer.set_learned("whitening", "y")
+        assert reader.learned("whitening") == "y" and reader.index_position("whitening") == 0  # its own keys
+        writer.set_learned("whitening", None)
+        assert reader.learned("whitening") is None

@@ -20,6 +20,7 @@ from tongkuan.index.faiss import IndexKind
 from tongkuan.index.milvus import MilvusIndex, client_uri
 from tongkuan.index.sync import IndexSync
 from tongkuan.vision.categories import CATEGORIES
+from tongkuan.vision.whitening import learn_from_catalog
 
 DIM = 16
 _prefixes = itertools.count()
@@ -110,6 +111,34 @@ def test_milvus_agrees_with_exact_search(catalog: PostgresCatalog, milvus: Milvu
     recall = np.mean([len(set(e) & set(g)) / 10 for e, g in zip(expected, got, strict=True)])
     assert recall >= 0.95
     milvus_index.close()
+
+
+def test_a_learned_whitening_gets_a_collection_of_its_own(
+    catalog: PostgresCatalog, milvus: MilvusServer, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    found = vectors(80, seed=5)
+    catalog.upsert_many(
+        [
+            (
+                Product(item_id=f"p{i}", title="t"),
+                [NewImage(f"h{i}a", "a.jpg", found[2 * i]), NewImage(f"h{i}b", "b.jpg", found[2 * i + 1])],
+            )
+            for i in range(40)
+        ]
+    )
+    whitening = learn_from_catalog(catalog, dims=8)
+    url = milvus_url(milvus)
+    plain = MilvusIndex(catalog, url)
+    whitened = MilvusIndex(catalog, url, space=whitening)
+    assert plain.name.endswith(f"_m_{DIM}") and whitened.name.endswith(f"_m_8_{whitening.key}")
+    assert whitened.count() == plain.count() == 80
+    exact = IndexSync(catalog, tmp_path, IndexKind.FLAT, space=whitening)
+    queries = whitening(vectors(20, seed=6))
+    _, expected = exact.search(queries, 5)
+    _, got = whitened.search(queries, 5)
+    assert np.mean([len(set(e) & set(g)) / 5 for e, g in zip(expected, got, strict=True)]) >= 0.95
+    plain.close()
+    whitened.close()
 
 
 def test_a_lost_collection_is_refilled_from_the_catalog(catalog: PostgresCatalog, milvus: MilvusServer) -> None:

@@ -6,14 +6,17 @@ iconic + train photos (81 products). Bars: rank 1 >= 60 %, top 5 >= 85 %.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
+from click.testing import CliRunner
 
-from tests.conftest import Service
+from tests.conftest import Service, settings_for
 from tests.utils.composites import composites
 from tests.utils.data import read_rows
 from tests.utils.fileserver import FileServer
+from tongkuan.cli import main
 from tongkuan.engine import Engine
 from tongkuan.images.decode import decode_image
 from tongkuan.search.searcher import SearchQuery
@@ -24,6 +27,7 @@ from tongkuan.vision.detect import Box
 BAR_CATEGORY = 0.55
 BAR_REGION_GAIN = 0.02
 BAR_BEST_REGION = 0.08
+BAR_WHITENED_TOP1 = 0.70
 
 
 def test_grocery_photos_find_the_same_product(service: Service, file_server: FileServer, data_root: Path) -> None:
@@ -85,3 +89,68 @@ def test_subject_regions_find_products_pasted_into_real_scenes(catalog_engine: E
     assert main.mean() >= whole.mean() + BAR_REGION_GAIN
     assert np.mean(best >= 0.5) >= BAR_BEST_REGION
     assert np.mean(main > 0) >= 0.9
+
+
+def grocery_rates(engine: Engine, rows: list[dict[str, str]], data_root: Path) -> tuple[float, float]:
+    top1 = top5 = 0
+    for row in rows:
+        image = decode_image((data_root / "grocery_store" / row["path"]).read_bytes(), 40_000_000)
+        ids = [hit.product.item_id for hit in engine.searcher.search(image, SearchQuery(limit=5)).hits]
+        wanted = f"grocery-{int(row['class_id']):03d}"
+        top1 += ids[0] == wanted
+        top5 += wanted in ids
+    return top1 / len(rows), top5 / len(rows)
+
+
+def test_a_whitening_learned_from_the_catalog_finds_more_of_the_same_products(
+    catalog_engine: Engine, data_root: Path, tmp_path: Path
+) -> None:
+    """`tongkuan whiten` on a copy of the test catalog, then the same photos searched in both."""
+    copy = tmp_path / "data"
+    copy.mkdir()
+    (copy / "models").symlink_to(Path(catalog_engine.settings.data_dir).resolve() / "models")  # exported once
+    source = sqlite3.connect(Path(catalog_engine.settings.data_dir) / "catalog.db")
+    target = sqlite3.connect(copy / "catalog.db")
+    source.backup(target)
+    source.close()
+    target.close()
+    result = CliRunner().invoke(main, ["whiten", "--data-dir", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "1280 -> 256 dimensions from 81 products" in result.output
+    )  # the grocery products; fashion shots have one picture
+    whitened = Engine(settings_for(copy))
+    try:
+        assert whitened.index.space.key and whitened.index.count() == catalog_engine.index.count()
+        assert (copy / "index" / f"{whitened.vision.spec.name}-{whitened.index.space.key}").is_dir()  # built by whiten
+        rows = [r for r in read_rows(data_root / "grocery_store" / "labels.csv") if r["split"] == "val"]
+        base1, base5 = grocery_rates(catalog_engine, rows, data_root)
+        top1, top5 = grocery_rates(whitened, rows, data_root)
+        category = sum(
+            whitened.searcher.search(decode_image(path.read_bytes(), 40_000_000), SearchQuery(limit=1))
+            .categories[0]
+            .category
+            == CATEGORY_BY_NAME[name]
+            for path, name in clothing_sample(data_root)
+        ) / len(clothing_sample(data_root))
+    finally:
+        whitened.close()
+    print(
+        f"same product R@1 {base1:.3f} -> {top1:.3f}, R@5 {base5:.3f} -> {top5:.3f}; clothing category {category:.3f}"
+    )
+    assert top1 >= BAR_WHITENED_TOP1 and top1 >= base1 + 0.05
+    assert top5 >= 0.93
+    assert category >= BAR_CATEGORY  # the fashion shots' neighbours still vote well in the learned space
+
+    result = CliRunner().invoke(main, ["whiten", "--data-dir", str(copy), "--remove"])
+    assert result.exit_code == 0, result.output
+    plain = Engine(settings_for(copy))
+    try:
+        assert plain.index.space.key == "" and plain.index.space.dim == 1280
+    finally:
+        plain.close()
+
+
+def test_whiten_explains_a_catalog_it_cannot_learn_from(tmp_path: Path) -> None:
+    empty = CliRunner().invoke(main, ["whiten", "--data-dir", str(tmp_path / "none")])
+    assert empty.exit_code != 0 and "holds no catalog yet" in empty.output

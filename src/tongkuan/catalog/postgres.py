@@ -355,6 +355,16 @@ class PostgresCatalog:
                 (f"index:{name}", str(seq)),
             )
 
+    def set_learned(self, key: str, value: str | None) -> None:
+        with _values_checked(), self._pool.connection() as db:
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = %s", (f"learned:{key}",))
+            else:
+                db.execute(
+                    "INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (f"learned:{key}", value),
+                )
+
     # --- reads ------------------------------------------------------------------------
 
     def _rows(self, sql: str, args: Sequence[object] | dict[str, object] = ()) -> list[tuple[Any, ...]]:
@@ -557,6 +567,10 @@ class PostgresCatalog:
     def index_position(self, name: str) -> int:
         rows = self._rows("SELECT value FROM meta WHERE key = %s", (f"index:{name}",))
         return int(rows[0][0]) if rows else 0
+
+    def learned(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key = %s", (f"learned:{key}",))
+        return str(rows[0][0]) if rows else None
 
     def close(self) -> None:
         self._pool.close()

@@ -478,6 +478,17 @@ class SqliteCatalog:
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"index:{name}", str(seq)))
 
+    def learned(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"learned:{key}",)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_learned(self, key: str, value: str | None) -> None:
+        with self._write() as db:
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (f"learned:{key}",))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"learned:{key}", value))
+
     @contextmanager
     def exclusive(self, name: str, wait_s: float | None = None) -> Iterator[bool]:
         """A lock file beside the catalog, held across processes (and threads: one file each).

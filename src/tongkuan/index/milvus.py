@@ -7,7 +7,8 @@ collection behind the change log takes a catalog-wide lock, replays the missing 
 records the new position in the catalog. A crash between the Milvus write and the
 position update only makes the next replica replay a few changes again.
 
-One collection per model (`<prefix>_<model>_<dim>`): the vector id as primary key, the
+One collection per model and search space (`<prefix>_<model>_<dim>`, plus the key of a
+learned whitening when the catalog has one): the vector id as primary key, the
 product's category as an indexed scalar field that searches filter on, and the vector under
 an HNSW index with inner product (vectors are unit length, so IP is cosine). The category
 is not a partition key: Milvus 2.3 routes upserted rows and equality filters on a
@@ -37,6 +38,7 @@ from numpy.typing import NDArray
 from tongkuan.catalog.store import Catalog, ChangeKind
 from tongkuan.errors import StoreUnavailable
 from tongkuan.vision.categories import Category
+from tongkuan.vision.whitening import ModelSpace, SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +63,10 @@ def _reachable() -> Iterator[None]:
         raise StoreUnavailable(f"the vector index cannot be reached: {exc}") from exc
 
 
-def collection_name(prefix: str, model: str, dim: int) -> str:
-    """A collection name Milvus accepts (letters, digits, underscores) for one model."""
-    return re.sub(r"[^0-9A-Za-z_]", "_", f"{prefix}_{model}_{dim}")
+def collection_name(prefix: str, model: str, dim: int, space: str = "") -> str:
+    """A collection name Milvus accepts (letters, digits, underscores) for one model and
+    search space (a learned whitening gets a collection of its own)."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", f"{prefix}_{model}_{dim}" + (f"_{space}" if space else ""))
 
 
 def client_uri(url: str) -> tuple[str, str]:
@@ -90,6 +93,7 @@ class MilvusIndex:
         hnsw_m: int = 32,
         consistency: str = "Session",
         token: str = "",
+        space: SearchSpace | None = None,
     ) -> None:
         from pymilvus import MilvusClient  # an optional dependency: only the server backends need it
 
@@ -97,10 +101,11 @@ class MilvusIndex:
             raise ValueError(f"Milvus consistency level {consistency!r}: expected one of {CONSISTENCY_LEVELS}")
         uri, prefix = client_uri(url)
         self.catalog = catalog
+        self.space: SearchSpace = space or ModelSpace(catalog.dim)
         self.ef_search = ef_search
         self.hnsw_m = hnsw_m
         self.consistency = consistency
-        self.name = collection_name(prefix, catalog.model, catalog.dim)
+        self.name = collection_name(prefix, catalog.model, self.space.dim, self.space.key)
         self.client = MilvusClient(uri=uri, token=token)
         self._stamp_key = f"{self.name}:timestamp"
         self._guarantee = 0
@@ -122,7 +127,7 @@ class MilvusIndex:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("vector_id", DataType.INT64, is_primary=True)
         schema.add_field("category", DataType.INT64)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.catalog.dim)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.space.dim)
         index = MilvusClient.prepare_index_params()
         index.add_index(
             field_name="vector",
@@ -170,7 +175,7 @@ class MilvusIndex:
                     categories = self.catalog.vector_categories(ids.tolist())
                     rows = [
                         {"vector_id": int(v), "category": categories.get(int(v), -1), "vector": vector.tolist()}
-                        for v, vector in zip(ids, vectors, strict=True)
+                        for v, vector in zip(ids, self.space(vectors), strict=True)
                     ]
                     stamps.append(self._mutate("upsert_rows", rows))
                 applied = changes[-1].seq

@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tongkuan.vision.categories import Category
+from tongkuan.vision.whitening import SearchSpace
 
 
 class VectorIndex(Protocol):
@@ -20,6 +21,7 @@ class VectorIndex(Protocol):
 
     max_k: int  # the deepest search the engine answers
     filters: bool  # whether `search` honours `category` itself
+    space: SearchSpace  # the map from the catalog's vectors to the index's (queries go through it too)
 
     def sync(self) -> int:
         """Apply the catalog changes not applied yet; return how many."""

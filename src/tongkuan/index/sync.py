@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from tongkuan.catalog.store import Catalog, ChangeKind
 from tongkuan.index.faiss import FaissIndex, IndexKind
 from tongkuan.vision.categories import Category
+from tongkuan.vision.whitening import ModelSpace, SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,10 @@ class IndexSync:
         kind: IndexKind = IndexKind.HNSW_SQ8,
         ef_search: int = 128,
         hnsw_m: int = 32,
+        space: SearchSpace | None = None,
     ) -> None:
         self.catalog = catalog
+        self.space: SearchSpace = space or ModelSpace(catalog.dim)
         self.folder = folder
         self.kind = kind
         self.ef_search = ef_search
@@ -60,7 +63,7 @@ class IndexSync:
         kind = self.kind
         if kind.needs_training and training is None and path is None:
             kind = IndexKind.FLAT  # until there is enough to train on
-        return FaissIndex(self.catalog.dim, kind, path, hnsw_m=self.hnsw_m, ef_search=self.ef_search, training=training)
+        return FaissIndex(self.space.dim, kind, path, hnsw_m=self.hnsw_m, ef_search=self.ef_search, training=training)
 
     def _acceptable(self, index: FaissIndex) -> bool:
         return index.kind is self.kind or (self.kind.needs_training and index.kind is IndexKind.FLAT)
@@ -105,7 +108,7 @@ class IndexSync:
         added = [v for v, was_added in final.items() if was_added]
         for start in range(0, len(added), _REBUILD_CHUNK):
             ids, vectors = self.catalog.vectors(added[start : start + _REBUILD_CHUNK])
-            self.index.add(ids, vectors)
+            self.index.add(ids, self.space(vectors))
         self.applied = changes[-1].seq
         untrained = self.kind.needs_training and self.index.kind is IndexKind.FLAT
         if self.index.needs_rebuild() or (untrained and self.index.count() >= TRAIN_AT):
@@ -128,11 +131,11 @@ class IndexSync:
                 training = None
                 if self.kind.needs_training and len(all_ids) >= TRAIN_AT:
                     step = max(1, len(all_ids) // _TRAIN_SAMPLE)
-                    training = self.catalog.vectors(all_ids[::step])[1]
+                    training = self.space(self.catalog.vectors(all_ids[::step])[1])
                 fresh = self._new(training=training)
                 for start in range(0, len(all_ids), _REBUILD_CHUNK):
                     ids, vectors = self.catalog.vectors(all_ids[start : start + _REBUILD_CHUNK])
-                    fresh.add(ids, vectors)
+                    fresh.add(ids, self.space(vectors))
             self._rebuilt = (seq, fresh)
             logger.info("rebuilt the %s index: %d vectors", self.kind, fresh.count())
         except Exception:  # the old index keeps serving; the next sync tries again

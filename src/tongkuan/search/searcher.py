@@ -97,6 +97,7 @@ class Searcher:
                 return self._search(described, query)
 
     def _search(self, described: Description, query: SearchQuery) -> SearchResults:
+        embedding = self.index.space(described.embedding[None, :])  # the index's space (a learned whitening)
         wanted = query.offset + query.limit
         vectors = self.index.count()
         deepest = min(vectors, self.index.max_k)
@@ -108,7 +109,7 @@ class Searcher:
             # The first round sees every category, for the neighbour vote; deeper rounds ask an
             # index that stores categories (Milvus) for the chosen one only.
             narrowed = chosen if categories else None
-            scores, ids = self.index.search(described.embedding[None, :], k, narrowed)
+            scores, ids = self.index.search(embedding, k, narrowed)
             found = self.catalog.hydrate([int(i) for i in ids[0] if i >= 0])
             ordered = [(found[int(i)], float(s)) for i, s in zip(ids[0], scores[0], strict=True) if int(i) in found]
             if not categories:
@@ -132,7 +133,7 @@ class Searcher:
             # every picture not fetched yet is less similar than the last one fetched
             floor = -np.inf if exhausted or not valid.size else float(valid[-1])
             if query.distinct:
-                hits = self._rank_products(ordered, described.embedding, scored, floor)
+                hits = self._rank_products(ordered, embedding[0], scored, floor)
             else:
                 hits = [SearchHit(product, image, _similarity(score)) for (product, image), score in ordered]
             if query.min_score is not None:
@@ -185,7 +186,7 @@ class Searcher:
                 scored[item_id] = (sum(best_scores) / len(best_scores), seen[0][1])
         short = [item_id for item_id in short if item_id not in scored]
         for item_id, (pictures, vectors) in self.catalog.pictures_with_vectors(short).items():
-            similarities = vectors @ embedding
+            similarities = self.index.space(vectors) @ embedding
             best = np.sort(similarities)[::-1][:per_product]
             scored[item_id] = (float(np.mean(best)), pictures[int(np.argmax(similarities))])
         settled = [(item_id, *scored[item_id]) for item_id in products if scored[item_id][0] >= floor]
