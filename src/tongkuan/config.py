@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     filter_predicted_category: bool = Field(
         False, description="Search only within the predicted category when categoryId is not given."
     )
+    find_insets: bool = Field(
+        True, description="In a query, a picture shown inside the picture (a screenshot) is its main subject."
+    )
     index: IndexKind = Field(
         IndexKind.HNSW_SQ8,
         description="Vector index: hnsw-sq8 (HNSW over 8-bit codes, exact scan below 10k pictures), "

@@ -56,6 +56,7 @@ class Engine:
                 neighbours=settings.category_neighbours,
                 filter_predicted_category=settings.filter_predicted_category,
                 images_per_product=settings.images_per_product,
+                find_insets=settings.find_insets,
             ),
         )
 

@@ -16,6 +16,7 @@ from tongkuan.vision.detect import Box
 class Composite:
     image: Image.Image
     box: Box
+    subject: Path  # the shot pasted in
 
 
 def composites(root: Path, count: int, seed: int = 7) -> list[Composite]:
@@ -32,7 +33,8 @@ def composites(root: Path, count: int, seed: int = 7) -> list[Composite]:
     scenes = []
     for i in range(count):
         background = Image.open(rng.choice(shelves if i % 2 == 0 else clothing)).convert("RGB")
-        subject = Image.open(rng.choice(iconic if i % 3 else fashion)).convert("RGB")
+        subject_path = rng.choice(iconic if i % 3 else fashion)
+        subject = Image.open(subject_path).convert("RGB")
         width, height = background.size
         longest = rng.uniform(0.35, 0.55) * min(width, height)
         scale = longest / max(subject.size)
@@ -40,5 +42,5 @@ def composites(root: Path, count: int, seed: int = 7) -> list[Composite]:
         x = rng.randint(0, width - subject.width)
         y = rng.randint(0, height - subject.height)
         background.paste(subject, (x, y))
-        scenes.append(Composite(background, Box(x, x + subject.width, y, y + subject.height)))
+        scenes.append(Composite(background, Box(x, x + subject.width, y, y + subject.height), subject_path))
     return scenes

@@ -10,7 +10,7 @@ not, written in between, is left out of that search.)
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +27,9 @@ DEFAULT_TOP_CATEGORIES = 4
 # Pictures fetched from the index before grouping by product: enough that a relevant
 # product's best pictures are all among them (grocery rank-1 0.611 at 30, 0.628 at 200).
 MIN_CANDIDATES = 200
+# A query this similar to a catalog picture is that picture (re-encoded, resized): it is
+# searched as it is, even where a picture seems to be inside it.
+DUPLICATE_SIMILARITY = 0.95
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class SearchOptions:
     # counts less than several good ones (grocery photos: rank-1 0.605 with the single best
     # picture, 0.628 with the best three).
     images_per_product: int = 3
+    find_insets: bool = True  # a picture inside the query picture (a screenshot) is its subject
 
 
 class Searcher:
@@ -90,11 +94,25 @@ class Searcher:
 
     def search(self, image: Image.Image, query: SearchQuery) -> SearchResults:
         """Detect, classify and embed `image`, then rank distinct products for one page."""
-        described = self.vision.describe([image], crop=query.crop, regions=[query.region])[0]
+        described = self.vision.describe(
+            [image], crop=query.crop, regions=[query.region], insets=self.options.find_insets
+        )[0]
         with self.lock:
             self.index.sync()  # before the snapshot: a shared index records its position outside it
+            if described.inset is not None:
+                described = self._better_of(described, described.inset)
             with self.catalog.snapshot():
                 return self._search(described, query)
+
+    def _better_of(self, whole: Description, inset: Description) -> Description:
+        """The picture found inside the query, unless the query is itself (nearly) a catalog
+        picture: a clean product shot whose "inset" is a panel printed on the product keeps
+        its own subject. The inset stays among the regions either way."""
+        scores, _ = self.index.search(self.index.space(whole.embedding[None, :]), 1)
+        if scores[0, 0] < DUPLICATE_SIMILARITY:
+            return inset
+        extra = tuple(r for r in inset.regions[:1] if all(r.iou(kept) < 0.6 for kept in whole.regions))
+        return replace(whole, regions=(*whole.regions, *extra), inset=None)
 
     def _search(self, described: Description, query: SearchQuery) -> SearchResults:
         embedding = self.index.space(described.embedding[None, :])  # the index's space (a learned whitening)

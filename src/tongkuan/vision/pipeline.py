@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -11,6 +11,7 @@ from PIL import Image
 from tongkuan.vision.categories import CATEGORIES, imagenet_projection, softmax
 from tongkuan.vision.detect import Box, detect_regions
 from tongkuan.vision.encoder import OnnxEncoder
+from tongkuan.vision.insets import find_inset
 
 # A region that covers this much of the image is searched as the whole image (one inference).
 WHOLE_IMAGE_COVERAGE = 0.9
@@ -24,6 +25,9 @@ class Description:
     searched: Box  # the region that was embedded
     embedding: NDArray[np.float32]
     prior: NDArray[np.float32]  # 14 category probabilities from the classifier
+    # a picture found inside the image (a screenshot), described as if given alone; the
+    # searcher searches with whichever of the two matches the catalog better
+    inset: Description | None = None
 
 
 class Vision:
@@ -39,12 +43,18 @@ class Vision:
         return self.spec.dim
 
     def describe(
-        self, images: list[Image.Image], crop: bool = True, regions: list[Box | None] | None = None
+        self,
+        images: list[Image.Image],
+        crop: bool = True,
+        regions: list[Box | None] | None = None,
+        insets: bool = False,
     ) -> list[Description]:
         """Describe a batch: detect subjects on each whole image, then embed the chosen region.
 
         The chosen region is the caller's (`regions[i]`) if given, else the main subject if
-        `crop`, else the whole image.
+        `crop`, else the whole image. With `insets` (queries: screenshots, photos of a
+        screen), a picture found inside an image is its main subject and is described as if
+        it had been given alone, as a catalog picture is at ingestion.
         """
         if not images:
             return []
@@ -74,7 +84,27 @@ class Vision:
             out = self.encoder.run(crops)
             embeddings[to_crop] = out.embeddings
             priors[to_crop] = self._priors(out.logits, len(crops))
-        return [Description(found[i], chosen[i], embeddings[i], priors[i]) for i in range(len(images))]
+        described = [Description(found[i], chosen[i], embeddings[i], priors[i]) for i in range(len(images))]
+        if insets and crop:
+            described = self._with_insets(images, described, regions)
+        return described
+
+    def _with_insets(
+        self, images: list[Image.Image], described: list[Description], regions: list[Box | None] | None
+    ) -> list[Description]:
+        """Each description with, where a picture is found inside the image, the inset's own."""
+        wanted = [i for i in range(len(images)) if not (regions and regions[i])]  # a caller's region wins
+        found = {i: box for i in wanted if (box := find_inset(images[i])) is not None}
+        if not found:
+            return described
+        # the inset is cropped to its own subject as an uploaded picture is (grocery shots pasted
+        # into photos: the pasted product found first 0.767, the inset embedded whole 0.752)
+        alone = self.describe([images[i].crop((box.x1, box.y1, box.x2, box.y2)) for i, box in found.items()])
+        result = list(described)
+        for (i, box), inner in zip(found.items(), alone, strict=True):
+            others = tuple(r for r in described[i].regions if r.iou(box) < 0.6)
+            result[i] = replace(described[i], inset=Description((box, *others), box, inner.embedding, inner.prior))
+        return result
 
     def _priors(self, logits: NDArray[np.float32] | None, n: int) -> NDArray[np.float32]:
         if logits is None or self._projection is None:
