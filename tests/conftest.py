@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -59,6 +60,21 @@ def new_data_dir(base: Path, model_cache: Path) -> Path:
     (model_cache / "models").mkdir(exist_ok=True)
     (base / "models").symlink_to(model_cache / "models")
     return base
+
+
+def copy_of_catalog(engine: Engine, data_dir: Path) -> Path:
+    """A data directory holding a copy of `engine`'s embedded catalog (its model linked, its
+    index rebuilt on open), for tests that change the catalog."""
+    data_dir.mkdir(parents=True)
+    (data_dir / "models").symlink_to(Path(engine.settings.data_dir).resolve() / "models")
+    source = sqlite3.connect(Path(engine.settings.data_dir) / "catalog.db")
+    target = sqlite3.connect(data_dir / "catalog.db")
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return data_dir
 
 
 def settings_for(data_dir: Path, **overrides: object) -> Settings:

@@ -6,13 +6,12 @@ iconic + train photos (81 products). Bars: rank 1 >= 60 %, top 5 >= 85 %.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
 
-from tests.conftest import Service, settings_for
+from tests.conftest import Service, copy_of_catalog, settings_for
 from tests.utils.composites import composites
 from tests.utils.data import read_rows
 from tests.utils.fileserver import FileServer
@@ -21,12 +20,11 @@ from tongkuan.engine import Engine
 from tongkuan.images.decode import decode_image
 from tongkuan.search.searcher import SearchQuery
 from tongkuan.vision.categories import CATEGORY_BY_NAME
-from tongkuan.vision.detect import Box
 
 # Bars set a little under what the default model measured here (see docs/benchmarks.md).
 BAR_CATEGORY = 0.55
-BAR_REGION_GAIN = 0.02
-BAR_BEST_REGION = 0.08
+BAR_MAIN_REGION = 0.75  # measured 0.845 on the benchmark's scenes (seed 7; the activation map alone: 0.005)
+BAR_PASTED_PRODUCT = 0.65  # measured 0.805 (without looking for insets: 0.083)
 BAR_WHITENED_TOP1 = 0.70
 
 
@@ -71,24 +69,28 @@ def test_categories_of_clothing_photos_beat_the_classifier_alone(catalog_engine:
     assert fused_rate > prior_rate
 
 
-def test_subject_regions_find_products_pasted_into_real_scenes(catalog_engine: Engine, data_root: Path) -> None:
-    """Catalog shots pasted at known boxes into shelf and clothing photos (seeded)."""
-    scenes = composites(data_root, 120)
-    main_iou, best_iou, whole_iou = [], [], []
-    for start in range(0, len(scenes), 16):
-        batch = scenes[start : start + 16]
-        for scene, described in zip(batch, catalog_engine.vision.describe([s.image for s in batch]), strict=True):
-            main_iou.append(described.regions[0].iou(scene.box))
-            best_iou.append(max(r.iou(scene.box) for r in described.regions))
-            whole_iou.append(Box(0, scene.image.width, 0, scene.image.height).iou(scene.box))
-    main, best, whole = np.array(main_iou), np.array(best_iou), np.array(whole_iou)
+def test_products_pasted_into_real_scenes_are_found_and_searched(catalog_engine: Engine, data_root: Path) -> None:
+    """Catalog shots pasted at known boxes into shelf and clothing photos (seeded): the region
+    the service searches (mainRegion.region) and, for grocery shots, the product it finds."""
+    iconic = {
+        data_root / "grocery_store" / r["path"]: f"grocery-{int(r['class_id']):03d}"
+        for r in read_rows(data_root / "grocery_store" / "labels.csv")
+        if r["split"] == "catalog"
+    }
+    main_iou, best_iou, found = [], [], []
+    for scene in composites(data_root, 120, seed=11):
+        results = catalog_engine.searcher.search(scene.image, SearchQuery(limit=1))
+        main_iou.append(results.searched.iou(scene.box))
+        best_iou.append(max(r.iou(scene.box) for r in results.regions))
+        if scene.subject in iconic:
+            found.append(results.hits[0].product.item_id == iconic[scene.subject])
+    main, best = np.array(main_iou), np.array(best_iou)
     print(
-        f"regions: main mean IoU {main.mean():.3f} (whole image {whole.mean():.3f}), "
-        f"best of multiRegion IoU>=0.5 {np.mean(best >= 0.5):.3f}, main overlaps {np.mean(main > 0):.3f}"
+        f"pasted shots: main region IoU>=0.5 {np.mean(main >= 0.5):.3f}, best region {np.mean(best >= 0.5):.3f}, "
+        f"grocery product first {np.mean(found):.3f} of {len(found)}"
     )
-    assert main.mean() >= whole.mean() + BAR_REGION_GAIN
-    assert np.mean(best >= 0.5) >= BAR_BEST_REGION
-    assert np.mean(main > 0) >= 0.9
+    assert np.mean(main >= 0.5) >= BAR_MAIN_REGION
+    assert np.mean(found) >= BAR_PASTED_PRODUCT
 
 
 def grocery_rates(engine: Engine, rows: list[dict[str, str]], data_root: Path) -> tuple[float, float]:
@@ -106,14 +108,7 @@ def test_a_whitening_learned_from_the_catalog_finds_more_of_the_same_products(
     catalog_engine: Engine, data_root: Path, tmp_path: Path
 ) -> None:
     """`tongkuan whiten` on a copy of the test catalog, then the same photos searched in both."""
-    copy = tmp_path / "data"
-    copy.mkdir()
-    (copy / "models").symlink_to(Path(catalog_engine.settings.data_dir).resolve() / "models")  # exported once
-    source = sqlite3.connect(Path(catalog_engine.settings.data_dir) / "catalog.db")
-    target = sqlite3.connect(copy / "catalog.db")
-    source.backup(target)
-    source.close()
-    target.close()
+    copy = copy_of_catalog(catalog_engine, tmp_path / "data")
     result = CliRunner().invoke(main, ["whiten", "--data-dir", str(copy)])
     assert result.exit_code == 0, result.output
     assert (
@@ -154,3 +149,14 @@ def test_a_whitening_learned_from_the_catalog_finds_more_of_the_same_products(
 def test_whiten_explains_a_catalog_it_cannot_learn_from(tmp_path: Path) -> None:
     empty = CliRunner().invoke(main, ["whiten", "--data-dir", str(tmp_path / "none")])
     assert empty.exit_code != 0 and "holds no catalog yet" in empty.output
+
+
+def test_a_catalog_picture_finds_its_own_product_first(catalog_engine: Engine, data_root: Path) -> None:
+    """Each grocery product's studio shot, queried, names its product, however unlike the
+    shot its other pictures (shoppers' photos) are: a near-duplicate outranks the mean of
+    another product's best pictures."""
+    rows = [r for r in read_rows(data_root / "grocery_store" / "labels.csv") if r["split"] == "catalog"]
+    for row in rows:
+        image = decode_image((data_root / "grocery_store" / row["path"]).read_bytes(), 40_000_000)
+        hit = catalog_engine.searcher.search(image, SearchQuery(limit=1)).hits[0]
+        assert hit.product.item_id == f"grocery-{int(row['class_id']):03d}" and hit.score > 0.99, row["path"]

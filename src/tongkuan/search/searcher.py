@@ -200,16 +200,23 @@ class Searcher:
         complete = {item_id for item_id, n in self.catalog.picture_counts(short).items() if n == len(fetched[item_id])}
         for item_id, seen in fetched.items():
             if item_id not in scored and (len(seen) >= per_product or item_id in complete):
-                best_scores = [score for score, _ in seen[:per_product]]
-                scored[item_id] = (sum(best_scores) / len(best_scores), seen[0][1])
+                scored[item_id] = (_product_score([score for score, _ in seen[:per_product]]), seen[0][1])
         short = [item_id for item_id in short if item_id not in scored]
         for item_id, (pictures, vectors) in self.catalog.pictures_with_vectors(short).items():
             similarities = self.index.space(vectors) @ embedding
             best = np.sort(similarities)[::-1][:per_product]
-            scored[item_id] = (float(np.mean(best)), pictures[int(np.argmax(similarities))])
+            scored[item_id] = (_product_score(best.tolist()), pictures[int(np.argmax(similarities))])
         settled = [(item_id, *scored[item_id]) for item_id in products if scored[item_id][0] >= floor]
         settled.sort(key=lambda entry: (-entry[1], entry[0]))
         return [SearchHit(products[item_id], image, _similarity(score)) for item_id, score, image in settled]
+
+
+def _product_score(best: list[float]) -> float:
+    """A product's score from its best pictures' similarities, best first: their mean, or the
+    best alone when that picture is the query itself (a near-duplicate names its product,
+    whatever its other pictures look like)."""
+    mean = sum(best) / len(best)
+    return best[0] if best[0] >= DUPLICATE_SIMILARITY else mean
 
 
 def _similarity(cosine: float) -> float:

@@ -1,0 +1,69 @@
+"""Pictures inside the picture: found in real scenes, rarely imagined in real photos, never
+in studio shots, and robust to odd images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.utils.composites import composites
+from tests.utils.data import read_rows
+from tongkuan.vision.detect import Box
+from tongkuan.vision.insets import find_inset
+
+
+def found_rate(images: list[Image.Image]) -> float:
+    return float(np.mean([find_inset(image) is not None for image in images]))
+
+
+def test_shots_pasted_into_real_photos_are_found(data_root: Path) -> None:
+    scenes = composites(data_root, 100, seed=23)  # not the benchmark's scenes
+    iou = np.array([box.iou(s.box) if (box := find_inset(s.image)) else 0.0 for s in scenes])
+    print(f"insets found with IoU >= 0.5: {np.mean(iou >= 0.5):.3f}")
+    assert np.mean(iou >= 0.5) >= 0.75
+
+
+def test_photos_without_an_inset_rarely_yield_one(data_root: Path) -> None:
+    grocery = [r for r in read_rows(data_root / "grocery_store" / "labels.csv") if r["split"] == "val"][::3]
+    clothing = read_rows(data_root / "clothing_dataset" / "labels.csv")[::20]
+    photos = [Image.open(data_root / "grocery_store" / r["path"]) for r in grocery]
+    photos += [Image.open(data_root / "clothing_dataset" / r["path"]) for r in clothing]
+    rate = found_rate(photos)
+    print(f"photos taken for insets: {rate:.3f} of {len(photos)}")
+    assert rate <= 0.06
+
+
+def test_studio_shots_are_not_searched_for_insets(data_root: Path) -> None:
+    """Panels printed on cartons look like insets; a one-colour border says studio shot."""
+    rows = read_rows(data_root / "grocery_store" / "labels.csv")
+    shots = [Image.open(data_root / "grocery_store" / r["path"]) for r in rows if r["split"] == "catalog"]
+    fashion = read_rows(data_root / "fashion_product_images_small" / "labels.csv")[::100]
+    shots += [Image.open(data_root / "fashion_product_images_small" / r["path"]) for r in fashion]
+    assert found_rate(shots) <= 0.02
+
+
+def test_an_inset_touching_the_image_border_is_found(data_root: Path) -> None:
+    rows = read_rows(data_root / "clothing_dataset" / "labels.csv")
+    scene = Image.open(data_root / "clothing_dataset" / rows[40]["path"]).convert("RGB").resize((600, 800))
+    shot = Image.open(data_root / "grocery_store" / "iconic" / "Arla-Standard-Milk_Iconic.jpg").convert("RGB")
+    scene.paste(shot.resize((260, 260)), (600 - 260, 300))  # flush with the right edge
+    box = find_inset(scene)
+    assert box is not None and box.iou(Box(340, 600, 300, 560)) >= 0.8
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("RGB", (1, 1)),
+        Image.new("RGB", (5, 400), (200, 10, 10)),
+        Image.new("RGB", (640, 480), (255, 255, 255)),
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)),
+        Image.new("L", (300, 200), 128),
+    ],
+    ids=["1x1", "sliver", "blank", "noise", "grey"],
+)
+def test_odd_images_have_no_inset_and_raise_nothing(image: Image.Image) -> None:
+    assert find_inset(image) is None
