@@ -12,7 +12,9 @@ The last line printed is a JSON summary. Stages:
   drawn from the real embedding distribution (pairs of real vectors mixed, plus noise) --
   labelled as such; then `tongkuan serve` as a subprocess: cold start, index bytes per image,
   100 sequential queries through HTTP (p50/p95/p99), throughput with 8 and 32 clients from a
-  separate load-generator process;
+  separate load-generator process. The service runs as by default (a learned whitening in
+  the catalog, learned from the ingested photos grouped by product; inset search on) and,
+  for the sequential queries, as the baseline without either;
 - vector index alone at each index size: exact flat search (the baseline) against HNSW,
   HNSW over 8-bit codes (the service default) and a compressed IVF index: build time (all
   cores), bytes per vector, p50 latency (one thread), recall@10.
@@ -52,6 +54,7 @@ from tongkuan.sample import synthetic_fields
 from tongkuan.vision.encoder import OnnxEncoder
 from tongkuan.vision.pipeline import Vision
 from tongkuan.vision.registry import resolve_model
+from tongkuan.vision.whitening import META_KEY, CannotLearn, Whitening, learn_whitening, search_space
 
 APP = ("bench", "bench-secret")
 MODEL = "efficientnet-lite2"
@@ -128,8 +131,8 @@ def grow_catalog(catalog: SqliteCatalog, real: NDArray[np.float32], target: int)
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.data_dir, self.port = data_dir, port
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.data_dir, self.port, self.env = data_dir, port, env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
@@ -138,6 +141,7 @@ class Server:
             "TONGKUAN_APPS": f"{APP[0]}:{APP[1]}",
             "TONGKUAN_ALLOW_LOOPBACK_FETCH": "1",
             "TONGKUAN_RATE_LIMIT_QPS": "0",
+            **self.env,
         }
         started = time.perf_counter()
         self.process = subprocess.Popen(
@@ -166,8 +170,15 @@ class Server:
         self.process.wait(timeout=120)
 
 
-def serve_and_measure(data_dir: Path, urls: list[str], seconds: float, port: int) -> dict[str, object]:
-    server = Server(data_dir, port)
+def serve_and_measure(
+    data_dir: Path,
+    urls: list[str],
+    seconds: float,
+    port: int,
+    env: dict[str, str] | None = None,
+    load_runs: bool = True,
+) -> dict[str, object]:
+    server = Server(data_dir, port, env)
     first_start = server.start()  # builds the index from SQLite if no index file is current
     server.stop()
     cold_start = server.start()
@@ -184,7 +195,7 @@ def serve_and_measure(data_dir: Path, urls: list[str], seconds: float, port: int
     url_file = data_dir / "urls.txt"
     url_file.write_text("\n".join(query_urls))
     load = []
-    for concurrency in (8, 32):
+    for concurrency in (8, 32) if load_runs else ():
         out = subprocess.run(
             [sys.executable, str(REPO / "bench" / "load.py"), str(url_file), "--concurrency", str(concurrency),
              "--seconds", str(seconds)],
@@ -193,7 +204,11 @@ def serve_and_measure(data_dir: Path, urls: list[str], seconds: float, port: int
         load.append(json.loads(out.stdout.strip().splitlines()[-1]))
     rss = server.rss_mb()
     server.stop()
-    index_files = list((data_dir / "index").rglob("index-*.faiss"))
+    space = SqliteCatalog(data_dir / "catalog.db", MODEL, 1280)
+    key = search_space(space).key
+    space.close()
+    folder = data_dir / "index" / (f"{MODEL}-{key}" if key else MODEL)
+    index_files = list(folder.rglob("index-*.faiss"))
     images = SqliteCatalog(data_dir / "catalog.db", MODEL, 1280).count()[1]
     return {
         "catalog images": images,
@@ -284,9 +299,29 @@ def main() -> None:
     files.start()
     urls = [files.url(str(p.relative_to(args.data))) for p in val]
     catalog = SqliteCatalog(data_dir / "catalog.db", MODEL, 1280)
+    # the search space the default service uses once `tongkuan whiten` has run: learned here
+    # from the ingested shoppers' photos grouped by their product
+    labels = [r["class_id"] for r in grocery if r["split"] == "train"][: args.ingest]
+    try:
+        whitening: Whitening | None = learn_whitening(real, np.array(labels), MODEL)
+    except CannotLearn as exc:  # a smoke run ingests too few pictures
+        whitening = None
+        print(f"no whitening: {exc}", file=sys.stderr)
+    summary["whitening"] = "none" if whitening is None else f"{whitening.dim} dimensions"
     for size in (int(s) for s in args.sizes.split(",") if s):
         grow_catalog(catalog, real, size)
+        # as the service answered before learned whitening and inset search: the baseline
+        catalog.set_learned(META_KEY, None)
+        before = serve_and_measure(
+            data_dir, urls, args.seconds, port=free_port(), env={"TONGKUAN_FIND_INSETS": "0"}, load_runs=False
+        )
+        catalog.set_learned(META_KEY, None if whitening is None else whitening.to_text())
         result = serve_and_measure(data_dir, urls, args.seconds, port=free_port())
+        result["baseline: no whitening, no inset search"] = before
+        result["p50 against the baseline"] = round(
+            result["sequential queries"]["p50_ms"] / before["sequential queries"]["p50_ms"],
+            3,  # type: ignore[index]
+        )
         summary[f"service at {size} images"] = result
         print(json.dumps(result), file=sys.stderr)
     files.stop()
