@@ -100,11 +100,11 @@ class Searcher:
         with self.lock:
             self.index.sync()  # before the snapshot: a shared index records its position outside it
             if described.inset is not None:
-                described = self._better_of(described, described.inset)
+                described = self._inset_or_whole(described, described.inset)
             with self.catalog.snapshot():
                 return self._search(described, query)
 
-    def _better_of(self, whole: Description, inset: Description) -> Description:
+    def _inset_or_whole(self, whole: Description, inset: Description) -> Description:
         """The picture found inside the query, unless the query is itself (nearly) a catalog
         picture: a clean product shot whose "inset" is a panel printed on the product keeps
         its own subject. The inset stays among the regions either way."""

@@ -26,7 +26,7 @@ class Description:
     embedding: NDArray[np.float32]
     prior: NDArray[np.float32]  # 14 category probabilities from the classifier
     # a picture found inside the image (a screenshot), described as if given alone; the
-    # searcher searches with whichever of the two matches the catalog better
+    # searcher searches it unless the image is itself a catalog picture
     inset: Description | None = None
 
 
@@ -97,8 +97,8 @@ class Vision:
         found = {i: box for i in wanted if (box := find_inset(images[i])) is not None}
         if not found:
             return described
-        # the inset is cropped to its own subject as an uploaded picture is (grocery shots pasted
-        # into photos: the pasted product found first 0.767, the inset embedded whole 0.752)
+        # cropped to its own subject as an uploaded picture is, so a catalog shot shown in a
+        # screenshot is embedded as it was at ingestion
         alone = self.describe([images[i].crop((box.x1, box.y1, box.x2, box.y2)) for i, box in found.items()])
         result = list(described)
         for (i, box), inner in zip(found.items(), alone, strict=True):
