@@ -13,8 +13,8 @@ The last line printed is a JSON summary. Stages:
   labelled as such; then `tongkuan serve` as a subprocess: cold start, index bytes per image,
   100 sequential queries through HTTP (p50/p95/p99), throughput with 8 and 32 clients from a
   separate load-generator process. The service runs as by default (a learned whitening in
-  the catalog, learned from the ingested photos grouped by product; inset search on) and,
-  for the sequential queries, as the baseline without either;
+  the catalog, learned from the ingested photos grouped by product; inset search on) and
+  as the baseline without either, one after the other;
 - vector index alone at each index size: exact flat search (the baseline) against HNSW,
   HNSW over 8-bit codes (the service default) and a compressed IVF index: build time (all
   cores), bytes per vector, p50 latency (one thread), recall@10.
@@ -176,7 +176,6 @@ def serve_and_measure(
     seconds: float,
     port: int,
     env: dict[str, str] | None = None,
-    load_runs: bool = True,
 ) -> dict[str, object]:
     server = Server(data_dir, port, env)
     first_start = server.start()  # builds the index from SQLite if no index file is current
@@ -195,7 +194,7 @@ def serve_and_measure(
     url_file = data_dir / "urls.txt"
     url_file.write_text("\n".join(query_urls))
     load = []
-    for concurrency in (8, 32) if load_runs else ():
+    for concurrency in (8, 32):
         out = subprocess.run(
             [sys.executable, str(REPO / "bench" / "load.py"), str(url_file), "--concurrency", str(concurrency),
              "--seconds", str(seconds)],
@@ -312,9 +311,7 @@ def main() -> None:
         grow_catalog(catalog, real, size)
         # as the service answered before learned whitening and inset search: the baseline
         catalog.set_learned(META_KEY, None)
-        before = serve_and_measure(
-            data_dir, urls, args.seconds, port=free_port(), env={"TONGKUAN_FIND_INSETS": "0"}, load_runs=False
-        )
+        before = serve_and_measure(data_dir, urls, args.seconds, port=free_port(), env={"TONGKUAN_FIND_INSETS": "0"})
         catalog.set_learned(META_KEY, None if whitening is None else whitening.to_text())
         result = serve_and_measure(data_dir, urls, args.seconds, port=free_port())
         result["baseline: no whitening, no inset search"] = before

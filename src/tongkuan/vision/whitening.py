@@ -10,7 +10,7 @@ so a few hundred products cannot overfit 1280 dimensions) and keeping the strong
 directions of what remains between products is the supervised whitening of Mikolajczyk &
 Matas (2007) and Radenović et al. (2018), here learned from products instead of 3-D
 reconstructions. Measured on the grocery photos, it moved rank-1 from 0.63 to 0.74 and
-shopper photo -> studio shot from 0.39 to 0.74 (docs/benchmarks.md).
+shopper photo -> studio shot from 0.39 to 0.72 (docs/benchmarks.md).
 
 The catalog keeps the model's raw vectors; a whitening is stored beside them (in the
 catalog's metadata, so every replica reads the same one) and applied on the way into the
