@@ -69,6 +69,11 @@ def serve(data_dir: Path, host: str, port: int, model: str | None) -> None:
     help="Embed on a Ray cluster: its address (ray://HOST:10001, auto), or 'local' for one on this machine.",
 )
 @click.option("--actors", default=2, show_default=True, help="With --ray: embedding actors (one model each).")
+@click.option(
+    "--no-whiten",
+    is_flag=True,
+    help="Do not learn a whitening after this first ingestion (see `tongkuan whiten`).",
+)
 def ingest(
     paths: tuple[Path, ...],
     data_dir: Path,
@@ -77,8 +82,11 @@ def ingest(
     ack: bool,
     ray_address: str | None,
     actors: int,
+    no_whiten: bool,
 ) -> None:
-    """Add or update products from JSONL or CSV files and image folders."""
+    """Add or update products from JSONL or CSV files and image folders. A catalog with no
+    whitening yet gets one learned from its products with several pictures, when it has
+    enough of them (`tongkuan whiten`)."""
     from tongkuan.engine import Engine, stored_model
     from tongkuan.ingest.readers import read_sources
 
@@ -110,6 +118,13 @@ def ingest(
         f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
         f"{len(report.failures)} failed; {report.images_embedded} images embedded in {report.seconds:.1f} s"
     )
+    if not no_whiten:
+        from tongkuan.vision.whitening import CannotLearn
+
+        try:
+            _whiten(settings, None, DEFAULT_SHRINKAGE, remove=False, only_if_new=True)
+        except CannotLearn as exc:
+            click.echo(f"no whitening learned yet: {exc}")
 
 
 def _acknowledge(item_ids: list[str]) -> None:
@@ -226,37 +241,46 @@ def migrate(source: Path, catalog_url: str, vectors_url: str | None, image_dir: 
 def whiten(data_dir: Path, dims: int | None, shrinkage: float, remove: bool) -> None:
     """Learn how this catalog's products vary from their products with several pictures,
     store it in the catalog and build the index for it. Restart the service to use it."""
+    from tongkuan.vision.whitening import CannotLearn
+
+    try:
+        _whiten(_settings(data_dir), dims, shrinkage, remove)
+    except CannotLearn as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _whiten(settings: Settings, dims: int | None, shrinkage: float, remove: bool, only_if_new: bool = False) -> None:
+    """Learn (or with `remove` forget) the catalog's whitening and build its index; with
+    `only_if_new`, leave a catalog that already has one as it is."""
     from tongkuan.catalog.store import Catalog
     from tongkuan.engine import index_folder, open_catalog, open_index, stored_model
     from tongkuan.vision.registry import resolve_model
-    from tongkuan.vision.whitening import META_KEY, CannotLearn, ModelSpace, SearchSpace, learn_from_catalog
+    from tongkuan.vision.whitening import META_KEY, ModelSpace, SearchSpace, learn_from_catalog
 
-    settings = _settings(data_dir)
     model = stored_model(settings)
     if model is None:
-        raise click.ClickException(f"{data_dir} holds no catalog yet: ingest products first")
-    spec = resolve_model(model, Path(data_dir))
+        raise click.ClickException(f"{settings.data_dir} holds no catalog yet: ingest products first")
+    spec = resolve_model(model, Path(settings.data_dir))
     catalog: Catalog = open_catalog(settings, model, spec.dim)
     try:
+        if only_if_new and catalog.learned(META_KEY) is not None:
+            return
         space: SearchSpace = ModelSpace(spec.dim)
         if remove:
             catalog.set_learned(META_KEY, None)
         else:
-            try:
-                learned = learn_from_catalog(catalog, dims, shrinkage)
-            except CannotLearn as exc:
-                raise click.ClickException(str(exc)) from exc
+            learned = learn_from_catalog(catalog, dims, shrinkage)
             catalog.set_learned(META_KEY, learned.to_text())
             space = learned
             click.echo(
                 f"learned {learned.key}: {spec.dim} -> {learned.dim} dimensions from {learned.products} products"
                 f" with several pictures ({learned.pictures} pictures in all)"
             )
-        index = open_index(settings, catalog, index_folder(Path(data_dir), spec.name, space), space)
+        index = open_index(settings, catalog, index_folder(Path(settings.data_dir), spec.name, space), space)
         index.finish_rebuild()
         index.save()
         index.close()
-        click.echo(f"index ready ({index.count()} pictures); restart the service to search with it")
+        click.echo(f"index ready ({index.count()} pictures); restart a running service to search with it")
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

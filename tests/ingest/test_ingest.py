@@ -10,10 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import new_data_dir, settings_for
+from tests.utils.data import read_rows
 from tongkuan.cli import main
 from tongkuan.engine import Engine
 from tongkuan.errors import IngestError
 from tongkuan.ingest.readers import read_sources
+from tongkuan.vision.whitening import MIN_PRODUCTS
 
 ICONIC = "grocery_store/iconic"
 
@@ -113,3 +115,34 @@ def test_the_ingest_command_reports_and_is_idempotent(data_root: Path, tmp_path:
     assert "1 added" in first.output
     second = runner.invoke(main, args)
     assert "1 unchanged" in second.output and "0 images embedded" in second.output
+
+
+def test_the_first_ingestion_with_enough_grouped_products_learns_a_whitening(
+    data_root: Path, tmp_path: Path, model_cache: Path
+) -> None:
+    """20 grocery products with two shoppers' photos each: the ingest command learns a
+    whitening once, builds its index, and leaves it alone on later runs."""
+    rows = [r for r in read_rows(data_root / "grocery_store" / "labels.csv") if r["split"] == "train"]
+    by_product: dict[str, list[str]] = {}
+    for row in rows:
+        by_product.setdefault(row["class_id"], []).append(str(data_root / "grocery_store" / row["path"]))
+    records = [{"itemId": f"g{k}", "images": paths[:2]} for k, paths in list(by_product.items())[:MIN_PRODUCTS]]
+    data_dir = new_data_dir(tmp_path / "data", model_cache)
+    runner = CliRunner()
+    base = ["--data-dir", str(data_dir), "--model", "efficientnet-lite0"]
+    few = runner.invoke(main, ["ingest", str(write_jsonl(tmp_path / "a.jsonl", records[:5])), *base])
+    assert few.exit_code == 0 and "no whitening learned yet" in few.output and "the catalog has 5" in few.output
+    skipped = runner.invoke(main, ["ingest", str(write_jsonl(tmp_path / "b.jsonl", records)), *base, "--no-whiten"])
+    assert skipped.exit_code == 0 and "whitening" not in skipped.output
+    learned = runner.invoke(main, ["ingest", str(write_jsonl(tmp_path / "b.jsonl", records)), *base])
+    assert learned.exit_code == 0, learned.output
+    assert (
+        f"from {MIN_PRODUCTS} products with several pictures" in learned.output and "index ready (40" in learned.output
+    )
+    again = runner.invoke(main, ["ingest", str(write_jsonl(tmp_path / "b.jsonl", records)), *base])
+    assert again.exit_code == 0 and "learned" not in again.output  # one whitening until `tongkuan whiten`
+    engine = Engine(settings_for(data_dir))
+    try:
+        assert engine.index.space.key and engine.index.space.dim == 256 and engine.index.count() == 40
+    finally:
+        engine.close()
