@@ -67,3 +67,13 @@ def test_an_inset_touching_the_image_border_is_found(data_root: Path) -> None:
 )
 def test_odd_images_have_no_inset_and_raise_nothing(image: Image.Image) -> None:
     assert find_inset(image) is None
+
+
+def test_a_large_photo_is_searched_at_the_same_scale(data_root: Path) -> None:
+    scene = next(s for s in composites(data_root, 12, seed=5) if find_inset(s.image) is not None)
+    found = find_inset(scene.image)
+    assert found is not None
+    large = scene.image.resize((scene.image.width * 6, scene.image.height * 6))  # about 12 megapixels
+    box = find_inset(large)
+    assert box is not None
+    assert box.iou(Box(found.x1 * 6, found.x2 * 6, found.y1 * 6, found.y2 * 6)) >= 0.9

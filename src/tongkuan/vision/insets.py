@@ -58,7 +58,12 @@ def find_inset(image: Image.Image) -> Box | None:
     width, height = image.size
     scale = _SIDE / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    factor = int(max(width, height) / (2 * _SIDE))
+    if factor > 1:  # a large photo: a cheap box reduction first (36 MP: 320 -> 40 ms)
+        image = image.reduce(factor)
+    small = image.resize(size, Image.Resampling.BILINEAR)
     rgb = np.asarray(small, dtype=np.uint8)
     if _plain_border(rgb) >= _PLAIN:
         return None
