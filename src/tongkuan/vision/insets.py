@@ -39,7 +39,8 @@ _MIN_SIDE = 0.2  # an inset's sides are at least this share of the image's short
 _MAX_LINES = 40  # strongest edge rows and columns considered
 _SUPPORT = 0.75  # share of each side that must be edge
 _OVERSHOOT = 0.5  # past the corners, mean edge share allowed on the sides' extensions
-_EXTENSION = 0.1  # length of those extensions, as a share of the side
+_EXTENSION = 0.1  # length of those extensions, as a share of the side...
+_PAST = 4  # ...starting this many pixels past the corner (the border's own blur)
 _STEP = 20.0  # colour change across a side (just inside against just outside)...
 _STEP_SUPPORT = 0.7  # ...along at least this share of each side
 _INNER_MARGIN = 0.1  # lines this close to a side count as its border, not as a grid
@@ -104,19 +105,15 @@ def find_inset(image: Image.Image) -> Box | None:
     a, b, c, d, on_border = a[candidates], b[candidates], c[candidates], d[candidates], on_border[:, candidates]
 
     def row_share(y: NDArray[np.int64], lo: NDArray[np.int64], hi: NDArray[np.int64]) -> Array:
-        lo, hi = np.clip(lo, 0, w), np.clip(hi, 0, w)
-        return np.where(hi > lo, (along_rows[y, hi] - along_rows[y, lo]) / np.maximum(hi - lo, 1), 0.0)
+        return _share(along_rows, y, lo, hi, horizontal=True)
 
     def col_share(x: NDArray[np.int64], lo: NDArray[np.int64], hi: NDArray[np.int64]) -> Array:
-        lo, hi = np.clip(lo, 0, h), np.clip(hi, 0, h)
-        return np.where(hi > lo, (along_cols[hi, x] - along_cols[lo, x]) / np.maximum(hi - lo, 1), 0.0)
+        return _share(along_cols, x, lo, hi, horizontal=False)
 
     sides = np.stack([row_share(c, a, b), row_share(d, a, b), col_share(a, c, d), col_share(b, c, d)])
     support = np.where(on_border, 1.0, sides).min(axis=0)  # >= _SUPPORT: kept only such rectangles above
     area = (b - a) * (d - c) / (h * w)
-    gap = 4
-    ex = np.maximum(3, ((b - a) * _EXTENSION).astype(int))
-    ey = np.maximum(3, ((d - c) * _EXTENSION).astype(int))
+    ex, ey, gap = _extension(b - a), _extension(d - c), _PAST
     past_corners = np.stack(
         [
             row_share(c, a - gap - ex, a - gap) + row_share(c, b + gap, b + gap + ex),
@@ -230,24 +227,35 @@ def _spanned_inside(
 ) -> NDArray[np.bool_]:
     """Whether an edge line crosses the rectangle's whole inside (away from its border) and
     runs on outside it: stripes or a grid, not a product's own edges within its picture."""
-    h, w = along_cols.shape[0] - 1, along_rows.shape[1] - 1
-    ex, ey = np.maximum(3, ((b - a) * _EXTENSION).astype(int)), np.maximum(3, ((d - c) * _EXTENSION).astype(int))
-
-    def share(total: Array, lo: NDArray[np.int64], hi: NDArray[np.int64], limit: int) -> Array:
-        lo, hi = np.clip(lo, 0, limit), np.clip(hi, 0, limit)
-        return np.where(hi > lo, (total[hi] - total[lo]) / np.maximum(hi - lo, 1), 0.0)
-
+    ex, ey, gap = _extension(b - a), _extension(d - c), _PAST
     spanned = np.zeros(len(a), dtype=bool)
     for y in ys:
         inside = (y > c + _INNER_MARGIN * (d - c)) & (y < d - _INNER_MARGIN * (d - c))
-        row = along_rows[y]
-        across = share(row, a, b, w) >= _SUPPORT
-        beyond = (share(row, a - 4 - ex, a - 4, w) + share(row, b + 4, b + 4 + ex, w)) / 2 > _CROSSING
-        spanned |= inside & across & beyond
+        across = _share(along_rows, y, a, b, horizontal=True) >= _SUPPORT
+        before = _share(along_rows, y, a - gap - ex, a - gap, horizontal=True)
+        after = _share(along_rows, y, b + gap, b + gap + ex, horizontal=True)
+        spanned |= inside & across & ((before + after) / 2 > _CROSSING)
     for x in xs:
         inside = (x > a + _INNER_MARGIN * (b - a)) & (x < b - _INNER_MARGIN * (b - a))
-        col = along_cols[:, x]
-        across = share(col, c, d, h) >= _SUPPORT
-        beyond = (share(col, c - 4 - ey, c - 4, h) + share(col, d + 4, d + 4 + ey, h)) / 2 > _CROSSING
-        spanned |= inside & across & beyond
+        across = _share(along_cols, x, c, d, horizontal=False) >= _SUPPORT
+        before = _share(along_cols, x, c - gap - ey, c - gap, horizontal=False)
+        after = _share(along_cols, x, d + gap, d + gap + ey, horizontal=False)
+        spanned |= inside & across & ((before + after) / 2 > _CROSSING)
     return spanned
+
+
+def _share(
+    running: Array, line: NDArray[np.int64] | np.int64, lo: NDArray[np.int64], hi: NDArray[np.int64], horizontal: bool
+) -> Array:
+    """Share of edge pixels on `line` (a row if `horizontal`, else a column) between `lo`
+    and `hi`, from running counts along it; 0 for a segment outside the image."""
+    limit = running.shape[1 if horizontal else 0] - 1
+    lo, hi = np.clip(lo, 0, limit), np.clip(hi, 0, limit)
+    counted = running[line, hi] - running[line, lo] if horizontal else running[hi, line] - running[lo, line]
+    return np.where(hi > lo, counted / np.maximum(hi - lo, 1), 0.0)
+
+
+def _extension(side: NDArray[np.int64]) -> NDArray[np.int64]:
+    """How far past a corner a side is followed, for a side this long."""
+    out: NDArray[np.int64] = np.maximum(3, (side * _EXTENSION).astype(int))
+    return out
