@@ -45,15 +45,15 @@ from tests.utils.milvus_server import MilvusServer
 from tests.utils.postgres_server import PostgresServer
 
 from tongkuan.catalog.postgres import PostgresCatalog
-from tongkuan.catalog.product import Product
 from tongkuan.catalog.sqlite import SqliteCatalog
-from tongkuan.catalog.store import Catalog, NewImage
-from tongkuan.index.faiss import IndexKind
+from tongkuan.catalog.store import Catalog
+from tongkuan.domain.categories import CATEGORIES
+from tongkuan.domain.indexes import IndexKind
+from tongkuan.domain.products import NewImage, Product
+from tongkuan.index.base import VectorIndex
+from tongkuan.index.embedded import EmbeddedIndex
 from tongkuan.index.milvus import MilvusIndex
-from tongkuan.index.store import VectorIndex
-from tongkuan.index.sync import IndexSync
 from tongkuan.search.searcher import Searcher, SearchOptions, SearchQuery
-from tongkuan.vision.categories import CATEGORIES
 from tongkuan.vision.encoder import OnnxEncoder
 from tongkuan.vision.pipeline import Description, Vision
 from tongkuan.vision.registry import resolve_model
@@ -137,7 +137,7 @@ def main() -> None:
         sqlite = SqliteCatalog(work / "data" / "catalog.db", MODEL, spec.dim)
         write_s = load(sqlite, items)
         started = time.perf_counter()
-        faiss_index = IndexSync(sqlite, work / "data" / "index", IndexKind.HNSW_SQ8)
+        faiss_index = EmbeddedIndex(sqlite, work / "data" / "index", IndexKind.HNSW_SQ8)
         faiss_index.finish_rebuild()
         faiss_index.save()
         index_s = time.perf_counter() - started

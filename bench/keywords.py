@@ -41,8 +41,8 @@ from tests.utils.postgres_server import PostgresServer
 
 from tongkuan.catalog import keywords
 from tongkuan.catalog.postgres import PostgresCatalog
-from tongkuan.catalog.product import Product
-from tongkuan.catalog.sqlite import SortOrder, SqliteCatalog
+from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.domain.products import Product, SortOrder
 
 
 def any_term(terms: list[keywords.Term], every: bool = False) -> str:

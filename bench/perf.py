@@ -45,16 +45,18 @@ sys.path.insert(0, str(REPO))
 from tests.utils.data import read_rows
 from tests.utils.fileserver import FileServer
 
-from tongkuan.catalog.product import Product
-from tongkuan.catalog.sqlite import NewImage, SqliteCatalog
+from tongkuan.adapt.whitening import META_KEY, search_space
+from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.config import Settings
+from tongkuan.domain.products import NewImage, Product
 from tongkuan.engine import Engine
+from tongkuan.errors import CannotLearn
 from tongkuan.ingest.readers import SourceRecord
 from tongkuan.sample import synthetic_fields
 from tongkuan.vision.encoder import OnnxEncoder
 from tongkuan.vision.pipeline import Vision
 from tongkuan.vision.registry import resolve_model
-from tongkuan.vision.whitening import META_KEY, CannotLearn, Whitening, learn_whitening, search_space
+from tongkuan.vision.whitening import Whitening, learn_whitening
 
 APP = ("bench", "bench-secret")
 MODEL = "efficientnet-lite2"

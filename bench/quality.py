@@ -36,13 +36,15 @@ sys.path.insert(0, str(REPO))
 from tests.utils.composites import composites  # noqa: E402
 from tests.utils.data import read_rows
 
-from tongkuan.vision.categories import CATEGORIES, CATEGORY_BY_NAME, CATEGORY_POSITION, fuse, neighbour_vote  # noqa: E402
-from tongkuan.vision.detect import Box  # noqa: E402
+from tongkuan.domain.boxes import Box  # noqa: E402
+from tongkuan.domain.categories import CATEGORIES, CATEGORY_BY_NAME, CATEGORY_POSITION  # noqa: E402
+from tongkuan.domain.spaces import ModelSpace  # noqa: E402
+from tongkuan.vision.classify import fuse, neighbour_vote  # noqa: E402
 from tongkuan.vision.encoder import OnnxEncoder  # noqa: E402
 from tongkuan.vision.insets import find_inset  # noqa: E402
 from tongkuan.vision.pipeline import Description, Vision  # noqa: E402
 from tongkuan.vision.registry import resolve_model  # noqa: E402
-from tongkuan.vision.whitening import ModelSpace, learn_whitening  # noqa: E402
+from tongkuan.vision.whitening import learn_whitening  # noqa: E402
 
 BATCH = 16
 

@@ -253,7 +253,7 @@ def server_engine(
         )
     )
     migrate_catalog(catalog_engine.catalog, engine.catalog)
-    engine.index.sync()
+    engine.vector_index.sync()
     yield engine
     engine.close()
 

@@ -13,13 +13,14 @@ from click.testing import CliRunner
 from tests.conftest import new_data_dir, new_database, settings_for
 from tests.utils.milvus_server import MilvusServer
 from tests.utils.postgres_server import PostgresServer
+from tongkuan.adapt.whitening import META_KEY
 from tongkuan.catalog.postgres import PostgresCatalog
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.cli import main
 from tongkuan.engine import Engine
 from tongkuan.images.decode import decode_image
 from tongkuan.search.searcher import SearchQuery
-from tongkuan.vision.whitening import META_KEY, Whitening
+from tongkuan.vision.whitening import Whitening
 
 MODEL = "efficientnet-lite0"
 NAMES = ["Arla-Standard-Milk", "Banana", "Bravo-Apple-Juice", "Granny-Smith", "Red-Bell-Pepper"]
@@ -66,7 +67,10 @@ def test_an_embedded_catalog_moves_without_reembedding(
         )
     )
     target = server.catalog
-    assert server.index.space.key == embedded.index.space.key == whitening.key and server.index.space.dim == 64
+    assert (
+        server.vector_index.space.key == embedded.vector_index.space.key == whitening.key
+        and server.vector_index.space.dim == 64
+    )
     assert isinstance(target, PostgresCatalog) and target.count() == embedded.catalog.count()
     ids = [f"g{i}" for i in range(len(NAMES))]
     theirs = embedded.catalog.pictures_with_vectors(ids)

@@ -16,8 +16,8 @@ from tests.conftest import Service, new_data_dir, serve, settings_for
 from tests.utils.fileserver import FileServer
 from tongkuan.api.app import create_app
 from tongkuan.catalog import keywords
-from tongkuan.catalog.product import Product
-from tongkuan.catalog.sqlite import NewImage, SortOrder, SqliteCatalog
+from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.domain.products import NewImage, Product, SortOrder
 from tongkuan.engine import Engine
 from tongkuan.images.store import ImageStore
 from tongkuan.ingest.records import RecordError, to_product

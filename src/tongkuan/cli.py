@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+if TYPE_CHECKING:
+    from tongkuan.engine.services import WhiteningReport
+
 from tongkuan.config import Settings
-from tongkuan.errors import TongkuanError
+from tongkuan.errors import CannotLearn, TongkuanError
 from tongkuan.vision.whitening import DEFAULT_DIMS, DEFAULT_SHRINKAGE
 
 DATA_DIR = click.option(
@@ -87,21 +89,14 @@ def ingest(
     """Add or update products from JSONL or CSV files and image folders. A catalog with no
     whitening yet gets one learned from its products with several pictures, when it has
     enough of them (`tongkuan whiten`)."""
-    from tongkuan.engine import Engine, stored_model
+    from tongkuan.engine import Engine
+    from tongkuan.engine.services import ingest_on_ray, whiten_catalog
     from tongkuan.ingest.readers import read_sources
 
     settings = _settings(data_dir, model=model)
     try:
         if ray_address:
-            from tongkuan.config import DEFAULT_MODEL
-            from tongkuan.ingest.distributed import ingest_with_ray
-
-            settings = settings.model_copy(update={"model": settings.model or stored_model(settings) or DEFAULT_MODEL})
-            local = {"num_cpus": os.cpu_count(), "_node_ip_address": "127.0.0.1", "include_dashboard": False}
-            report = ingest_with_ray(
-                settings, read_sources(list(paths)), ray_address, actors, local if ray_address == "local" else None
-            )
-            Engine(settings).close()  # brings the vector index up to date with what was written
+            report = ingest_on_ray(settings, read_sources(list(paths)), ray_address, actors)
         else:
             engine = Engine(settings)
             try:
@@ -119,12 +114,12 @@ def ingest(
         f"{len(report.failures)} failed; {report.images_embedded} images embedded in {report.seconds:.1f} s"
     )
     if not no_whiten:
-        from tongkuan.vision.whitening import CannotLearn
-
         try:
-            _whiten(settings, None, DEFAULT_SHRINKAGE, remove=False, only_if_new=True)
+            _echo_whitening(whiten_catalog(settings, only_if_new=True))
         except CannotLearn as exc:
             click.echo(f"no whitening learned yet: {exc}")
+        except TongkuanError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 def _acknowledge(item_ids: list[str]) -> None:
@@ -191,41 +186,18 @@ def export(out: Path, data_dir: Path) -> None:
 )
 def migrate(source: Path, catalog_url: str, vectors_url: str | None, image_dir: Path | None) -> None:
     """Move an embedded catalog to PostgreSQL (and Milvus) without re-embedding; rerun to resume."""
-    from tongkuan.catalog.postgres import PostgresCatalog
-    from tongkuan.catalog.sqlite import SqliteCatalog
-    from tongkuan.migrate import migrate_catalog
+    from tongkuan.engine.services import migrate_to_servers
 
-    stored = SqliteCatalog.stored_spec(source / "catalog.db")
-    if stored is None:
-        raise click.ClickException(f"{source} holds no catalog (catalog.db)")
-    model, dim = stored
-    origin = SqliteCatalog(source / "catalog.db", model, dim)
     try:
-        target = PostgresCatalog(catalog_url, model, dim)
-    except TongkuanError as exc:
-        origin.close()
-        raise click.ClickException(str(exc)) from exc
-    try:
-        if image_dir is not None:
-            image_dir.mkdir(parents=True, exist_ok=True)
-        report = migrate_catalog(origin, target, source / "images", image_dir)
-        click.echo(
-            f"moved {report.products - report.skipped} products ({report.skipped} already there), "
-            f"{report.pictures} pictures, {report.files_copied} files in {report.seconds:.1f} s"
-        )
-        if vectors_url:
-            from tongkuan.index.milvus import MilvusIndex
-            from tongkuan.vision.whitening import search_space
-
-            # opening it replays the change log into Milvus, in the catalog's search space
-            index = MilvusIndex(target, vectors_url, space=search_space(target))
-            index.close()
-            click.echo(f"vectors in Milvus collection {index.name} are up to date")
+        report, collection = migrate_to_servers(source, catalog_url, vectors_url, image_dir)
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
-    finally:
-        origin.close()
-        target.close()
+    click.echo(
+        f"moved {report.products - report.skipped} products ({report.skipped} already there), "
+        f"{report.pictures} pictures, {report.files_copied} files in {report.seconds:.1f} s"
+    )
+    if collection:
+        click.echo(f"vectors in Milvus collection {collection} are up to date")
 
 
 @main.command()
@@ -241,50 +213,26 @@ def migrate(source: Path, catalog_url: str, vectors_url: str | None, image_dir: 
 def whiten(data_dir: Path, dims: int | None, shrinkage: float, remove: bool) -> None:
     """Learn how this catalog's products vary from their products with several pictures,
     store it in the catalog and build the index for it. Restart the service to use it."""
-    from tongkuan.vision.whitening import CannotLearn
+    from tongkuan.engine.services import whiten_catalog
 
     try:
-        _whiten(_settings(data_dir), dims, shrinkage, remove)
-    except CannotLearn as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _whiten(settings: Settings, dims: int | None, shrinkage: float, remove: bool, only_if_new: bool = False) -> None:
-    """Learn (or with `remove` forget) the catalog's whitening and build its index; with
-    `only_if_new`, leave a catalog that already has one as it is."""
-    from tongkuan.catalog.store import Catalog
-    from tongkuan.engine import index_folder, open_catalog, open_index, stored_model
-    from tongkuan.vision.registry import resolve_model
-    from tongkuan.vision.whitening import META_KEY, ModelSpace, SearchSpace, learn_from_catalog
-
-    model = stored_model(settings)
-    if model is None:
-        raise click.ClickException(f"{settings.data_dir} holds no catalog yet: ingest products first")
-    spec = resolve_model(model, Path(settings.data_dir))
-    catalog: Catalog = open_catalog(settings, model, spec.dim)
-    try:
-        if only_if_new and catalog.learned(META_KEY) is not None:
-            return
-        space: SearchSpace = ModelSpace(spec.dim)
-        if remove:
-            catalog.set_learned(META_KEY, None)
-        else:
-            learned = learn_from_catalog(catalog, dims, shrinkage)
-            catalog.set_learned(META_KEY, learned.to_text())
-            space = learned
-            click.echo(
-                f"learned {learned.key}: {spec.dim} -> {learned.dim} dimensions from {learned.products} products"
-                f" with several pictures ({learned.pictures} pictures in all)"
-            )
-        index = open_index(settings, catalog, index_folder(Path(settings.data_dir), spec.name, space), space)
-        index.finish_rebuild()
-        index.save()
-        index.close()
-        click.echo(f"index ready ({index.count()} pictures); restart a running service to search with it")
+        _echo_whitening(whiten_catalog(_settings(data_dir), dims, shrinkage, remove))
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
-    finally:
-        catalog.close()
+
+
+def _echo_whitening(report: WhiteningReport) -> None:
+    from tongkuan.vision.whitening import Whitening
+
+    if report.space is None:
+        return  # the catalog already had one
+    if isinstance(report.space, Whitening):
+        learned = report.space
+        click.echo(
+            f"learned {learned.key}: {report.model_dim} -> {learned.dim} dimensions from {learned.products} products"
+            f" with several pictures ({learned.pictures} pictures in all)"
+        )
+    click.echo(f"index ready ({report.pictures} pictures); restart a running service to search with it")
 
 
 @main.command("clean-images")
@@ -338,24 +286,16 @@ def restore(archive: Path, data_dir: Path, force: bool) -> None:
 @click.option("--no-crop", is_flag=True, help="Search the whole image, not the main subject.")
 def search(image: Path, data_dir: Path, limit: int, no_crop: bool) -> None:
     """Search the catalog with a local image and print JSON."""
+    from tongkuan.api.wire import search_summary
     from tongkuan.engine import Engine
-    from tongkuan.images.decode import decode_image
     from tongkuan.search.searcher import SearchQuery
 
     engine = Engine(_settings(data_dir))
     try:
-        pixels = decode_image(image.read_bytes(), engine.settings.max_pixels)
-        results = engine.searcher.search(pixels, SearchQuery(crop=not no_crop, limit=limit))
+        results = engine.search(engine.decode(image.read_bytes()), SearchQuery(crop=not no_crop, limit=limit))
     finally:
         engine.close()
-    out = {
-        "region": results.searched.to_param(),
-        "categories": [{"categoryId": int(c.category), "score": round(c.score, 4)} for c in results.categories],
-        "hits": [
-            {"itemId": h.product.item_id, "title": h.product.title, "score": round(h.score, 4)} for h in results.hits
-        ],
-    }
-    click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+    click.echo(json.dumps(search_summary(results), ensure_ascii=False, indent=2))
 
 
 @main.command()

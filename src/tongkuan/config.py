@@ -17,8 +17,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tongkuan.domain.indexes import IndexKind
 from tongkuan.errors import ConfigError
-from tongkuan.index.faiss import IndexKind
 
 DEFAULT_MODEL = "efficientnet-lite2"
 DEFAULT_FETCH_MAX_BYTES = 4 * 1024 * 1024
@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     find_insets: bool = Field(
         True, description="In a query, a picture shown inside the picture (a screenshot) is its main subject."
     )
-    index: IndexKind = Field(
+    index_kind: IndexKind = Field(
         IndexKind.HNSW_SQ8,
         description="Vector index: hnsw-sq8 (HNSW over 8-bit codes, exact scan below 10k pictures), "
         "hnsw (HNSW over float32) or flat (exact scan).",

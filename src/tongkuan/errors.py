@@ -16,10 +16,13 @@
         PictureNotFound
         CatalogConflict
         DimensionMismatch
+        StoreUnavailable        a catalog or vector server that cannot be reached now
+        InvalidValue            a value the store cannot hold
       IngestError
         JobNotFound
+      CannotLearn               too little in the catalog to learn from
 
-Only `tongkuan.api.errors` knows HTTP status codes and envelope codes.
+Only `tongkuan.api.envelope` knows HTTP status codes and envelope codes.
 """
 
 from __future__ import annotations
@@ -99,6 +102,11 @@ class InvalidValue(StoreError):
 
 class CatalogConflict(StoreError):
     """A catalog change that would break a rule (the last picture of a product, a changed itemId)."""
+
+
+class CannotLearn(TongkuanError):
+    """A catalog with too little in it to learn from (a whitening, a tuned model), or
+    learning settings out of range."""
 
 
 class JobNotFound(IngestError):

@@ -13,12 +13,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from tongkuan.catalog.store import Catalog, NewImage
+from tongkuan.catalog.store import LearnedMetadata, ProductReader, ProductStore
+from tongkuan.domain.products import NewImage
 from tongkuan.errors import DimensionMismatch, ProductNotFound
-from tongkuan.vision import whitening
 
 BATCH = 200  # products per target transaction
+
+
+class MigrationSource(ProductReader, LearnedMetadata, Protocol):
+    """What a migration reads: every product with its pictures' vectors, and what was learned."""
+
+
+class MigrationTarget(ProductStore, LearnedMetadata, Protocol):
+    """What a migration writes: the products not there yet, and what was learned."""
 
 
 @dataclass(frozen=True)
@@ -31,8 +40,8 @@ class MigrationReport:
 
 
 def migrate_catalog(
-    source: Catalog,
-    target: Catalog,
+    source: MigrationSource,
+    target: MigrationTarget,
     source_images: Path | None = None,
     target_images: Path | None = None,
     progress: Callable[[int], None] | None = None,
@@ -79,13 +88,12 @@ def migrate_catalog(
         products += len(page)
         if progress is not None:
             progress(len(page))
-    learned = source.learned(whitening.META_KEY)
-    if learned is not None:  # the same search space: results match the source's
-        target.set_learned(whitening.META_KEY, learned)
+    for key in source.learned_keys():  # the same search space (a whitening): results match the source's
+        target.set_learned(key, source.learned(key))
     return MigrationReport(products, skipped, pictures, files, time.monotonic() - started)
 
 
-def _already_there(target: Catalog, item_id: str, product: object, pictures: list[tuple[str, str]]) -> bool:
+def _already_there(target: ProductReader, item_id: str, product: object, pictures: list[tuple[str, str]]) -> bool:
     try:
         if target.get(item_id) != product:
             return False

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tongkuan.vision.categories import CATEGORY_BY_NAME
+from tongkuan.domain.categories import CATEGORY_BY_NAME
 
 _CITIES = ("浙江 杭州", "广东 广州", "上海", "北京", "四川 成都", "江苏 苏州", "福建 泉州", "山东 青岛")
 _SHOPS = ("同款优选店", "鲜生超市旗舰店", "潮流服饰专营店", "居家好物店", "品牌折扣店", "天猫超市")

@@ -14,7 +14,7 @@ from tests.api.test_image_search import ITEM_FIELDS
 from tests.conftest import Service, new_data_dir, serve, settings_for
 from tests.utils.keywords import cocktail_listings
 from tongkuan.api.app import create_app
-from tongkuan.catalog.sqlite import NewImage
+from tongkuan.domain.products import NewImage
 from tongkuan.engine import Engine
 
 SEARCH, SHOPS, DETAILS = "/taobao/traffic/item/search", "/taobao/traffic/item/shop/search", "/taobao/traffic/item/get"

@@ -13,9 +13,9 @@ from tests.conftest import Service, as_records, copy_of_catalog, settings_for
 from tests.utils.composites import composites
 from tests.utils.data import read_rows
 from tests.utils.fileserver import FileServer
+from tongkuan.domain.boxes import Box
 from tongkuan.engine import Engine
 from tongkuan.search.searcher import SearchQuery
-from tongkuan.vision.detect import Box
 
 
 def screenshot(data_root: Path) -> tuple[Image.Image, Box, str]:

@@ -12,9 +12,9 @@ import pytest
 from tests.conftest import new_database
 from tests.utils.keywords import cocktail_listings, compare, load_titles
 from tongkuan.catalog import keywords
-from tongkuan.catalog.product import Product, ProductFilter
 from tongkuan.catalog.sqlite import SqliteCatalog
-from tongkuan.catalog.store import Catalog, NewImage, SortOrder
+from tongkuan.catalog.store import Catalog
+from tongkuan.domain.products import NewImage, Product, ProductFilter, SortOrder
 
 # The bar on Product1M (392 instance labels as queries). Many relevant listings are gift
 # sets whose titles never name the product, which caps any lexical method well below 1.

@@ -14,12 +14,13 @@ import pytest
 from tests.conftest import new_database
 from tests.utils.postgres_server import PostgresServer
 from tongkuan.catalog.postgres import MIGRATIONS, PostgresCatalog
-from tongkuan.catalog.product import Product
 from tongkuan.catalog.sqlite import SqliteCatalog
-from tongkuan.catalog.store import Catalog, ChangeKind, NewImage
+from tongkuan.catalog.store import Catalog
+from tongkuan.domain.categories import Category
+from tongkuan.domain.changes import ChangeKind
+from tongkuan.domain.products import NewImage, Product
 from tongkuan.errors import DimensionMismatch, InvalidValue, ProductNotFound
 from tongkuan.ingest.records import RecordError, to_product
-from tongkuan.vision.categories import Category
 
 DIM = 8
 

@@ -11,9 +11,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tests.conftest import new_data_dir, settings_for
-from tongkuan.catalog.product import Product
-from tongkuan.catalog.sqlite import NewImage
 from tongkuan.cli import main
+from tongkuan.domain.products import NewImage, Product
 from tongkuan.engine import Engine
 from tongkuan.images.store import ImageStore
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from tongkuan.domain.indexes import IndexKind
 from tongkuan.errors import DimensionMismatch
-from tongkuan.index.faiss import FaissIndex, IndexKind
+from tongkuan.index.faiss import FaissIndex
 
 DIM = 32
 

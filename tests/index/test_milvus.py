@@ -12,15 +12,14 @@ import pytest
 from tests.conftest import new_database
 from tests.utils.milvus_server import MilvusServer
 from tests.utils.postgres_server import PostgresServer
+from tongkuan.adapt.whitening import learn_from_catalog
 from tongkuan.catalog.postgres import PostgresCatalog
-from tongkuan.catalog.product import Product
-from tongkuan.catalog.store import NewImage
+from tongkuan.domain.categories import CATEGORIES
+from tongkuan.domain.indexes import IndexKind
+from tongkuan.domain.products import NewImage, Product
 from tongkuan.errors import StoreUnavailable
-from tongkuan.index.faiss import IndexKind
+from tongkuan.index.embedded import EmbeddedIndex
 from tongkuan.index.milvus import MilvusIndex, client_uri
-from tongkuan.index.sync import IndexSync
-from tongkuan.vision.categories import CATEGORIES
-from tongkuan.vision.whitening import learn_from_catalog
 
 DIM = 16
 _prefixes = itertools.count()
@@ -104,7 +103,7 @@ def test_replicas_share_one_collection_and_its_position(catalog: PostgresCatalog
 def test_milvus_agrees_with_exact_search(catalog: PostgresCatalog, milvus: MilvusServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
     fill(catalog, 2000, seed=2)
     milvus_index = MilvusIndex(catalog, milvus_url(milvus))
-    exact = IndexSync(catalog, tmp_path, IndexKind.FLAT)
+    exact = EmbeddedIndex(catalog, tmp_path, IndexKind.FLAT)
     queries = vectors(50, seed=3)
     _, expected = exact.search(queries, 10)
     _, got = milvus_index.search(queries, 10)
@@ -132,7 +131,7 @@ def test_a_learned_whitening_gets_a_collection_of_its_own(
     whitened = MilvusIndex(catalog, url, space=whitening)
     assert plain.name.endswith(f"_m_{DIM}") and whitened.name.endswith(f"_m_8_{whitening.key}")
     assert whitened.count() == plain.count() == 80
-    exact = IndexSync(catalog, tmp_path, IndexKind.FLAT, space=whitening)
+    exact = EmbeddedIndex(catalog, tmp_path, IndexKind.FLAT, space=whitening)
     queries = whitening(vectors(20, seed=6))
     _, expected = exact.search(queries, 5)
     _, got = whitened.search(queries, 5)

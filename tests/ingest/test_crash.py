@@ -62,7 +62,7 @@ def test_kill_minus_nine_at_random_points_loses_nothing_acknowledged(
 
     engine = Engine(settings_for(data_dir, model=MODEL))
     try:
-        assert engine.index.count() == len(iconic)
+        assert engine.vector_index.count() == len(iconic)
         for path in iconic:
             if path.stem in acknowledged:
                 hits = engine.searcher.search(decode_image(path.read_bytes(), 10**8), SearchQuery(limit=1)).hits

@@ -79,8 +79,8 @@ def test_changing_a_products_images_replaces_its_vectors(engine: Engine, data_ro
     engine.ingester().ingest(read_sources([first]))
     report = engine.ingester().ingest(read_sources([second]))
     assert report.updated == 1 and engine.catalog.count() == (1, 1)
-    engine.index.sync()
-    assert engine.index.count() == 1
+    engine.vector_index.sync()
+    assert engine.vector_index.count() == 1
 
 
 def test_csv_and_image_folders_are_read(engine: Engine, data_root: Path, tmp_path: Path) -> None:
@@ -143,6 +143,8 @@ def test_the_first_ingestion_with_enough_grouped_products_learns_a_whitening(
     assert again.exit_code == 0 and "learned" not in again.output  # one whitening until `tongkuan whiten`
     engine = Engine(settings_for(data_dir))
     try:
-        assert engine.index.space.key and engine.index.space.dim == 256 and engine.index.count() == 40
+        assert (
+            engine.vector_index.space.key and engine.vector_index.space.dim == 256 and engine.vector_index.count() == 40
+        )
     finally:
         engine.close()

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from tests.conftest import as_records, new_data_dir, new_database, settings_for,
 from tests.utils.postgres_server import PostgresServer
 from tongkuan.catalog.postgres import PostgresCatalog
 from tongkuan.engine import Engine
+from tongkuan.engine.build import build_ingester, with_model
 from tongkuan.ingest.distributed import ingest_with_ray
 from tongkuan.sample import grocery_records
 
@@ -55,7 +57,8 @@ def test_ray_ingestion_matches_in_process_and_resumes(
         data_dir, model=MODEL, catalog_url=new_database(postgres), image_dir=tmp_path / "shared-images"
     )
     # a crash after the first half: the rerun below must embed only the rest
-    first = ingest_with_ray(settings, records[: PRODUCTS // 2], "local", actors=1, ray_options=ray_options)
+    workers = partial(build_ingester, with_model(settings))  # as `tongkuan ingest --ray` builds them
+    first = ingest_with_ray(workers, records[: PRODUCTS // 2], "local", actors=1, ray_options=ray_options)
     assert first.added == PRODUCTS // 2 and not first.failures
     # the rerun through the command line, on a local Ray cluster of its own
     source = tmp_path / "items.jsonl"

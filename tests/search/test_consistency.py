@@ -8,8 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from tests.conftest import new_data_dir, settings_for
-from tongkuan.catalog.product import Product
-from tongkuan.catalog.sqlite import NewImage
+from tongkuan.domain.products import NewImage, Product
 from tongkuan.engine import Engine
 from tongkuan.images.decode import content_hash
 
@@ -46,13 +45,13 @@ def test_a_product_rewritten_while_searching_is_never_seen_half_written(
     thread.start()
     while not done.is_set() or len(seen) < 5:
         with engine.searcher.lock, engine.catalog.snapshot():  # exactly what a search does
-            engine.index.sync()
-            _, ids = engine.index.search(query, engine.index.count())
+            engine.vector_index.sync()
+            _, ids = engine.vector_index.search(query, engine.vector_index.count())
             found = engine.catalog.hydrate([int(i) for i in ids[0] if i >= 0])
             assert len(found) == len([i for i in ids[0] if i >= 0]), "index holds a vector the snapshot lacks"
         seen.append({image.content_hash for p, image in found.values() if p.item_id == "x"})
     thread.join()
     assert all(s in (hashes_a, hashes_b) for s in seen), [s for s in seen if s not in (hashes_a, hashes_b)][:3]
-    engine.index.sync()
-    assert engine.index.count() == len(images_a) + 1  # the last round wrote set A
+    engine.vector_index.sync()
+    assert engine.vector_index.count() == len(images_a) + 1  # the last round wrote set A
     engine.close()

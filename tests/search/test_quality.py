@@ -16,10 +16,10 @@ from tests.utils.composites import composites
 from tests.utils.data import read_rows
 from tests.utils.fileserver import FileServer
 from tongkuan.cli import main
+from tongkuan.domain.categories import CATEGORY_BY_NAME
 from tongkuan.engine import Engine
 from tongkuan.images.decode import decode_image
 from tongkuan.search.searcher import SearchQuery
-from tongkuan.vision.categories import CATEGORY_BY_NAME
 
 # Bars set a little under what the default model measured here (see docs/benchmarks.md).
 BAR_CATEGORY = 0.55
@@ -116,8 +116,10 @@ def test_a_whitening_learned_from_the_catalog_finds_more_of_the_same_products(
     )  # the grocery products; fashion shots have one picture
     whitened = Engine(settings_for(copy))
     try:
-        assert whitened.index.space.key and whitened.index.count() == catalog_engine.index.count()
-        assert (copy / "index" / f"{whitened.vision.spec.name}-{whitened.index.space.key}").is_dir()  # built by whiten
+        assert whitened.vector_index.space.key and whitened.vector_index.count() == catalog_engine.vector_index.count()
+        assert (
+            copy / "index" / f"{whitened.vision.spec.name}-{whitened.vector_index.space.key}"
+        ).is_dir()  # built by whiten
         rows = [r for r in read_rows(data_root / "grocery_store" / "labels.csv") if r["split"] == "val"]
         base1, base5 = grocery_rates(catalog_engine, rows, data_root)
         top1, top5 = grocery_rates(whitened, rows, data_root)
@@ -141,7 +143,7 @@ def test_a_whitening_learned_from_the_catalog_finds_more_of_the_same_products(
     assert result.exit_code == 0, result.output
     plain = Engine(settings_for(copy))
     try:
-        assert plain.index.space.key == "" and plain.index.space.dim == 1280
+        assert plain.vector_index.space.key == "" and plain.vector_index.space.dim == 1280
     finally:
         plain.close()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from tests.utils.data import read_rows
-from tongkuan.vision.detect import Box
+from tongkuan.domain.boxes import Box
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from tests.utils.data import read_rows
-from tongkuan.catalog.product import Product
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.catalog.store import Catalog
+from tongkuan.domain.products import Product
 
 NDCG_AT = 10
 RECALL_AT = 20

@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.utils.composites import composites
 from tests.utils.data import read_rows
-from tongkuan.vision.detect import Box
+from tongkuan.domain.boxes import Box
 from tongkuan.vision.insets import find_inset
 
 

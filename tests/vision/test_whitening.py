@@ -7,22 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tongkuan.catalog.product import Product
-from tongkuan.catalog.sqlite import NewImage, SqliteCatalog
-from tongkuan.index.faiss import IndexKind
-from tongkuan.index.sync import IndexSync
+from tongkuan.adapt.whitening import META_KEY, learn_from_catalog, search_space
+from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.domain.indexes import IndexKind
+from tongkuan.domain.products import NewImage, Product
+from tongkuan.domain.spaces import ModelSpace
+from tongkuan.index.embedded import EmbeddedIndex
 from tongkuan.vision.encoder import l2_normalise
-from tongkuan.vision.whitening import (
-    META_KEY,
-    MIN_PRODUCTS,
-    CannotLearn,
-    ModelSpace,
-    ScatterSums,
-    Whitening,
-    learn_from_catalog,
-    learn_whitening,
-    search_space,
-)
+from tongkuan.vision.whitening import MIN_PRODUCTS, CannotLearn, ScatterSums, Whitening, learn_whitening
 
 DIM = 32
 
@@ -137,13 +129,13 @@ def test_the_index_holds_the_catalog_in_the_learned_space(tmp_path: Path) -> Non
     catalog = SqliteCatalog(tmp_path / "catalog.db", "m", DIM)
     store(catalog, vectors, labels)
     whitening = learn_from_catalog(catalog, dims=12)
-    index = IndexSync(catalog, tmp_path / "index", IndexKind.HNSW, space=whitening)
-    assert index.index.dim == 12 and index.space is whitening
+    index = EmbeddedIndex(catalog, tmp_path / "index", IndexKind.HNSW, space=whitening)
+    assert index.faiss.dim == 12 and index.space is whitening
     scores, ids = index.search(whitening(queries), 1)
     stored_ids, stored = catalog.vectors()
     exact = whitening(queries) @ whitening(stored).T
     assert np.array_equal(ids[:, 0], stored_ids[exact.argmax(axis=1)])
     assert np.allclose(scores[:, 0], exact.max(axis=1), atol=1e-5)
     index.save()
-    reopened = IndexSync(catalog, tmp_path / "index", IndexKind.HNSW, space=whitening)
-    assert reopened.index.dim == 12 and reopened.count() == len(vectors)
+    reopened = EmbeddedIndex(catalog, tmp_path / "index", IndexKind.HNSW, space=whitening)
+    assert reopened.faiss.dim == 12 and reopened.count() == len(vectors)

@@ -13,7 +13,6 @@ import hmac
 import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -26,19 +25,13 @@ from tongkuan.api.auth import AuthError, ParameterError
 from tongkuan.api.deps import EngineDep
 from tongkuan.api.envelope import ok
 from tongkuan.api.request import base_url, settings_of
-from tongkuan.api.wire import details
-from tongkuan.catalog.product import Product
-from tongkuan.catalog.store import NewImage
+from tongkuan.api.wire import deleted, details, job, products_data, stored_url
 from tongkuan.engine import Engine
-from tongkuan.errors import CatalogConflict, ImageTooLarge
-from tongkuan.images.decode import content_hash, decode_image
-from tongkuan.ingest.export import export_records
+from tongkuan.engine.engine import MAX_PICTURES
+from tongkuan.errors import ImageTooLarge
 from tongkuan.ingest.ingester import picture_name
-from tongkuan.ingest.jobs import Job
-from tongkuan.ingest.readers import SourceRecord
-from tongkuan.ingest.records import FIELDS, RecordError, to_product, to_record
+from tongkuan.ingest.records import RecordError
 
-MAX_PICTURES = 64
 MAX_LIST = 1000
 _PICTURE_NAME = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,128}$")
 
@@ -127,8 +120,7 @@ async def _product_request(request: Request, engine: Engine) -> tuple[dict[str, 
                 if not isinstance(upload, UploadFile):
                     raise ParameterError("images must be files")
                 data = _picture_bytes(request, await upload.read(), f"image {upload.filename!r}")
-                name = await run_in_threadpool(_keep_picture, request, engine, data)
-                refs.append(str(engine.images.root / name))
+                refs.append(await run_in_threadpool(engine.keep_picture, data))
                 names.append(_picture_name(upload.filename or str(len(names)), "an image's file name"))
         return fields, refs, names
     fields = await _json_object(request, "record fields and images")
@@ -152,9 +144,7 @@ async def _product_request(request: Request, engine: Engine) -> tuple[dict[str, 
 
 
 def _details(request: Request, engine: Engine, item_id: str) -> dict[str, Any]:
-    with engine.catalog.snapshot():
-        product = engine.catalog.get(item_id)
-        pictures = engine.catalog.images_of(item_id)
+    product, pictures = engine.product_details(item_id)
     return details(product, pictures, base_url(request))
 
 
@@ -171,8 +161,7 @@ async def put_product(item_id: str, request: Request, engine: EngineDep) -> dict
         raise ParameterError(f"a product has at most {MAX_PICTURES} pictures")
     if "itemId" in fields and str(fields["itemId"]) != item_id:
         raise ParameterError("itemId in the body differs from the one in the path")
-    record = SourceRecord("admin", {**fields, "itemId": item_id}, refs, engine.images.root, names)
-    report = await run_in_threadpool(engine.ingester(file_root=engine.images.root).ingest, [record])
+    report = await run_in_threadpool(engine.put_product, {**fields, "itemId": item_id}, refs, names)
     if report.failures:
         raise ParameterError(report.failures[0].reason)
     return ok(_details(request, engine, item_id))
@@ -182,22 +171,10 @@ async def put_product(item_id: str, request: Request, engine: EngineDep) -> dict
 async def patch_product(item_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
     """Change some record fields; pictures and vectors stay as they are."""
     changes = await _json_object(request, "the fields to change")
-    unknown = sorted(set(changes) - set(FIELDS))
-    if unknown:
-        raise ParameterError(f"cannot change {', '.join(unknown)}; fields that can change: {', '.join(FIELDS)}")
-
-    def change(old: Product) -> Product:
-        try:
-            new, _ = to_product({**to_record(old), **changes})
-        except RecordError as exc:
-            raise ParameterError(str(exc)) from None
-        if "categoryId" not in changes:
-            return replace(new, category=old.category, category_predicted=old.category_predicted)
-        if new.category is None:
-            return replace(new, category=old.category, category_predicted=True)
-        return new
-
-    await run_in_threadpool(engine.catalog.update, item_id, change)
+    try:
+        await run_in_threadpool(engine.update_product, item_id, changes)
+    except RecordError as exc:
+        raise ParameterError(str(exc)) from None
     return ok(_details(request, engine, item_id))
 
 
@@ -208,8 +185,8 @@ def get_product(item_id: str, request: Request, engine: EngineDep) -> dict[str, 
 
 @router.delete("/products/{item_id}", summary="Delete a product and its pictures")
 def delete_product(item_id: str, engine: EngineDep) -> dict[str, Any]:
-    engine.catalog.delete(item_id)
-    return ok({"itemId": item_id, "deleted": True})
+    engine.delete_product(item_id)
+    return ok(deleted(item_id))
 
 
 @router.get("/products", summary="List products, paged by a cursor")
@@ -220,11 +197,8 @@ def list_products(
     limit: Annotated[int, Query(ge=1, le=MAX_LIST, description=f"Products per page, 1-{MAX_LIST}.")] = 100,
 ) -> dict[str, Any]:
     """Products in itemId order; pass `nextCursor` back as `cursor` until it is null."""
-    products = engine.catalog.products(cursor, limit)
-    base = base_url(request)
-    items = [details(p, engine.catalog.images_of(p.item_id), base) for p in products]
-    next_cursor = products[-1].item_id if len(products) == limit else None
-    return ok({"items": items, "nextCursor": next_cursor})
+    products, next_cursor = engine.products_page(cursor, limit)
+    return ok(products_data(products, next_cursor, base_url(request)))
 
 
 @router.post("/products/{item_id}/images", summary="Add or replace one picture of a product")
@@ -243,34 +217,17 @@ async def add_picture(item_id: str, request: Request, engine: EngineDep) -> dict
     else:
         body = await _json_object(request, "url and picName")
         url = rules.http_url(body.get("url"), "url")
-        data = await run_in_threadpool(engine.fetcher.fetch, url)
+        data = await run_in_threadpool(engine.fetch, url)
         given = body.get("picName")
         name = _picture_name(str(given), "picName") if given else _default_name(url)  # "": the next free name
         location = url
-    await run_in_threadpool(_add_picture, request, engine, item_id, data, name, location)
+    await run_in_threadpool(engine.add_picture, item_id, data, name, location)
     return ok(_details(request, engine, item_id))
-
-
-def _keep_picture(request: Request, engine: Engine, data: bytes) -> str:
-    """Store an uploaded picture once it decodes (a bad one is refused before it is kept)."""
-    decode_image(data, settings_of(request).max_pixels)
-    return engine.images.put(data)
-
-
-def _add_picture(request: Request, engine: Engine, item_id: str, data: bytes, name: str, location: str | None) -> None:
-    engine.catalog.get(item_id)  # a missing product fails before any model work
-    names = {picture.name for picture in engine.catalog.images_of(item_id)}
-    if len(names) >= MAX_PICTURES and name not in names:
-        raise CatalogConflict(f"product {item_id!r} already has {MAX_PICTURES} pictures, the most it may have")
-    pixels = decode_image(data, settings_of(request).max_pixels)
-    described = engine.vision.describe([pixels], crop=True)
-    stored_at = location or engine.images.put(data)
-    engine.catalog.add_image(item_id, NewImage(content_hash(data), stored_at, described[0].embedding, name))
 
 
 @router.delete("/products/{item_id}/images/{pic_name}", summary="Delete one picture of a product")
 def delete_picture(item_id: str, pic_name: str, request: Request, engine: EngineDep) -> dict[str, Any]:
-    engine.catalog.delete_image(item_id, pic_name)
+    engine.delete_picture(item_id, pic_name)
     return ok(_details(request, engine, item_id))
 
 
@@ -291,43 +248,33 @@ async def start_import(request: Request, engine: EngineDep) -> dict[str, Any]:
                 size += len(chunk)
         if size == 0:
             raise ParameterError("the body is empty: send JSONL records, one per line")
-        job = await run_in_threadpool(engine.imports.submit, path)
+        submitted = await run_in_threadpool(engine.imports.submit, path)
     finally:
         path.unlink(missing_ok=True)  # gone already once submitted
-    return ok(_job(job))
+    return ok(job(submitted))
 
 
 @router.get("/imports/{job_id}", summary="Progress of an import job")
 def import_status(job_id: str, engine: EngineDep) -> dict[str, Any]:
-    return ok(_job(engine.imports.get(job_id)))
+    return ok(job(engine.imports.get(job_id)))
 
 
 @router.get("/imports", summary="Every import job")
 def import_list(engine: EngineDep) -> dict[str, Any]:
-    return ok([_job(job) for job in engine.imports.jobs()])
-
-
-def _job(job: Job) -> dict[str, Any]:
-    fields = asdict(job)
-    return {
-        "jobId": fields.pop("job_id"),
-        **{_camel(k): v for k, v in fields.items()},
-    }
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+    return ok([job(each) for each in engine.imports.jobs()])
 
 
 @router.get("/export", summary="The whole catalog as JSONL")
 async def export(request: Request, engine: EngineDep) -> StreamingResponse:
     """One record per line in the `tongkuan ingest` format, pictures as absolute URLs, so
     another tongkuan can import it."""
-    prefix = f"{request.url.scheme}:{base_url(request)}/images/"
+    base = base_url(request)
+
+    def absolute(name: str) -> str:
+        return f"{request.url.scheme}:{stored_url(name, base)}"
 
     async def lines() -> AsyncIterator[bytes]:
-        async for record in iterate_in_threadpool(export_records(engine.catalog, lambda name: prefix + name)):
+        async for record in iterate_in_threadpool(engine.export_records(absolute)):
             yield (json.dumps(record, ensure_ascii=False) + "\n").encode()
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")

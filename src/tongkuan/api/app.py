@@ -53,7 +53,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/health", tags=["service"], summary="Liveness and catalog size")
     def health() -> dict[str, object]:
-        products, images = app.state.engine.catalog.count()
+        products, images = app.state.engine.counts()
         return ok({"status": "ok", "products": products, "images": images})
 
     return app

@@ -7,10 +7,9 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
 from tongkuan.api.auth import ParameterError
-from tongkuan.catalog.product import ProductFilter
-from tongkuan.catalog.store import SortOrder
-from tongkuan.vision.categories import Category
-from tongkuan.vision.detect import Box
+from tongkuan.domain.boxes import Box
+from tongkuan.domain.categories import Category
+from tongkuan.domain.products import ProductFilter, SortOrder
 
 MAX_PAGE_NO = 499
 MAX_PAGE_SIZE = 20
@@ -37,6 +36,7 @@ def single_values(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def int_in_range(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer from `low` to `high` (ASCII digits, an optional minus); `default` when absent or empty."""
     raw = params.get(name)
     if raw is None or raw == "":
         return default
@@ -54,6 +54,7 @@ def int_in_range(params: dict[str, str], name: str, default: int, low: int, high
 
 
 def boolean(params: dict[str, str], name: str, default: bool) -> bool:
+    """true/1 or false/0, in any case; `default` when absent or empty."""
     raw = params.get(name)
     if raw is None or raw == "":
         return default
@@ -66,6 +67,7 @@ def boolean(params: dict[str, str], name: str, default: bool) -> bool:
 
 
 def category(params: dict[str, str], name: str = "categoryId") -> Category | None:
+    """One of DAJI's category codes; None (predict it) when absent or blank."""
     raw = params.get(name)
     if raw is None or raw.strip() == "":
         return None
@@ -113,10 +115,28 @@ def http_url(value: object, name: str) -> str:
 
 
 def required(params: dict[str, str], name: str) -> str:
+    """A value that must be given, without surrounding spaces."""
     value = (params.get(name) or "").strip()
     if not value:
         raise ParameterError(f"{name} is required ({name} 不能为空)")
     return value
+
+
+def optional(params: dict[str, str], name: str) -> str | None:
+    """A value as sent, or None when absent or empty (for values another rule checks later)."""
+    return params.get(name) or None
+
+
+def required_int(params: dict[str, str], name: str, low: int, high: int) -> int:
+    """An integer from `low` to `high` that must be given (there is no default to fall back on)."""
+    if not params.get(name):
+        raise ParameterError(f"{name} is required, from {low} ({name} 不能为空)")
+    return int_in_range(params, name, low, low, high)
+
+
+def required_url(params: dict[str, str], name: str) -> str:
+    """An http or https URL that must be given."""
+    return http_url(required(params, name), name)
 
 
 def score(params: dict[str, str], name: str) -> float | None:
@@ -134,6 +154,7 @@ def score(params: dict[str, str], name: str) -> float | None:
 
 
 def sort_order(params: dict[str, str], name: str = "sort") -> SortOrder:
+    """A keyword search's order; relevance when absent or blank."""
     raw = (params.get(name) or "").strip()
     if not raw:
         return SortOrder.RELEVANCE

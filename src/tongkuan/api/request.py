@@ -4,25 +4,21 @@ pictures it names, and the URL prefix under which this service serves pictures."
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from dataclasses import replace
 from urllib.parse import urlsplit
 
-from fastapi import Query, Request
+from fastapi import Request
 from PIL import Image
 
 from tongkuan.api import params as rules
 from tongkuan.api.auth import ParameterError, authenticate
+from tongkuan.api.wire import uploaded
 from tongkuan.config import Settings
+from tongkuan.domain.boxes import Box
 from tongkuan.engine import Engine
-from tongkuan.images.decode import UPLOAD_FORMATS, decode_image
+from tongkuan.search.searcher import SearchQuery, SearchResults
 
 _OWN_IMAGE = re.compile(r"^/images/([0-9a-f]{32}\.[a-z]{3,4})$")
-
-AppKey = Annotated[str | None, Query(description="Your application key.")]
-AppSecret = Annotated[str | None, Query(description="Your app secret, in testing mode only.")]
-Sign = Annotated[
-    str | None, Query(description="MD5 signature of the sorted parameters plus the secret, upper-case hex.")
-]
 
 
 def settings_of(request: Request) -> Settings:
@@ -31,9 +27,14 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
+def query_params(request: Request) -> dict[str, str]:
+    """The request's query parameters, each given once."""
+    return rules.single_values(request.query_params.multi_items())
+
+
 def checked_params(request: Request, form: dict[str, str] | None = None) -> dict[str, str]:
     """The request's query (and form) parameters once its appKey is authenticated and within its rate."""
-    params = rules.single_values(request.query_params.multi_items())
+    params = query_params(request)
     for key, value in (form or {}).items():
         if key in params:
             raise ParameterError(f"{key} is given more than once (参数重复)")
@@ -60,19 +61,37 @@ def load_picture(request: Request, engine: Engine, url: str, name: str) -> Image
         raise ParameterError(f"{name} is not a valid URL ({name} 不是有效的地址)") from None
     own = _OWN_IMAGE.match(parts.path)
     if own and base_url(request) == "//" + parts.netloc:
-        data = engine.images.path(own.group(1)).read_bytes()
+        data = engine.stored_picture_path(own.group(1)).read_bytes()
     else:
-        data = engine.fetcher.fetch(rules.http_url(url, name))
-    return decode_image(data, settings_of(request).max_pixels)
+        data = engine.fetch(rules.http_url(url, name))
+    return engine.decode(data)
 
 
-def load_uploaded(request: Request, engine: Engine, image_id: str) -> Image.Image:
+def load_uploaded(engine: Engine, image_id: str) -> Image.Image:
     """Pixels of an image uploaded earlier, by its imageId."""
-    return decode_image(engine.images.find(image_id).read_bytes(), settings_of(request).max_pixels)
+    return engine.decode(engine.uploaded_picture(image_id))
+
+
+def load_either(
+    request: Request, engine: Engine, image_id: str | None, url: str | None, names: tuple[str, str]
+) -> Image.Image:
+    """Pixels of the query picture named by an upload's id (which wins) or a URL; `names` are
+    the two parameters' names, for the error when neither is given."""
+    if image_id:
+        return load_uploaded(engine, image_id)
+    if url:
+        return load_picture(request, engine, url, names[1])
+    raise ParameterError(f"{names[0]} or {names[1]} is required ({names[0]} 与 {names[1]} 不能同时为空)")
+
+
+def search_picture(engine: Engine, image: Image.Image, query: SearchQuery, region: Box | None) -> SearchResults:
+    """Search `image`; a requested `region` is first clipped to the picture, the one place a
+    region meets the pixels (so it is checked here, not when parsed)."""
+    if region is not None:
+        query = replace(query, region=rules.fit_region(region, *image.size))
+    return engine.search(image, query)
 
 
 def store_upload(request: Request, engine: Engine, data: bytes) -> dict[str, str]:
     """Keep an uploaded picture (after checking it decodes) and say how to refer to it."""
-    decode_image(data, settings_of(request).max_pixels, UPLOAD_FORMATS)  # reject before keeping
-    name = engine.images.put(data)
-    return {"imageId": name.split(".")[0], "picUrl": f"{base_url(request)}/images/{name}"}
+    return uploaded(engine.keep_upload(data), base_url(request))

@@ -1,33 +1,39 @@
-"""The Taobao image-search family: V2 search, V1 search, image upload, stored pictures."""
+"""The Taobao image-search family: V2 search, V1 search, image upload, keyword and shop
+search, product details and stored pictures.
+
+Each route's parameters are one table (`tongkuan.api.declare`): its docs and its parsing.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import replace
-from typing import Annotated, Any
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from tongkuan.api import params as rules
 from tongkuan.api.auth import ParameterError
-from tongkuan.api.deps import EngineDep
+from tongkuan.api.declare import Param, ParamTable, accepted
+from tongkuan.api.deps import CREDENTIALS, EngineDep, SignedParams
 from tongkuan.api.envelope import ok
 from tongkuan.api.request import (
-    AppKey,
-    AppSecret,
-    Sign,
     base_url,
     checked_params,
+    load_either,
     load_picture,
-    load_uploaded,
+    search_picture,
     settings_of,
     store_upload,
 )
-from tongkuan.api.wire import details, item, search_data, shop
-from tongkuan.catalog.product import Product
+from tongkuan.api.wire import details, keyword_data, search_data, shop_data, v1_data
+from tongkuan.domain.boxes import Box
+from tongkuan.domain.categories import Category
+from tongkuan.domain.products import ProductFilter, SortOrder
 from tongkuan.engine import Engine
 from tongkuan.errors import ImageTooLarge
 from tongkuan.search.searcher import SearchQuery
@@ -35,125 +41,154 @@ from tongkuan.search.searcher import SearchQuery
 router = APIRouter(tags=["taobao"])
 
 V1_RESULTS = 20
+SHOP_TOP_ITEMS = 3
+
+LANGUAGE = accepted("language", "Accepted for compatibility; titles are returned as stored.")
+FILTER = Param(
+    "filter", "where", rules.product_filter, "price:LOW-HIGH;userType:0|1;shop:NAME;location:PLACE (any subset)."
+)
+# The rows of an image search that the search page shares
+START = Param(
+    "pageNo",
+    "page_no",
+    partial(rules.int_in_range, default=0, low=0, high=rules.MAX_PAGE_NO),
+    f"Start index of the results, 0-{rules.MAX_PAGE_NO}.",
+)
+CATEGORY = Param(
+    "categoryId", "category", rules.category, "0,1,2,3,4,5,6,7,8,9,20,21,22 or 88888888; predicted if omitted."
+)
+REGION = Param("region", "region", rules.region, "x1,x2,y1,y2 in pixels; wins over crop.")
 
 
-@router.get("/taobao/image-search/url", summary="Image search V2.0")
-def image_search_v2(
-    request: Request,
-    engine: EngineDep,
-    appKey: AppKey = None,
-    appSecret: AppSecret = None,
-    sign: Sign = None,
-    picUrl: Annotated[str | None, Query(description="http(s) URL of the query image.")] = None,
-    categoryId: Annotated[
-        str | None, Query(description="0,1,2,3,4,5,6,7,8,9,20,21,22 or 88888888; predicted if omitted.")
-    ] = None,
-    crop: Annotated[
-        str | None, Query(description="true (default): search the main subject; false: the whole image.")
-    ] = None,
-    region: Annotated[str | None, Query(description="x1,x2,y1,y2 in pixels; wins over crop.")] = None,
-    pageNo: Annotated[str | None, Query(description="Start index of the results, 0-499.")] = None,
-    pageSize: Annotated[str | None, Query(description="Number of results, 1-20.")] = None,
-    withScore: Annotated[
-        str | None, Query(description="Extra: true adds each item's similarity `score` (0-1).")
-    ] = None,
-    scoreThreshold: Annotated[
-        str | None, Query(description="Extra: leave out items whose similarity is below this (0-1).")
-    ] = None,
-    distinctProductId: Annotated[
-        str | None, Query(description="Extra: true (default) one item per product; false one per matching picture.")
-    ] = None,
-    filter: Annotated[
-        str | None, Query(description="Extra: price:LOW-HIGH;userType:0|1;shop:NAME;location:PLACE (any subset).")
-    ] = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class V2Params:
+    """An image search: which page, which options, and the picture's URL."""
+
+    page_no: int
+    page_size: int
+    category: Category | None
+    crop: bool
+    region: Box | None
+    with_score: bool
+    where: ProductFilter
+    min_score: float | None
+    distinct: bool
+    pic_url: str
+
+    def query(self) -> SearchQuery:
+        """The search this asks for (the region is added once it is fitted to the picture)."""
+        return SearchQuery(
+            category=self.category,
+            crop=self.crop,
+            offset=self.page_no,
+            limit=self.page_size,
+            where=self.where,
+            min_score=self.min_score,
+            distinct=self.distinct,
+        )
+
+
+V2 = ParamTable(
+    V2Params,
+    START,
+    Param(
+        "pageSize",
+        "page_size",
+        partial(rules.int_in_range, default=10, low=1, high=rules.MAX_PAGE_SIZE),
+        f"Number of results, 1-{rules.MAX_PAGE_SIZE}.",
+    ),
+    CATEGORY,
+    Param(
+        "crop",
+        "crop",
+        partial(rules.boolean, default=True),
+        "true (default): search the main subject; false: the whole image.",
+    ),
+    REGION,
+    Param(
+        "withScore",
+        "with_score",
+        partial(rules.boolean, default=False),
+        "Extra: true adds each item's similarity `score` (0-1).",
+    ),
+    replace(FILTER, description="Extra: " + FILTER.description),
+    Param("scoreThreshold", "min_score", rules.score, "Extra: leave out items whose similarity is below this (0-1)."),
+    Param(
+        "distinctProductId",
+        "distinct",
+        partial(rules.boolean, default=True),
+        "Extra: true (default) one item per product; false one per matching picture.",
+    ),
+    Param("picUrl", "pic_url", rules.required, "http(s) URL of the query image."),
+)
+
+
+@router.get("/taobao/image-search/url", summary="Image search V2.0", openapi_extra=V2.openapi())
+def image_search_v2(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
     """Find catalog products that look like the picture at `picUrl`.
 
     The extras are off unless asked for, so the default answer has exactly DAJI's shape."""
-    params = checked_params(request)
-    page_no = rules.int_in_range(params, "pageNo", 0, 0, rules.MAX_PAGE_NO)
-    page_size = rules.int_in_range(params, "pageSize", 10, 1, rules.MAX_PAGE_SIZE)
-    wanted_category = rules.category(params)
-    use_crop = rules.boolean(params, "crop", True)
-    box = rules.region(params)
-    with_score = rules.boolean(params, "withScore", False)
-    query = SearchQuery(
-        category=wanted_category,
-        crop=use_crop,
-        offset=page_no,
-        limit=page_size,
-        where=rules.product_filter(params),
-        min_score=rules.score(params, "scoreThreshold"),
-        distinct=rules.boolean(params, "distinctProductId", True),
-    )
-    image = load_picture(request, engine, rules.required(params, "picUrl"), "picUrl")
-    if box is not None:
-        query = replace(query, region=rules.fit_region(box, *image.size))
-    results = engine.searcher.search(image, query)
-    return ok(search_data(results, page_no, base_url(request), with_score))
+    wanted = V2.parse(params)
+    image = load_picture(request, engine, wanted.pic_url, "picUrl")
+    results = search_picture(engine, image, wanted.query(), wanted.region)
+    return ok(search_data(results, wanted.page_no, base_url(request), wanted.with_score))
 
 
-@router.get("/taobao/traffic/item/imgsearch", summary="Image search V1.0")
-def image_search_v1(
-    request: Request,
-    engine: EngineDep,
-    appKey: AppKey = None,
-    appSecret: AppSecret = None,
-    sign: Sign = None,
-    image_id: Annotated[
-        str | None, Query(description="An imageId from the upload endpoints (wins over pic_url).")
-    ] = None,
-    pic_url: Annotated[str | None, Query(description="http(s) URL of the query image.")] = None,
-    language: Annotated[
-        str | None, Query(description="Accepted for compatibility; titles are returned as stored.")
-    ] = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class V1Params:
+    """A V1 search: an uploaded picture's id or a picture URL."""
+
+    image_id: str | None
+    pic_url: str | None
+
+
+V1 = ParamTable(
+    V1Params,
+    Param("image_id", "image_id", rules.optional, "An imageId from the upload endpoints (wins over pic_url)."),
+    Param("pic_url", "pic_url", rules.optional, "http(s) URL of the query image."),
+    LANGUAGE,
+)
+
+
+@router.get("/taobao/traffic/item/imgsearch", summary="Image search V1.0", openapi_extra=V1.openapi())
+def image_search_v1(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
     """The first results for an uploaded image or a URL, without paging."""
-    params = checked_params(request)
-    if params.get("image_id"):
-        image = load_uploaded(request, engine, params["image_id"])
-    elif params.get("pic_url"):
-        image = load_picture(request, engine, params["pic_url"], "pic_url")
-    else:
-        raise ParameterError("image_id or pic_url is required (image_id 与 pic_url 不能同时为空)")
-    results = engine.searcher.search(image, SearchQuery(limit=V1_RESULTS))
-    base = base_url(request)
-    return ok([item(hit.product, hit.image, base) for hit in results.hits])
+    wanted = V1.parse(params)
+    image = load_either(request, engine, wanted.image_id, wanted.pic_url, ("image_id", "pic_url"))
+    results = engine.search(image, SearchQuery(limit=V1_RESULTS))
+    return ok(v1_data(results, base_url(request)))
 
 
-@router.get("/taobao/upload/image", summary="Image upload by GET")
-def upload_by_get(
-    request: Request,
-    engine: EngineDep,
-    appKey: AppKey = None,
-    appSecret: AppSecret = None,
-    sign: Sign = None,
-    pic_url: Annotated[str | None, Query(description="http(s) URL of the image to store.")] = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class UploadParams:
+    """An upload by URL."""
+
+    pic_url: str
+
+
+UPLOAD = ParamTable(UploadParams, Param("pic_url", "pic_url", rules.required_url, "http(s) URL of the image to store."))
+
+
+@router.get("/taobao/upload/image", summary="Image upload by GET", openapi_extra=UPLOAD.openapi())
+def upload_by_get(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
     """Fetch an image once and keep it; search it later by `imageId` or by its picture URL."""
-    params = checked_params(request)
-    url = rules.http_url(rules.required(params, "pic_url"), "pic_url")
-    return ok(store_upload(request, engine, engine.fetcher.fetch(url)))
+    return ok(store_upload(request, engine, engine.fetch(UPLOAD.parse(params).pic_url)))
 
 
-UPLOAD_FORM = {
-    "requestBody": {
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "appKey": {"type": "string"},
-                        "appSecret": {"type": "string"},
-                        "sign": {"type": "string"},
-                        "image_base64": {"type": "string", "description": "JPG, PNG or WEBP, base64, at most 3 MB"},
-                        "pic_url": {"type": "string", "description": "Used when image_base64 is absent"},
-                    },
-                }
-            }
-        }
-    }
-}
+@dataclass(frozen=True)
+class UploadForm:
+    """An upload by POST: the picture itself, or a URL to fetch it from."""
+
+    image_base64: str | None
+    pic_url: str | None
+
+
+UPLOAD_FIELDS = ParamTable(
+    UploadForm,
+    Param("image_base64", "image_base64", rules.optional, "JPG, PNG or WEBP, base64, at most 3 MB"),
+    Param("pic_url", "pic_url", rules.optional, "Used when image_base64 is absent"),
+)
+UPLOAD_FORM = UPLOAD_FIELDS.form_body(*CREDENTIALS)
 
 
 @router.post("/taobao/upload/image", summary="Image upload by POST", openapi_extra=UPLOAD_FORM)
@@ -167,11 +202,11 @@ async def upload_by_post(request: Request, engine: EngineDep) -> dict[str, Any]:
     fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
     if len(fields) != len(form.multi_items()):
         raise ParameterError("only text form fields are accepted; send the image as image_base64")
-    params = checked_params(request, fields)
-    encoded = params.get("image_base64")
+    sent = UPLOAD_FIELDS.parse(checked_params(request, fields))
+    encoded = sent.image_base64
     if not encoded:
-        if params.get("pic_url"):
-            url = rules.http_url(params["pic_url"], "pic_url")
+        if sent.pic_url:
+            url = rules.http_url(sent.pic_url, "pic_url")
             return ok(await run_in_threadpool(_fetch_and_store, request, engine, url))
         raise ParameterError("image_base64 is required (image_base64 不能为空)")
     if "," in encoded[:100] and encoded.startswith("data:"):
@@ -186,96 +221,96 @@ async def upload_by_post(request: Request, engine: EngineDep) -> dict[str, Any]:
 
 
 def _fetch_and_store(request: Request, engine: Engine, url: str) -> dict[str, str]:
-    return store_upload(request, engine, engine.fetcher.fetch(url))
+    return store_upload(request, engine, engine.fetch(url))
 
 
-KeywordPageNo = Annotated[str | None, Query(description="Page number, from 1 (default 1).")]
-KeywordPageSize = Annotated[str | None, Query(description="Results per page, 1-20 (default 20).")]
-SHOP_TOP_ITEMS = 3
+PAGE_NO = Param(
+    "page_no",
+    "page",
+    partial(rules.int_in_range, default=1, low=1, high=rules.MAX_KEYWORD_PAGE),
+    "Page number, from 1 (default 1).",
+)
+PAGE_SIZE = Param(
+    "page_size",
+    "size",
+    partial(rules.int_in_range, default=rules.MAX_PAGE_SIZE, low=1, high=rules.MAX_PAGE_SIZE),
+    f"Results per page, 1-{rules.MAX_PAGE_SIZE} (default {rules.MAX_PAGE_SIZE}).",
+)
 
 
-def _keyword_page(params: dict[str, str]) -> tuple[int, int]:
-    """`page_no` (from 1) and `page_size` (1-20) of the keyword routes."""
-    page = rules.int_in_range(params, "page_no", 1, 1, rules.MAX_KEYWORD_PAGE)
-    return page, rules.int_in_range(params, "page_size", rules.MAX_PAGE_SIZE, 1, rules.MAX_PAGE_SIZE)
+@dataclass(frozen=True)
+class KeywordParams:
+    """A keyword search: the words, the page, the order and the filter."""
+
+    keyword: str
+    page: int
+    size: int
+    order: SortOrder
+    where: ProductFilter
 
 
-def _items(engine: Engine, products: list[Product], base: str) -> list[dict[str, Any]]:
-    """Products in the 15-field item shape, each with its first picture."""
-    pictures = engine.catalog.first_images([p.item_id for p in products])
-    return [item(p, pictures.get(p.item_id), base) for p in products]
+KEYWORD = ParamTable(
+    KeywordParams,
+    Param("keyword", "keyword", rules.required, "Words to find in titles, Chinese or English."),
+    PAGE_NO,
+    PAGE_SIZE,
+    Param("sort", "order", rules.sort_order, "default (relevance), price_asc, price_desc or sales_desc."),
+    FILTER,
+)
 
 
-@router.get("/taobao/traffic/item/search", summary="Keyword search")
-def keyword_search(
-    request: Request,
-    engine: EngineDep,
-    appKey: AppKey = None,
-    appSecret: AppSecret = None,
-    sign: Sign = None,
-    keyword: Annotated[str | None, Query(description="Words to find in titles, Chinese or English.")] = None,
-    page_no: KeywordPageNo = None,
-    page_size: KeywordPageSize = None,
-    sort: Annotated[str | None, Query(description="default (relevance), price_asc, price_desc or sales_desc.")] = None,
-    filter: Annotated[
-        str | None, Query(description="price:LOW-HIGH;userType:0|1;shop:NAME;location:PLACE (any subset).")
-    ] = None,
-) -> dict[str, Any]:
+@router.get("/taobao/traffic/item/search", summary="Keyword search", openapi_extra=KEYWORD.openapi())
+def keyword_search(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
     """Catalog products whose titles match `keyword`, most relevant first (or sorted)."""
-    params = checked_params(request)
-    text = rules.required(params, "keyword")
-    page, size = _keyword_page(params)
-    products, total = engine.catalog.keyword_search(
-        text, rules.sort_order(params), rules.product_filter(params), (page - 1) * size, size
-    )
-    items = _items(engine, products, base_url(request))
-    return ok({"data": items, "pageNo": page, "pageSize": len(items), "total": total})
+    wanted = KEYWORD.parse(params)
+    offset = (wanted.page - 1) * wanted.size
+    products, total = engine.keyword_page(wanted.keyword, wanted.order, wanted.where, offset, wanted.size)
+    return ok(keyword_data(products, engine.first_pictures(products), wanted.page, total, base_url(request)))
 
 
-@router.get("/taobao/traffic/item/shop/search", summary="Shop search")
-def shop_search(
-    request: Request,
-    engine: EngineDep,
-    appKey: AppKey = None,
-    appSecret: AppSecret = None,
-    sign: Sign = None,
-    keyword: Annotated[str | None, Query(description="Words of the shop's name.")] = None,
-    page_no: KeywordPageNo = None,
-    page_size: KeywordPageSize = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ShopParams:
+    """A shop search: the words of the shop's name and the page."""
+
+    keyword: str
+    page: int
+    size: int
+
+
+SHOP = ParamTable(
+    ShopParams, Param("keyword", "keyword", rules.required, "Words of the shop's name."), PAGE_NO, PAGE_SIZE
+)
+
+
+@router.get("/taobao/traffic/item/shop/search", summary="Shop search", openapi_extra=SHOP.openapi())
+def shop_search(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
     """Shops whose names hold every word of `keyword`, best sellers first, with their top items."""
-    params = checked_params(request)
-    text = rules.required(params, "keyword")
-    page, size = _keyword_page(params)
-    shops, total = engine.catalog.shop_search(text, (page - 1) * size, size)
-    base = base_url(request)
-    found = [
-        shop(each, _items(engine, engine.catalog.shop_items(each.shop_title, SHOP_TOP_ITEMS), base)) for each in shops
-    ]
-    return ok({"data": found, "pageNo": page, "pageSize": len(found), "total": total})
+    wanted = SHOP.parse(params)
+    offset = (wanted.page - 1) * wanted.size
+    shops, total = engine.shop_page(wanted.keyword, offset, wanted.size, SHOP_TOP_ITEMS)
+    pictures = engine.first_pictures([p for _, top in shops for p in top])
+    return ok(shop_data(shops, pictures, wanted.page, total, base_url(request)))
 
 
-@router.get("/taobao/traffic/item/get", summary="Product details")
-def item_details(
-    request: Request,
-    engine: EngineDep,
-    appKey: AppKey = None,
-    appSecret: AppSecret = None,
-    sign: Sign = None,
-    item_id: Annotated[str | None, Query(description="The product's itemId.")] = None,
-    language: Annotated[
-        str | None, Query(description="Accepted for compatibility; titles are returned as stored.")
-    ] = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DetailsParams:
+    """Which product to describe."""
+
+    item_id: str
+
+
+DETAILS = ParamTable(DetailsParams, Param("item_id", "item_id", rules.required, "The product's itemId."), LANGUAGE)
+
+
+@router.get("/taobao/traffic/item/get", summary="Product details", openapi_extra=DETAILS.openapi())
+def item_details(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
     """The full record of one product with all its pictures."""
-    params = checked_params(request)
-    item_id = rules.required(params, "item_id")
-    with engine.catalog.snapshot():
-        product = engine.catalog.get(item_id)
-        pictures = engine.catalog.images_of(item_id)
+    product, pictures = engine.product_details(DETAILS.parse(params).item_id)
     return ok(details(product, pictures, base_url(request)))
 
 
 @router.get("/images/{name}", summary="A stored picture (uploads and catalog images)")
 def stored_image(name: str, engine: EngineDep) -> FileResponse:
-    return FileResponse(engine.images.path(name), headers={"Cache-Control": "public, max-age=31536000, immutable"})
+    return FileResponse(
+        engine.stored_picture_path(name), headers={"Cache-Control": "public, max-age=31536000, immutable"}
+    )

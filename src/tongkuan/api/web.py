@@ -10,22 +10,26 @@ like any upload. Turn the page off with `TONGKUAN_WEB_UI=false`.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import UploadFile
 
 from tongkuan.api import params as rules
+from tongkuan.api import taobao
 from tongkuan.api.auth import AuthError, ParameterError
-from tongkuan.api.deps import EngineDep
+from tongkuan.api.declare import Param, ParamTable
+from tongkuan.api.deps import EngineDep, QueryParams
 from tongkuan.api.envelope import ok
-from tongkuan.api.request import base_url, load_uploaded, settings_of, store_upload
-from tongkuan.api.wire import search_data
+from tongkuan.api.request import base_url, load_uploaded, search_picture, settings_of, store_upload
+from tongkuan.api.wire import page_search_data
+from tongkuan.domain.boxes import Box
+from tongkuan.domain.categories import Category
 from tongkuan.errors import ImageTooLarge
 from tongkuan.search.searcher import SearchQuery
 
@@ -90,30 +94,35 @@ async def upload(request: Request, engine: EngineDep) -> dict[str, Any]:
                     f"image is over {limit // 1024 // 1024} MB (图片不能超过 {limit // 1024 // 1024} MB)"
                 )
         elif isinstance(url, str) and url.strip():
-            data = await run_in_threadpool(engine.fetcher.fetch, rules.http_url(url.strip(), "url"))
+            data = await run_in_threadpool(engine.fetch, rules.http_url(url.strip(), "url"))
         else:
             raise ParameterError("image (a file) or url is required (image 与 url 不能同时为空)")
     return ok(await run_in_threadpool(store_upload, request, engine, data))
 
 
-@api.get("/search", summary="The page's image search: V2 rules, scores always on")
-def search(
-    request: Request,
-    engine: EngineDep,
-    imageId: Annotated[str | None, Query(description="From /web/api/upload.")] = None,
-    categoryId: Annotated[str | None, Query()] = None,
-    region: Annotated[str | None, Query(description="x1,x2,y1,y2 in pixels.")] = None,
-    pageNo: Annotated[str | None, Query(description="Start index, 0-499.")] = None,
-) -> dict[str, Any]:
-    params = rules.single_values(request.query_params.multi_items())
-    page_no = rules.int_in_range(params, "pageNo", 0, 0, rules.MAX_PAGE_NO)
-    query = SearchQuery(category=rules.category(params), offset=page_no, limit=PAGE_SIZE)
-    box = rules.region(params)
-    image = load_uploaded(request, engine, rules.required(params, "imageId"))
-    if box is not None:
-        query = replace(query, region=rules.fit_region(box, *image.size))
-    results = engine.searcher.search(image, query)
-    data = search_data(results, page_no, base_url(request), with_score=True)
-    data["imageSize"] = {"width": image.size[0], "height": image.size[1]}
-    data["categoryId"] = None if results.category_filter is None else int(results.category_filter)
-    return ok(data)
+@dataclass(frozen=True)
+class PageSearch:
+    """The search page's query: an uploaded picture, optionally a category and a region."""
+
+    page_no: int
+    category: Category | None
+    region: Box | None
+    image_id: str
+
+
+PAGE_SEARCH = ParamTable(
+    PageSearch,
+    taobao.START,
+    taobao.CATEGORY,
+    taobao.REGION,
+    Param("imageId", "image_id", rules.required, "From /web/api/upload."),
+)
+
+
+@api.get("/search", summary="The page's image search: V2 rules, scores always on", openapi_extra=PAGE_SEARCH.openapi())
+def search(request: Request, engine: EngineDep, params: QueryParams) -> dict[str, Any]:
+    wanted = PAGE_SEARCH.parse(params)
+    image = load_uploaded(engine, wanted.image_id)
+    query = SearchQuery(category=wanted.category, offset=wanted.page_no, limit=PAGE_SIZE)
+    results = search_picture(engine, image, query, wanted.region)
+    return ok(page_search_data(results, wanted.page_no, base_url(request), image.size))

@@ -1,9 +1,8 @@
-"""The vector index protocol.
+"""What the searcher needs from a vector index, whichever engine holds the vectors.
 
-Ids are int64 image ids from the catalog; vectors are float32 rows, L2-normalised, so
-inner product is cosine similarity. `search` returns (scores, ids) of shape (n, k) with
-id -1 where fewer than k vectors exist. Removing an id that is not there does nothing.
-Callers serialise writes against searches (the searcher holds one lock).
+Two implementations: `EmbeddedIndex` (faiss in this process, a cache of the catalog's vectors
+kept in files) and `MilvusIndex` (a Milvus collection shared by every replica). Both are
+derived from the catalog's change log, which `sync` replays.
 """
 
 from __future__ import annotations
@@ -13,18 +12,30 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from tongkuan.domain.categories import Category
+from tongkuan.domain.spaces import SearchSpace
+
 
 class VectorIndex(Protocol):
-    """A mutable nearest-neighbour index over normalised float32 vectors."""
+    """Nearest pictures by inner product on unit vectors. Callers lock around use."""
 
-    dim: int
+    max_k: int  # the deepest search the engine answers
+    filters: bool  # whether `search` honours `category` itself
+    space: SearchSpace  # the map from the catalog's vectors to the index's (queries go through it too)
 
-    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None: ...
+    def sync(self) -> int:
+        """Apply the catalog changes not applied yet; return how many."""
+        ...
 
-    def remove(self, ids: NDArray[np.int64]) -> None: ...
-
-    def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]: ...
+    def search(
+        self, queries: NDArray[np.float32], k: int, category: Category | None = None
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Scores and ids of the `k` nearest pictures per query, padded with id -1. With
+        `category`, an index that stores categories answers only from it; one that does not
+        may return others, which the caller filters."""
+        ...
 
     def count(self) -> int: ...
-
+    def finish_rebuild(self) -> None: ...
     def save(self) -> None: ...
+    def close(self) -> None: ...

@@ -4,7 +4,7 @@ Flat is exact and cheap for small catalogs but scans every vector (about 55 ms p
 at 100k x 1280 on one core); HNSW answers in well under a millisecond at that size with
 recall@10 around 0.97. `hnsw-sq8` stores the vectors as 8-bit codes (1,280 bytes instead
 of 5,120) with the same recall; its quantiser is trained on catalog vectors, so the owner
-builds it once the catalog is big enough (see `IndexSync`). HNSW graphs cannot drop nodes,
+builds it once the catalog is big enough (see `EmbeddedIndex`). HNSW graphs cannot drop nodes,
 so removals are tombstones that searches skip (an `IDSelector`), and the owner rebuilds
 the index once too many pile up. Ids are immutable catalog image ids: adding an id that is
 already present does nothing.
@@ -13,7 +13,6 @@ already present does nothing.
 from __future__ import annotations
 
 import os
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +20,13 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
+from tongkuan.domain.indexes import IndexKind
 from tongkuan.errors import DimensionMismatch
 
 # faiss >= 1.15 switches to BLAS only for large query batches unless told otherwise.
 faiss.cvar.distance_compute_blas_threshold = 20
 
 REBUILD_SHARE = 0.2  # rebuild an HNSW index when this share of its nodes are tombstones
-
-
-class IndexKind(StrEnum):
-    """Which faiss structure holds the vectors."""
-
-    FLAT = "flat"
-    HNSW = "hnsw"
-    HNSW_SQ8 = "hnsw-sq8"
-
-    @property
-    def needs_training(self) -> bool:
-        return self is IndexKind.HNSW_SQ8
 
 
 _KIND_OF_CLASS = {"IndexFlatIP": IndexKind.FLAT, "IndexHNSWFlat": IndexKind.HNSW, "IndexHNSWSQ": IndexKind.HNSW_SQ8}

@@ -35,10 +35,10 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 from numpy.typing import NDArray
 
-from tongkuan.catalog.store import Catalog, ChangeKind
+from tongkuan.domain.categories import Category
+from tongkuan.domain.changes import ChangeKind, IndexSource
+from tongkuan.domain.spaces import ModelSpace, SearchSpace
 from tongkuan.errors import StoreUnavailable
-from tongkuan.vision.categories import Category
-from tongkuan.vision.whitening import ModelSpace, SearchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class MilvusIndex:
 
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: IndexSource,
         url: str,
         ef_search: int = 128,
         hnsw_m: int = 32,

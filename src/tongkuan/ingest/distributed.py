@@ -7,9 +7,10 @@ takes a GPU where the cluster has one). The vector index (Milvus) replays the ca
 change log, so it is written by the same commit. A rerun after a crash skips what is done:
 a product whose pictures are stored with the same content is not embedded again.
 
-Every worker opens the stores from the same `Settings`, so the catalog and the picture
-folder must be shared (PostgreSQL and a network file system): this is for the server
-backends. Ray costs a few seconds per job, so small ingests stay in process.
+Every worker builds its ingester with the factory it is given (the engine's builders, from
+the driver's settings), so the catalog and the picture folder must be shared (PostgreSQL and
+a network file system): this is for the server backends. Ray costs a few seconds per job, so
+small ingests stay in process.
 """
 
 from __future__ import annotations
@@ -18,12 +19,9 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from tongkuan.config import Settings
-from tongkuan.errors import ConfigError
 from tongkuan.ingest.ingester import Failure, Fetched, Ingester, IngestReport
 from tongkuan.ingest.readers import SourceRecord
 
@@ -34,31 +32,11 @@ EMBED_BATCH = 32  # records per actor call (and per catalog transaction)
 MAX_BLOCKS = 2_000  # enough to spread over a cluster, few enough for Ray's scheduler
 
 
-def _ingester(settings: Settings) -> Ingester:
-    """An ingester over the configured stores, built inside a Ray worker."""
-    from tongkuan.engine import fetcher_for, open_catalog
-    from tongkuan.images.store import ImageStore
-    from tongkuan.vision.encoder import OnnxEncoder
-    from tongkuan.vision.pipeline import Vision
-    from tongkuan.vision.registry import resolve_model
-
-    assert settings.model is not None  # the driver resolves it
-    spec = resolve_model(settings.model, Path(settings.data_dir))
-    return Ingester(
-        Vision(OnnxEncoder(spec, threads=settings.threads)),
-        open_catalog(settings, settings.model, spec.dim),
-        ImageStore(settings.images_root),
-        fetcher_for(settings),
-        settings.max_pixels,
-        batch_size=16,
-    )
-
-
 class _Reader:
     """Stage 1: check records and download their pictures."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.ingester = _ingester(settings)
+    def __init__(self, make_ingester: Callable[[], Ingester]) -> None:
+        self.ingester = make_ingester()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         fetched = [self.ingester.fetch(pickle.loads(raw)) for raw in batch["record"]]
@@ -68,8 +46,8 @@ class _Reader:
 class _EmbedWriter:
     """Stage 2: decode, embed what changed, write each batch in one transaction."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.ingester = _ingester(settings)
+    def __init__(self, make_ingester: Callable[[], Ingester]) -> None:
+        self.ingester = make_ingester()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         report = IngestReport()
@@ -87,17 +65,16 @@ class _EmbedWriter:
 
 
 def ingest_with_ray(
-    settings: Settings,
+    make_ingester: Callable[[], Ingester],
     records: Iterable[SourceRecord],
     address: str,
     actors: int = 1,
     ray_options: dict[str, Any] | None = None,
 ) -> IngestReport:
-    """Ingest `records` on the Ray cluster at `address` ("local" starts one on this machine)."""
-    if not settings.catalog_url:
-        raise ConfigError("distributed ingestion writes to a shared catalog: set TONGKUAN_CATALOG_URL")
-    if settings.model is None:
-        raise ConfigError("distributed ingestion needs the model named (TONGKUAN_MODEL or --model)")
+    """Ingest `records` on the Ray cluster at `address` ("local" starts one on this machine).
+
+    Every worker calls `make_ingester` (picklable: a module-level function or a partial of
+    one) to open its own model and stores, which must therefore be shared ones."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address == "local":
         # A cluster of this machine alone stays on 127.0.0.1: Ray would otherwise advertise the
@@ -120,11 +97,11 @@ def ingest_with_ray(
         blocks = min(MAX_BLOCKS, max(1, len(rows) // READ_BATCH))
         source = ray.data.from_items(rows, override_num_blocks=blocks)
         fetched = source.map_batches(
-            _Reader, fn_constructor_args=(settings,), batch_size=READ_BATCH, concurrency=(1, max(1, actors))
+            _Reader, fn_constructor_args=(make_ingester,), batch_size=READ_BATCH, concurrency=(1, max(1, actors))
         )
         written = fetched.map_batches(
             _EmbedWriter,
-            fn_constructor_args=(settings,),
+            fn_constructor_args=(make_ingester,),
             batch_size=EMBED_BATCH,
             concurrency=(1, max(1, actors)),  # an autoscaling pool: small ingests start one actor
             num_gpus=gpus,

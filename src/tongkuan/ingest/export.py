@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tongkuan.catalog.store import Catalog
+from tongkuan.catalog.store import ProductReader
 from tongkuan.errors import ProductNotFound
 from tongkuan.ingest.records import to_record
 
 PAGE = 500
 
 
-def export_records(catalog: Catalog, stored_picture: Callable[[str], str]) -> Iterator[dict[str, Any]]:
+def export_records(catalog: ProductReader, stored_picture: Callable[[str], str]) -> Iterator[dict[str, Any]]:
     """Every product as a record with its pictures, in itemId order.
 
     A predicted category is left out, a named one kept. Pictures kept by URL are written

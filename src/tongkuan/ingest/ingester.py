@@ -22,15 +22,15 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from tongkuan.catalog.product import Product
-from tongkuan.catalog.store import Catalog, NewImage
+from tongkuan.catalog.store import ProductStore
+from tongkuan.domain.categories import CATEGORIES
+from tongkuan.domain.products import NewImage, Product
 from tongkuan.errors import ImageError, ProductNotFound
 from tongkuan.images.decode import content_hash, decode_image
 from tongkuan.images.fetch import Fetcher
 from tongkuan.images.store import ImageStore
 from tongkuan.ingest.readers import SourceRecord
 from tongkuan.ingest.records import RecordError, to_product
-from tongkuan.vision.categories import CATEGORIES
 from tongkuan.vision.pipeline import Vision
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class Ingester:
     def __init__(
         self,
         vision: Vision,
-        catalog: Catalog,
+        catalog: ProductStore,
         images: ImageStore,
         fetcher: Fetcher,
         max_pixels: int,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tongkuan.catalog.product import Product
-from tongkuan.vision.categories import Category
+from tongkuan.domain.categories import Category
+from tongkuan.domain.products import Product
 
 MAX_ITEM_ID = 128
 MAX_CUSTOM_CONTENT = 4096

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from tongkuan.vision.detect import Box
+from tongkuan.domain.boxes import Box
 
 Array = NDArray[Any]  # counts and shares
 

@@ -8,8 +8,10 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from tongkuan.vision.categories import CATEGORIES, imagenet_projection, softmax
-from tongkuan.vision.detect import Box, detect_regions
+from tongkuan.domain.boxes import Box
+from tongkuan.domain.categories import CATEGORIES
+from tongkuan.vision.classify import imagenet_projection, softmax
+from tongkuan.vision.detect import detect_regions
 from tongkuan.vision.encoder import OnnxEncoder
 from tongkuan.vision.insets import find_inset
 

@@ -26,15 +26,12 @@ import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from tongkuan.errors import CannotLearn
 from tongkuan.vision.encoder import l2_normalise
-
-if TYPE_CHECKING:
-    from tongkuan.catalog.store import Catalog
 
 Matrix = NDArray[np.float32]
 
@@ -43,40 +40,6 @@ Matrix = NDArray[np.float32]
 DEFAULT_DIMS = 256
 DEFAULT_SHRINKAGE = 0.1
 MIN_PRODUCTS = 20  # products with two or more pictures needed to learn anything
-META_KEY = "whitening"
-MAX_PICTURES = 200_000  # learned from at most this many pictures (an even sample of products)
-_PAGE = 500
-
-
-class CannotLearn(ValueError):
-    """Too little in the catalog to learn from, or settings out of range."""
-
-
-class SearchSpace(Protocol):
-    """How stored vectors and queries are mapped before the vector index sees them."""
-
-    @property
-    def dim(self) -> int:
-        """Dimension of the mapped vectors."""
-        ...
-
-    @property
-    def key(self) -> str:
-        """Names the space in index folder and collection names ("" for the model's own)."""
-        ...
-
-    def __call__(self, vectors: Matrix) -> Matrix: ...
-
-
-@dataclass(frozen=True)
-class ModelSpace:
-    """The model's own embeddings, unchanged."""
-
-    dim: int
-    key: str = ""
-
-    def __call__(self, vectors: Matrix) -> Matrix:
-        return vectors
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,38 +167,3 @@ def learn_whitening(
     sums = ScatterSums(vectors.shape[1])
     sums.add(vectors[labels == label] for label in np.unique(labels))
     return sums.learn(model, dims, shrinkage)
-
-
-def learn_from_catalog(
-    catalog: Catalog,
-    dims: int | None = None,
-    shrinkage: float = DEFAULT_SHRINKAGE,
-    max_pictures: int = MAX_PICTURES,
-) -> Whitening:
-    """Learn from the catalog's stored vectors: every product, or an even sample of products
-    when the catalog holds more than `max_pictures` pictures."""
-    _, pictures = catalog.count()
-    step = max(1, -(-pictures // max_pictures))
-    sums = ScatterSums(catalog.dim)
-    after: str | None = None
-    seen = 0
-    while page := catalog.products(after, _PAGE):
-        after = page[-1].item_id
-        chosen = [p.item_id for i, p in enumerate(page, start=seen) if i % step == 0]
-        seen += len(page)
-        sums.add(vectors for _, vectors in catalog.pictures_with_vectors(chosen).values())
-    return sums.learn(catalog.model, dims, shrinkage)
-
-
-def stored_whitening(catalog: Catalog) -> Whitening | None:
-    """The whitening the catalog holds for its model, if any."""
-    text = catalog.learned(META_KEY)
-    if text is None:
-        return None
-    whitening = Whitening.from_text(text)
-    return whitening if whitening.model == catalog.model and len(whitening.mean) == catalog.dim else None
-
-
-def search_space(catalog: Catalog) -> SearchSpace:
-    """The space searches run in: the stored whitening, else the model's own."""
-    return stored_whitening(catalog) or ModelSpace(catalog.dim)

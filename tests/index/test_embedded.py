@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tongkuan.catalog.product import Product
-from tongkuan.catalog.sqlite import NewImage, SqliteCatalog
-from tongkuan.index import sync as sync_module
-from tongkuan.index.faiss import IndexKind
-from tongkuan.index.sync import IndexSync
+from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.domain.indexes import IndexKind
+from tongkuan.domain.products import NewImage, Product
+from tongkuan.index import embedded as sync_module
+from tongkuan.index.embedded import EmbeddedIndex
 
 DIM = 16
 
@@ -31,32 +31,32 @@ def test_a_trained_index_starts_exact_and_switches_once_the_catalog_is_big_enoug
     monkeypatch.setattr(sync_module, "TRAIN_AT", 300)
     catalog = SqliteCatalog(tmp_path / "catalog.db", "m", DIM)
     add_products(catalog, 0, 100)
-    index = IndexSync(catalog, tmp_path / "index", IndexKind.HNSW_SQ8)
-    assert index.index.kind is IndexKind.FLAT and index.count() == 100
+    index = EmbeddedIndex(catalog, tmp_path / "index", IndexKind.HNSW_SQ8)
+    assert index.faiss.kind is IndexKind.FLAT and index.count() == 100
     add_products(catalog, 100, 250)
     catalog.delete("p3")
     index.sync()  # starts the trained build in the background; the exact index keeps serving
-    assert index.index.kind is IndexKind.FLAT and index.count() == 349
+    assert index.faiss.kind is IndexKind.FLAT and index.count() == 349
     add_products(catalog, 350, 5)  # written while the build runs: replayed at the swap
     index.finish_rebuild()
-    assert index.index.kind is IndexKind.HNSW_SQ8 and index.count() == 354
+    assert index.faiss.kind is IndexKind.HNSW_SQ8 and index.count() == 354
     probe = catalog.vectors([11])[1]  # product p10 holds vector id 11 (ids count from 1)
     _, ids = index.search(probe, 349)
     assert ids[0][0] == 11 and 4 not in ids[0].tolist()  # p3 (vector 4) was deleted
     index.save()
 
-    reopened = IndexSync(catalog, tmp_path / "index", IndexKind.HNSW_SQ8)
-    assert reopened.index.kind is IndexKind.HNSW_SQ8 and reopened.count() == 354
+    reopened = EmbeddedIndex(catalog, tmp_path / "index", IndexKind.HNSW_SQ8)
+    assert reopened.faiss.kind is IndexKind.HNSW_SQ8 and reopened.count() == 354
 
 
 def test_changes_made_after_the_saved_file_are_replayed_on_open(tmp_path: Path) -> None:
     catalog = SqliteCatalog(tmp_path / "catalog.db", "m", DIM)
     add_products(catalog, 0, 50)
-    index = IndexSync(catalog, tmp_path / "index", IndexKind.HNSW)
+    index = EmbeddedIndex(catalog, tmp_path / "index", IndexKind.HNSW)
     index.save()
     add_products(catalog, 50, 10)
     catalog.delete("p0")
-    reopened = IndexSync(catalog, tmp_path / "index", IndexKind.HNSW)
+    reopened = EmbeddedIndex(catalog, tmp_path / "index", IndexKind.HNSW)
     assert reopened.count() == 59
     assert len(list((tmp_path / "index").glob("index-*.faiss"))) == 1
 
@@ -64,6 +64,6 @@ def test_changes_made_after_the_saved_file_are_replayed_on_open(tmp_path: Path) 
 def test_switching_the_configured_kind_rebuilds_from_the_catalog(tmp_path: Path) -> None:
     catalog = SqliteCatalog(tmp_path / "catalog.db", "m", DIM)
     add_products(catalog, 0, 40)
-    IndexSync(catalog, tmp_path / "index", IndexKind.HNSW).save()
-    exact = IndexSync(catalog, tmp_path / "index", IndexKind.FLAT)
-    assert exact.index.kind is IndexKind.FLAT and exact.count() == 40
+    EmbeddedIndex(catalog, tmp_path / "index", IndexKind.HNSW).save()
+    exact = EmbeddedIndex(catalog, tmp_path / "index", IndexKind.FLAT)
+    assert exact.faiss.kind is IndexKind.FLAT and exact.count() == 40

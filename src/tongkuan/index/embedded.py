@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from tongkuan.catalog.store import Catalog, ChangeKind
-from tongkuan.index.faiss import FaissIndex, IndexKind
-from tongkuan.vision.categories import Category
-from tongkuan.vision.whitening import ModelSpace, SearchSpace
+from tongkuan.domain.categories import Category
+from tongkuan.domain.changes import ChangeKind, IndexSource
+from tongkuan.domain.indexes import IndexKind
+from tongkuan.domain.spaces import ModelSpace, SearchSpace
+from tongkuan.index.faiss import FaissIndex
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ TRAIN_AT = 10_000
 _TRAIN_SAMPLE = 100_000
 
 
-class IndexSync:
+class EmbeddedIndex:
     """A `FaissIndex` plus the change-log position it reflects. Not thread-safe: callers lock."""
 
     max_k = 1 << 62  # faiss searches as deep as asked
@@ -40,7 +41,7 @@ class IndexSync:
 
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: IndexSource,
         folder: Path,
         kind: IndexKind = IndexKind.HNSW_SQ8,
         ef_search: int = 128,
@@ -56,7 +57,7 @@ class IndexSync:
         self._rebuilding: threading.Thread | None = None
         self._rebuilt: tuple[int, FaissIndex] | None = None
         folder.mkdir(parents=True, exist_ok=True)
-        self.applied, self.index = self._load()
+        self.applied, self.faiss = self._load()
         self.sync()
 
     def _new(self, path: Path | None = None, training: NDArray[np.float32] | None = None) -> FaissIndex:
@@ -95,7 +96,7 @@ class IndexSync:
         and replays what changed meanwhile.
         """
         if self._rebuilt is not None:
-            self.applied, self.index = self._rebuilt
+            self.applied, self.faiss = self._rebuilt
             self._rebuilt = None
         changes = self.catalog.changes_since(self.applied)
         if not changes:
@@ -104,14 +105,14 @@ class IndexSync:
         for change in changes:
             if change.kind is not ChangeKind.RETAGGED:  # faiss holds no categories
                 final[change.vector_id] = change.added
-        self.index.remove(np.fromiter((v for v, added in final.items() if not added), dtype=np.int64))
+        self.faiss.remove(np.fromiter((v for v, added in final.items() if not added), dtype=np.int64))
         added = [v for v, was_added in final.items() if was_added]
         for start in range(0, len(added), _REBUILD_CHUNK):
             ids, vectors = self.catalog.vectors(added[start : start + _REBUILD_CHUNK])
-            self.index.add(ids, self.space(vectors))
+            self.faiss.add(ids, self.space(vectors))
         self.applied = changes[-1].seq
-        untrained = self.kind.needs_training and self.index.kind is IndexKind.FLAT
-        if self.index.needs_rebuild() or (untrained and self.index.count() >= TRAIN_AT):
+        untrained = self.kind.needs_training and self.faiss.kind is IndexKind.FLAT
+        if self.faiss.needs_rebuild() or (untrained and self.faiss.count() >= TRAIN_AT):
             self._start_rebuild()
         return len(changes)
 
@@ -154,19 +155,19 @@ class IndexSync:
         self, queries: NDArray[np.float32], k: int, category: Category | None = None
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """The nearest pictures; `category` is ignored (faiss holds none: the caller filters)."""
-        return self.index.search(queries, k)
+        return self.faiss.search(queries, k)
 
     def close(self) -> None:
         """Nothing held open: the index lives in memory and `save` writes it."""
 
     def count(self) -> int:
-        return self.index.count()
+        return self.faiss.count()
 
     def save(self) -> None:
         """Persist the index as of `applied` and drop older files."""
-        self.index.path = self.folder / f"index-{self.applied}.faiss"
-        if not self.index.path.exists():
-            self.index.save()
+        self.faiss.path = self.folder / f"index-{self.applied}.faiss"
+        if not self.faiss.path.exists():
+            self.faiss.save()
         for path in self.folder.iterdir():
             if (m := _FILE.match(path.name)) and int(m.group(1)) != self.applied:
                 path.unlink(missing_ok=True)

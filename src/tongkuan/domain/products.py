@@ -1,11 +1,16 @@
-"""Product records: every field a V2 search hit needs, in Python names and types."""
+"""Products and their pictures as the catalog holds them, in Python names and types (the API
+edge spells them DAJI's way), with the conditions and orders searches take."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 
-from tongkuan.vision.categories import Category
+import numpy as np
+from numpy.typing import NDArray
+
+from tongkuan.domain.categories import Category
 
 
 @dataclass(frozen=True)
@@ -66,3 +71,35 @@ class ProductFilter:
             and (self.shop_title is None or product.shop_title.casefold() == self.shop_title.casefold())
             and (self.location is None or self.location in product.provcity)
         )
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An image to store with its product: content hash, where it is served from, its vector,
+    and its name within the product (its position when empty)."""
+
+    content_hash: str
+    location: str
+    vector: NDArray[np.float32]
+    name: str = ""
+
+
+class SortOrder(StrEnum):
+    """How keyword results are ordered."""
+
+    RELEVANCE = "default"
+    PRICE_ASC = "price_asc"
+    PRICE_DESC = "price_desc"
+    SALES_DESC = "sales_desc"
+
+
+@dataclass(frozen=True)
+class Shop:
+    """A shop found by name, with its item count and total sales in this catalog."""
+
+    shop_title: str
+    seller_id: str
+    provcity: str
+    user_type: int
+    items: int
+    volume: int

@@ -1,4 +1,4 @@
-"""The 14 API categories, the ImageNet prior mapped onto them, and the neighbour vote.
+"""Category prediction: the ImageNet prior mapped onto the 14 categories, and the neighbour vote.
 
 Category scores come from two sources, fused as Pailitao does: the backbone's ImageNet
 classifier (each of its 1000 classes mapped onto one API category, everything unmapped is
@@ -9,53 +9,11 @@ the operator knows. With an empty catalog only the prior speaks.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from enum import IntEnum
 
 import numpy as np
 from numpy.typing import NDArray
 
-
-class Category(IntEnum):
-    """The category codes of Taobao Image Search V2.0."""
-
-    TOPS = 0
-    DRESSES = 1
-    BOTTOMS = 2
-    BAGS = 3
-    SHOES = 4
-    ACCESSORIES = 5
-    SNACKS = 6
-    BEAUTY = 7
-    BOTTLED_BEVERAGES = 8
-    FURNITURE = 9
-    TOYS = 20
-    UNDERWEAR = 21
-    DIGITAL = 22
-    OTHER = 88888888
-
-
-CATEGORIES: tuple[Category, ...] = tuple(Category)
-CATEGORY_POSITION = {c: i for i, c in enumerate(CATEGORIES)}
-
-# English names as used by the API documentation and by data sets' `service_category`.
-CATEGORY_NAMES: dict[Category, str] = {
-    Category.TOPS: "tops",
-    Category.DRESSES: "dresses",
-    Category.BOTTOMS: "bottoms",
-    Category.BAGS: "bags",
-    Category.SHOES: "shoes",
-    Category.ACCESSORIES: "accessories",
-    Category.SNACKS: "snacks",
-    Category.BEAUTY: "beauty products",
-    Category.BOTTLED_BEVERAGES: "bottled beverages",
-    Category.FURNITURE: "furniture",
-    Category.TOYS: "toys",
-    Category.UNDERWEAR: "underwear",
-    Category.DIGITAL: "digital devices",
-    Category.OTHER: "other",
-}
-CATEGORY_BY_NAME = {name: cat for cat, name in CATEGORY_NAMES.items()}
+from tongkuan.domain.categories import CATEGORIES, CATEGORY_POSITION, Category, CategoryScore
 
 # ImageNet-1k class indices per category (hand-made from the class names); the rest is OTHER.
 _IMAGENET: dict[Category, tuple[int, ...]] = {
@@ -178,14 +136,6 @@ def neighbour_vote(
         votes[CATEGORY_POSITION[cat]] += np.exp((sim - top) / temperature)
     out: NDArray[np.float32] = (votes / votes.sum()).astype(np.float32)
     return out
-
-
-@dataclass(frozen=True)
-class CategoryScore:
-    """One category and its probability."""
-
-    category: Category
-    score: float
 
 
 def fuse(prior: NDArray[np.float32], vote: NDArray[np.float32] | None, prior_weight: float) -> NDArray[np.float32]:

@@ -1,0 +1,1 @@
+"""Adapting search to one catalog: what is learned from its own products, and stored with it."""

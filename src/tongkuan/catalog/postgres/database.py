@@ -1,0 +1,232 @@
+"""The server catalog's database: its schema and numbered migrations, the connection pool,
+write transactions, read snapshots and cross-process locks.
+
+Every table lives in the schema `tongkuan`, apart from other applications' tables. Schema
+changes are numbered migrations applied once, in order, under a lock, and recorded in
+`tongkuan.schema_migrations`; connections come from a `psycopg_pool` pool. Writers take one
+advisory lock per transaction, so change-log sequence numbers are handed out in commit
+order. Every store module (`products`, `writer`, ...) builds on `PostgresDatabase`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from tongkuan.catalog import common
+from tongkuan.errors import InvalidValue, StoreUnavailable
+
+MIGRATIONS: list[str] = [
+    # 1: the catalog
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE items (
+        item_id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        reserve_price NUMERIC NOT NULL,
+        final_price NUMERIC,
+        shop_title TEXT NOT NULL,
+        seller_id TEXT NOT NULL,
+        provcity TEXT NOT NULL,
+        user_type INTEGER NOT NULL,
+        volume BIGINT NOT NULL,
+        category_name TEXT NOT NULL,
+        level_one_category_name TEXT NOT NULL,
+        coupon_amount BIGINT,
+        coupon_start_fee TEXT,
+        url TEXT NOT NULL,
+        category_id INTEGER,
+        category_predicted BOOLEAN NOT NULL DEFAULT FALSE,
+        extra TEXT NOT NULL DEFAULT '{}',
+        title_words TSVECTOR NOT NULL,
+        shop_words TSVECTOR NOT NULL
+    );
+    CREATE INDEX items_category ON items (category_id);
+    CREATE INDEX items_shop ON items (lower(shop_title));
+    CREATE INDEX items_volume ON items (volume DESC, item_id);
+    CREATE INDEX items_title_words ON items USING GIN (title_words);
+    CREATE INDEX items_shop_words ON items USING GIN (shop_words);
+    CREATE TABLE images (
+        vector_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        item_id TEXT NOT NULL REFERENCES items (item_id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        location TEXT NOT NULL,
+        vector BYTEA NOT NULL,
+        UNIQUE (item_id, name)
+    );
+    CREATE INDEX images_item ON images (item_id, position);
+    CREATE TABLE changes (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        vector_id BIGINT NOT NULL,
+        kind SMALLINT NOT NULL
+    );
+    """,
+    # 2: product and picture counts kept by the writers (COUNT(*) scans the table: ~1 s at
+    # 10M pictures, and every search asks how many pictures there are)
+    """
+    INSERT INTO meta (key, value) SELECT 'products', COUNT(*)::text FROM items ON CONFLICT (key) DO NOTHING;
+    INSERT INTO meta (key, value) SELECT 'pictures', COUNT(*)::text FROM images ON CONFLICT (key) DO NOTHING;
+    """,
+]
+
+SCHEMA = "tongkuan"  # every table lives here, apart from other applications' tables
+_CONNECTION: dict[str, Any] = {"autocommit": True, "options": f"-c search_path={SCHEMA}", "connect_timeout": 10}
+_MIGRATION_LOCK = 0x746B6D67  # "tkmg": one process migrates at a time
+_WRITE_LOCK = 0x746B7772  # "tkwr": writers commit one at a time, so change seqs commit in order
+
+
+def migrate(pool: ConnectionPool[Any]) -> int:
+    """Apply the migrations this database lacks, in order, each in its own transaction."""
+    applied = 0
+    with pool.connection() as db:
+        db.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            done = {int(r[0]) for r in db.execute("SELECT version FROM schema_migrations").fetchall()}
+            for version, script in enumerate(MIGRATIONS, start=1):
+                if version in done:
+                    continue
+                with db.transaction():
+                    db.execute(script)
+                    db.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                applied += 1
+        finally:
+            db.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied
+
+
+@contextmanager
+def values_checked() -> Iterator[None]:
+    """A value PostgreSQL refuses (NUL in text, an integer beyond 64 bits) is the caller's
+    error, as it would be on any store, not a server fault; a database that cannot be
+    reached is a temporary outage (503), not a bug (500)."""
+    try:
+        yield
+    except psycopg.DataError as exc:  # NumericValueOutOfRange, UntranslatableCharacter and kin
+        raise InvalidValue(f"the catalog cannot store this value: {exc}") from exc
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise StoreUnavailable(f"the catalog database cannot be reached ({type(exc).__name__})") from exc
+
+
+class PostgresDatabase:
+    """The catalog in the PostgreSQL database at `url` (a libpq URL or DSN), for vectors of
+    `model` (`dim` components each), through a pool of at most `pool_size` connections."""
+
+    def __init__(self, url: str, model: str, dim: int, pool_size: int = 8) -> None:
+        self.url = url
+        self.model = model
+        self.dim = dim
+        self._local = threading.local()
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs=_CONNECTION,
+            open=True,
+            name="tongkuan-catalog",
+            check=ConnectionPool.check_connection,  # a connection the server dropped is replaced, not used
+            timeout=5.0,  # a request waits this long for a connection before answering 503
+        )
+        try:
+            migrate(self._pool)
+            with self._write() as db:
+                self._check_model(db)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    @staticmethod
+    def stored_model(url: str) -> str | None:
+        """The model name a database's catalog was built with, or None for a new one."""
+        with psycopg.connect(url, **_CONNECTION) as db:
+            if db.execute(f"SELECT to_regclass('{SCHEMA}.meta')").fetchone() == (None,):
+                return None
+            row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        return None if row is None else str(json.loads(row[0])["model"])
+
+    def _check_model(self, db: psycopg.Connection[Any]) -> None:
+        row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        advice = "use another database for another model"
+        record = common.new_model_record(row and row[0], self.model, self.dim, "the catalog in this database", advice)
+        if record is not None:
+            db.execute("INSERT INTO meta VALUES ('model', %s)", (record,))
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Connection[Any]]:
+        """This thread's snapshot connection inside `snapshot()`, else a pooled one."""
+        pinned: psycopg.Connection[Any] | None = getattr(self._local, "db", None)
+        with values_checked():
+            if pinned is not None:
+                yield pinned
+                return
+            with self._pool.connection() as db:
+                yield db
+
+    def _rows(self, sql: str, args: Sequence[object] | dict[str, object] = ()) -> list[tuple[Any, ...]]:
+        """Every row a read returns."""
+        with self._read() as db:
+            return db.execute(sql, args).fetchall()
+
+    @contextmanager
+    def _write(self) -> Iterator[psycopg.Connection[Any]]:
+        """One write transaction, holding the write lock until it commits."""
+        with values_checked(), self._pool.connection() as db, db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+            yield db
+
+    def _set_meta(self, key: str, value: str) -> None:
+        """Store one metadata value, outside the writers' lock (it joins no change)."""
+        with values_checked(), self._pool.connection() as db:
+            db.execute(
+                "INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value)
+            )
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Pin one consistent read view for every read this thread makes inside the block."""
+        if getattr(self._local, "db", None) is not None:  # already pinned by an outer block
+            yield
+            return
+        with values_checked(), self._pool.connection() as db:
+            db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            self._local.db = db
+            try:
+                db.execute("SELECT 1").fetchall()  # take the snapshot now
+                yield
+            finally:
+                self._local.db = None
+                db.execute("COMMIT")
+
+    @contextmanager
+    def exclusive(self, name: str, wait_s: float | None = None) -> Iterator[bool]:
+        """A session advisory lock keyed by `name`, held on a connection of its own. With
+        `wait_s`, gives up after that long and yields False."""
+        with values_checked(), self._pool.connection() as db:
+
+            def lock() -> None:
+                db.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+
+            def try_lock() -> bool:
+                return bool(db.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()[0])  # type: ignore[index]
+
+            def unlock() -> None:
+                db.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+
+            with common.held(lock, try_lock, unlock, wait_s) as locked:
+                yield locked
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._pool.close()

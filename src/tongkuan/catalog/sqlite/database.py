@@ -1,0 +1,202 @@
+"""The embedded catalog's file: its schema and in-place upgrades, one connection per thread,
+write transactions, read snapshots and cross-process locks.
+
+SQLite is the source of truth. WAL mode lets readers run beside the one writer: writes take
+a process-wide lock and run as `BEGIN IMMEDIATE` transactions, and `snapshot()` pins a
+consistent read view. Every store module (`products`, `writer`, ...) builds on `SqliteDatabase`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tongkuan.catalog import common, keywords
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    reserve_price TEXT NOT NULL,
+    final_price TEXT,
+    shop_title TEXT NOT NULL,
+    seller_id TEXT NOT NULL,
+    provcity TEXT NOT NULL,
+    user_type INTEGER NOT NULL,
+    volume INTEGER NOT NULL,
+    category_name TEXT NOT NULL,
+    level_one_category_name TEXT NOT NULL,
+    coupon_amount INTEGER,
+    coupon_start_fee TEXT,
+    url TEXT NOT NULL,
+    category_id INTEGER,
+    category_predicted INTEGER NOT NULL DEFAULT 0,
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS images (
+    vector_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id TEXT NOT NULL REFERENCES items(item_id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    location TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_item ON images(item_id);
+CREATE INDEX IF NOT EXISTS items_category ON items(category_id);
+CREATE INDEX IF NOT EXISTS items_shop ON items(shop_title);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    vector_id INTEGER NOT NULL,
+    added INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS item_words USING fts5(title, shop, tokenize = 'unicode61');
+"""
+# item_words holds keywords.document() of each item's title and shop, with rowid = items.rowid.
+KEYWORDS_VERSION = "1"
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a catalog written by an older version up to this schema, in place."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(images)")}
+    if "name" not in columns:
+        db.execute("ALTER TABLE images ADD COLUMN name TEXT")
+        db.execute("UPDATE images SET name = CAST(position AS TEXT)")
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS images_name ON images(item_id, name)")
+    row = db.execute("SELECT value FROM meta WHERE key = 'keywords'").fetchone()
+    if row is None or row[0] != KEYWORDS_VERSION:
+        db.execute("DELETE FROM item_words")
+        rows = db.execute("SELECT rowid, title, shop_title FROM items").fetchall()
+        db.executemany(
+            "INSERT INTO item_words (rowid, title, shop) VALUES (?, ?, ?)",
+            [(r, keywords.document(t), keywords.document(shop)) for r, t, shop in rows],
+        )
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('keywords', ?)", (KEYWORDS_VERSION,))
+
+
+class SqliteDatabase:
+    """The catalog file at `path`, for vectors of `model` (`dim` components each). Safe to
+    share between threads and processes."""
+
+    def __init__(self, path: Path, model: str, dim: int) -> None:
+        self.path = path
+        self.model = model
+        self.dim = dim
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db.executescript(SCHEMA)  # idempotent; executescript manages its own transaction
+        with self._write() as db:
+            self._check_model(db)
+            migrate(db)
+
+    @staticmethod
+    def stored_model(path: Path) -> str | None:
+        """The model name a catalog file was built with, or None for a new catalog."""
+        stored = SqliteDatabase.stored_spec(path)
+        return None if stored is None else stored[0]
+
+    @staticmethod
+    def stored_spec(path: Path) -> tuple[str, int] | None:
+        """The model name and vector dimension a catalog file was built with, or None."""
+        if not path.exists():
+            return None
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        except sqlite3.OperationalError:
+            return None
+        finally:
+            db.close()
+        if row is None:
+            return None
+        meta = json.loads(row[0])
+        return str(meta["model"]), int(meta["dim"])
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._connect()
+            self._local.db = db
+        return db
+
+    def _rows_in(self, sql: str, values: Sequence[object]) -> list[Any]:
+        """The rows `sql` returns for all of `values`, passed as parameters where it says
+        `{values}`, 500 at a time (SQLite limits how many parameters one statement takes)."""
+        rows: list[Any] = []
+        for chunk in common.chunks(list(values), 500):
+            rows += self._db.execute(sql.format(values=",".join("?" * len(chunk))), chunk).fetchall()
+        return rows
+
+    def _check_model(self, db: sqlite3.Connection) -> None:
+        row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        advice = "use a new data directory for another model"
+        record = common.new_model_record(row and row[0], self.model, self.dim, f"catalog {self.path}", advice)
+        if record is not None:
+            db.execute("INSERT INTO meta VALUES ('model', ?)", (record,))
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; writers in this process take turns, other processes wait."""
+        with self._write_lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Pin one consistent read view for every read this thread makes inside the block."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()  # start the read transaction now
+            yield
+        finally:
+            db.execute("COMMIT")
+
+    @contextmanager
+    def exclusive(self, name: str, wait_s: float | None = None) -> Iterator[bool]:
+        """A lock file beside the catalog, held across processes (and threads: one file each).
+        With `wait_s`, gives up after that long and yields False."""
+        lock_path = self.path.with_name(f"{self.path.name}.{name.replace(':', '-')}.lock")
+        with open(lock_path, "a+b") as handle:
+
+            def lock() -> None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+
+            def try_lock() -> bool:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+                return True
+
+            with common.held(lock, try_lock, lambda: fcntl.flock(handle, fcntl.LOCK_UN), wait_s) as locked:
+                yield locked
+
+    def close(self) -> None:
+        """Close this thread's connection (another call opens a new one)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None

@@ -1,0 +1,133 @@
+"""Builders: the one place that turns settings into the parts (model, catalog, pictures,
+fetcher, vector index, ingester). The engine, Ray workers and the command line all build
+their parts here, so a setting means the same wherever it is read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tongkuan.adapt.whitening import search_space
+from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.catalog.store import Catalog
+from tongkuan.config import DEFAULT_MODEL, Settings
+from tongkuan.domain.spaces import SearchSpace
+from tongkuan.images.fetch import Fetcher, FetchPolicy
+from tongkuan.images.store import ImageStore
+from tongkuan.index.base import VectorIndex
+from tongkuan.index.embedded import EmbeddedIndex
+from tongkuan.index.faiss import limit_threads
+from tongkuan.ingest.ingester import DEFAULT_BATCH_SIZE, Ingester
+from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
+from tongkuan.vision.pipeline import Vision
+from tongkuan.vision.registry import resolve_model
+
+
+def stored_model(settings: Settings) -> str | None:
+    """The model the configured catalog was built with (None for a new catalog)."""
+    if settings.catalog_url:
+        from tongkuan.catalog.postgres import PostgresCatalog  # psycopg: only for the server catalog
+
+        return PostgresCatalog.stored_model(settings.catalog_url)
+    return SqliteCatalog.stored_model(Path(settings.data_dir) / "catalog.db")
+
+
+def choose_model(settings: Settings) -> str:
+    """The model to open: the configured one, else the one the catalog was built with, else
+    the default. A model.json path is made absolute, so every process reads the same file."""
+    model = settings.model or stored_model(settings) or DEFAULT_MODEL
+    return str(Path(model).resolve()) if model.endswith(".json") else model
+
+
+def with_model(settings: Settings) -> Settings:
+    """`settings` with the model chosen once (for workers that must all open the same one)."""
+    return settings.model_copy(update={"model": choose_model(settings)})
+
+
+def open_model(settings: Settings, model: str) -> ModelSpec:
+    """The model's description, exporting a shipped model into the data directory on first use."""
+    return resolve_model(model, Path(settings.data_dir))
+
+
+def open_vision(settings: Settings, spec: ModelSpec) -> Vision:
+    """Detection, classification and embedding with the configured threads and inference slots."""
+    return Vision(OnnxEncoder(spec, threads=settings.threads, slots=settings.inference_slots))
+
+
+def open_catalog(settings: Settings, model: str, dim: int) -> Catalog:
+    """PostgreSQL when `catalog_url` is set, else the embedded SQLite file."""
+    if settings.catalog_url:
+        from tongkuan.catalog.postgres import PostgresCatalog
+
+        return PostgresCatalog(settings.catalog_url, model, dim, pool_size=settings.catalog_pool_size)
+    return SqliteCatalog(Path(settings.data_dir) / "catalog.db", model, dim)
+
+
+def open_images(settings: Settings) -> ImageStore:
+    """The picture store (catalog pictures and uploads)."""
+    return ImageStore(settings.images_root)
+
+
+def open_fetcher(settings: Settings) -> Fetcher:
+    """A picture fetcher with the configured limits and address rules."""
+    return Fetcher(
+        FetchPolicy(
+            connect_timeout=settings.fetch_connect_timeout,
+            total_timeout=settings.fetch_read_timeout,
+            max_bytes=settings.fetch_max_bytes,
+            max_redirects=settings.fetch_max_redirects,
+            allow_loopback=settings.allow_loopback_fetch,
+            allowed_hosts=settings.allowed_hosts,
+        )
+    )
+
+
+def index_folder(data_dir: Path, model_name: str, space: SearchSpace) -> Path:
+    """Where the embedded index of one model and search space keeps its files."""
+    return data_dir / "index" / (f"{model_name}-{space.key}" if space.key else model_name)
+
+
+def open_index(settings: Settings, catalog: Catalog, model_name: str, space: SearchSpace | None = None) -> VectorIndex:
+    """Milvus when `vectors_url` is set, else faiss with its cache files in the data directory;
+    either holds the catalog's vectors mapped into `space` (default: the catalog's own, a
+    learned whitening where it has one)."""
+    space = space or search_space(catalog)
+    if settings.vectors_url:
+        from tongkuan.index.milvus import MilvusIndex  # pymilvus: only for the server index
+
+        return MilvusIndex(
+            catalog,
+            settings.vectors_url,
+            ef_search=settings.hnsw_ef_search,
+            hnsw_m=settings.hnsw_m,
+            consistency=settings.milvus_consistency,
+            token=settings.milvus_token,
+            space=space,
+        )
+    limit_threads(1)  # ONNX Runtime owns the cores; one faiss query needs no OpenMP team
+    folder = index_folder(Path(settings.data_dir), model_name, space)
+    return EmbeddedIndex(catalog, folder, settings.index_kind, settings.hnsw_ef_search, settings.hnsw_m, space)
+
+
+def ingester_over(
+    settings: Settings,
+    vision: Vision,
+    catalog: Catalog,
+    images: ImageStore,
+    fetcher: Fetcher,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    file_root: Path | None = None,
+) -> Ingester:
+    """An ingester over parts already open; with `file_root`, local pictures must lie inside it."""
+    return Ingester(vision, catalog, images, fetcher, settings.max_pixels, batch_size, file_root=file_root)
+
+
+def build_ingester(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE) -> Ingester:
+    """An ingester over the configured stores, built from settings alone (a Ray worker calls
+    this with the driver's settings, the model already chosen by `with_model`)."""
+    model = choose_model(settings)
+    spec = open_model(settings, model)
+    catalog = open_catalog(settings, model, spec.dim)
+    return ingester_over(
+        settings, open_vision(settings, spec), catalog, open_images(settings), open_fetcher(settings), batch_size
+    )

@@ -1,0 +1,217 @@
+"""The engine: one data directory (or one set of shared stores) opened into catalog, index,
+models and searcher. The CLI and the HTTP app are two front doors onto the same `Engine`:
+they call its operations and never reach into the parts it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from tongkuan.config import Settings
+from tongkuan.domain.products import NewImage, Product, ProductFilter, Shop, SortOrder, StoredImage
+from tongkuan.engine.build import (
+    choose_model,
+    ingester_over,
+    open_catalog,
+    open_fetcher,
+    open_images,
+    open_index,
+    open_model,
+    open_vision,
+)
+from tongkuan.errors import CatalogConflict
+from tongkuan.images.decode import UPLOAD_FORMATS, content_hash, decode_image
+from tongkuan.ingest.export import export_records
+from tongkuan.ingest.ingester import DEFAULT_BATCH_SIZE, Ingester, IngestReport
+from tongkuan.ingest.jobs import ImportJobs
+from tongkuan.ingest.readers import SourceRecord
+from tongkuan.ingest.records import FIELDS, RecordError, to_product, to_record
+from tongkuan.search.searcher import Searcher, SearchOptions, SearchQuery, SearchResults
+
+logger = logging.getLogger(__name__)
+
+MAX_PICTURES = 64  # pictures one product may have
+
+ProductPictures = tuple[Product, list[StoredImage]]
+"""A product with all its pictures, in their order."""
+
+
+class Engine:
+    """Everything a data directory holds, opened for use. Close it to persist the index."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        data_dir = Path(settings.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        model = choose_model(settings)
+        spec = open_model(settings, model)
+        self.vision = open_vision(settings, spec)
+        self.catalog = open_catalog(settings, model, spec.dim)
+        self.images = open_images(settings)
+        self.fetcher = open_fetcher(settings)
+        self.vector_index = open_index(settings, self.catalog, spec.name)
+        # uploaded imports read pictures from URLs (or this store), never from the server's disk
+        self.imports = ImportJobs(data_dir / "imports", lambda: self.ingester(file_root=self.images.root))
+        self.searcher = Searcher(
+            self.vision,
+            self.catalog,
+            self.vector_index,
+            SearchOptions(
+                prior_weight=settings.category_prior_weight,
+                neighbours=settings.category_neighbours,
+                filter_predicted_category=settings.filter_predicted_category,
+                images_per_product=settings.images_per_product,
+                find_insets=settings.find_insets,
+            ),
+        )
+
+    def ingester(self, batch_size: int = DEFAULT_BATCH_SIZE, file_root: Path | None = None) -> Ingester:
+        """An ingester into this catalog; with `file_root`, local pictures must lie inside it."""
+        return ingester_over(self.settings, self.vision, self.catalog, self.images, self.fetcher, batch_size, file_root)
+
+    # Query pictures and searching
+
+    def search(self, image: Image.Image, query: SearchQuery) -> SearchResults:
+        """Rank catalog products for a query picture: the one search the routes and the CLI share."""
+        return self.searcher.search(image, query)
+
+    def decode(self, data: bytes) -> Image.Image:
+        """Pixels of a query picture within the configured pixel limit; raises `ImageError`."""
+        return decode_image(data, self.settings.max_pixels)
+
+    def fetch(self, url: str) -> bytes:
+        """A picture from the web, through the address guard and the size and time limits."""
+        return self.fetcher.fetch(url)
+
+    def stored_picture_path(self, name: str) -> Path:
+        """The file of a stored picture (an upload or a catalog picture); raises `ImageNotFound`."""
+        return self.images.path(name)
+
+    def uploaded_picture(self, image_id: str) -> bytes:
+        """A picture uploaded earlier, by its imageId; raises `ImageNotFound`."""
+        return self.images.find(image_id).read_bytes()
+
+    def keep_upload(self, data: bytes) -> str:
+        """Keep a query picture for later searches, once it decodes as JPG, PNG or WEBP (a bad
+        one is refused before it is kept); returns its stored name."""
+        decode_image(data, self.settings.max_pixels, UPLOAD_FORMATS)
+        return self.images.put(data)
+
+    # Reading the catalog
+
+    def counts(self) -> tuple[int, int]:
+        """How many products and pictures the catalog holds (for health checks)."""
+        return self.catalog.count()
+
+    def product_details(self, item_id: str) -> ProductPictures:
+        """A product and its pictures read in one snapshot, so they agree; raises `ProductNotFound`."""
+        with self.catalog.snapshot():
+            return self.catalog.get(item_id), self.catalog.images_of(item_id)
+
+    def products_page(self, after: str | None, limit: int) -> tuple[list[ProductPictures], str | None]:
+        """Up to `limit` products after itemId `after`, in itemId order, with their pictures, and
+        the cursor of the next page (None after the last)."""
+        products = self.catalog.products(after, limit)
+        next_cursor = products[-1].item_id if len(products) == limit else None
+        return [(p, self.catalog.images_of(p.item_id)) for p in products], next_cursor
+
+    def first_pictures(self, products: Sequence[Product]) -> dict[str, StoredImage]:
+        """Each product's first picture by itemId, for listings that show one."""
+        return self.catalog.first_images([p.item_id for p in products])
+
+    def keyword_page(
+        self, text: str, order: SortOrder, where: ProductFilter, offset: int, limit: int
+    ) -> tuple[list[Product], int]:
+        """One page of the products whose titles match `text`, and how many match in all."""
+        return self.catalog.keyword_search(text, order, where, offset, limit)
+
+    def shop_page(
+        self, text: str, offset: int, limit: int, top_items: int
+    ) -> tuple[list[tuple[Shop, list[Product]]], int]:
+        """One page of the shops whose names hold every word of `text`, each with its
+        `top_items` best sellers, and how many shops match in all."""
+        shops, total = self.catalog.shop_search(text, offset, limit)
+        return [(shop, self.catalog.shop_items(shop.shop_title, top_items)) for shop in shops], total
+
+    def export_records(self, stored_picture: Callable[[str], str]) -> Iterator[dict[str, Any]]:
+        """Every product as an ingest record; `stored_picture` turns a stored picture's name
+        into the URL or path a later import reads it from."""
+        return export_records(self.catalog, stored_picture)
+
+    # Changing the catalog
+
+    def keep_picture(self, data: bytes) -> str:
+        """Keep a catalog picture sent as bytes, once it decodes; returns the reference that
+        `put_product` reads it from."""
+        decode_image(data, self.settings.max_pixels)
+        return str(self.images.root / self.images.put(data))
+
+    def put_product(self, fields: Mapping[str, Any], pictures: list[str], names: list[str]) -> IngestReport:
+        """Add or replace a product (record fields with its itemId) with exactly these pictures
+        (http(s) URLs, or references from `keep_picture`), ingested like any import; a record
+        that cannot be stored is a failure in the report."""
+        record = SourceRecord("admin", dict(fields), pictures, self.images.root, names)
+        return self.ingester(file_root=self.images.root).ingest([record])
+
+    def update_product(self, item_id: str, changes: Mapping[str, Any]) -> Product:
+        """Change some record fields of a product in one transaction; its pictures, vectors and
+        (unless `categoryId` changes) category stay. Raises `RecordError` for a field that
+        cannot change or a value that breaks its rule, `ProductNotFound` for no such product."""
+        unknown = sorted(set(changes) - set(FIELDS))
+        if unknown:
+            raise RecordError(f"cannot change {', '.join(unknown)}; fields that can change: {', '.join(FIELDS)}")
+        return self.catalog.update(item_id, partial(_changed, changes=changes))
+
+    def add_picture(self, item_id: str, data: bytes, name: str, location: str | None = None) -> StoredImage:
+        """Add one picture to a product, or replace the one of the same name ("": the next free
+        name); `location` is its URL, else the bytes are kept in the picture store. A missing or
+        full product fails before any model work."""
+        self.catalog.get(item_id)
+        names = {picture.name for picture in self.catalog.images_of(item_id)}
+        if len(names) >= MAX_PICTURES and name not in names:
+            raise CatalogConflict(f"product {item_id!r} already has {MAX_PICTURES} pictures, the most it may have")
+        described = self.vision.describe([decode_image(data, self.settings.max_pixels)], crop=True)
+        stored_at = location or self.images.put(data)
+        return self.catalog.add_image(item_id, NewImage(content_hash(data), stored_at, described[0].embedding, name))
+
+    def delete_product(self, item_id: str) -> None:
+        """Remove a product and its vectors; raises `ProductNotFound`."""
+        self.catalog.delete(item_id)
+
+    def delete_picture(self, item_id: str, name: str) -> None:
+        """Remove one picture of a product and its vector; raises `PictureNotFound`."""
+        self.catalog.delete_image(item_id, name)
+
+    # Life cycle
+
+    def warm_up(self) -> None:
+        """Load the model now rather than on the first request."""
+        self.vision.encoder.load()
+
+    def close(self) -> None:
+        """Stop import jobs, bring the index up to date and persist it, so the next start is fast."""
+        self.imports.close()
+        with self.searcher.lock:
+            self.vector_index.finish_rebuild()
+            self.vector_index.save()
+        self.vector_index.close()
+        self.catalog.close()
+        self.fetcher.close()
+
+
+def _changed(old: Product, changes: Mapping[str, Any]) -> Product:
+    """`old` with record fields replaced; the category stays unless `categoryId` is changed,
+    and an emptied one stays too, marked as predicted."""
+    new, _ = to_product({**to_record(old), **changes})
+    if "categoryId" not in changes:
+        return replace(new, category=old.category, category_predicted=old.category_predicted)
+    if new.category is None:
+        return replace(new, category=old.category, category_predicted=True)
+    return new
