@@ -10,6 +10,9 @@ Works on any folder laid out like shared/data. The last line printed is a JSON s
 - category: top-1 and confusion matrix over the 14 categories on clothing photos and on
   fashion shots. Fused (classifier + vote of the 30 nearest catalog shots) against the
   classifier alone. The voting catalog is fashion shots disjoint from the queries.
+- small pictures: val photos and a catalog of five train photos per product, all shrunk to
+  120 px; the service's small-picture rule against cropping always, the whole picture, and
+  the naive stack (Lite0, whole picture, nearest picture).
 - subject detection: catalog shots pasted at known boxes into real shelf and clothing
   photos (seeded). Mean IoU of the main region as queries get it (a picture found inside
   the picture, else the activation map's subject), share with IoU >= 0.5, best of
@@ -24,6 +27,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,7 @@ from tests.utils.data import read_rows
 from tongkuan.domain.boxes import Box  # noqa: E402
 from tongkuan.domain.categories import CATEGORIES, CATEGORY_BY_NAME, CATEGORY_POSITION  # noqa: E402
 from tongkuan.domain.spaces import ModelSpace  # noqa: E402
+from tongkuan.vision import pipeline  # noqa: E402
 from tongkuan.vision.classify import fuse, neighbour_vote  # noqa: E402
 from tongkuan.vision.encoder import OnnxEncoder  # noqa: E402
 from tongkuan.vision.insets import find_inset  # noqa: E402
@@ -159,6 +164,53 @@ def same_product(vision: Vision, root: Path, limit: int | None) -> dict[str, obj
     return result
 
 
+def small_pictures(vision: Vision, root: Path, limit: int | None, cache: Path) -> dict[str, object]:
+    """Low-resolution pictures: grocery val photos shrunk to 120 px against a catalog of five
+    train photos per product, shrunk alike (small in-store crops). The service's rule (crop
+    only a subject at least half the model's input) against cropping always and the whole
+    picture, and the naive stack (Lite0, whole picture, nearest picture) in the same run."""
+    rows = read_rows(root / "grocery_store" / "labels.csv")
+    by_class: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        if r["split"] == "train":
+            by_class.setdefault(r["class_id"], []).append(r)
+    catalog_rows = [r for rs in by_class.values() for r in rs[:: max(1, len(rs) // 5)][:5]]
+    val_rows = [r for r in rows if r["split"] == "val"][:limit]
+
+    def shrunk(rs: list[dict[str, str]]) -> list[Image.Image]:
+        return [Image.open(root / "grocery_store" / r["path"]).convert("RGB").resize((120, 120)) for r in rs]
+
+    def labels(rs: list[dict[str, str]]) -> NDArray[np.int64]:
+        return np.array([int(r["class_id"]) for r in rs])
+
+    catalog_images, queries = shrunk(catalog_rows), shrunk(val_rows)
+
+    def run(model: Vision, crop: bool, per_product: int = 3) -> dict[str, float]:
+        def embed(images: list[Image.Image], insets: bool) -> NDArray[np.float32]:
+            described = []
+            for start in range(0, len(images), BATCH):
+                described += model.describe(images[start : start + BATCH], crop=crop, insets=insets and crop)
+            return matrix(described)
+
+        found = retrieval(
+            embed(queries, True), labels(val_rows), embed(catalog_images, False), labels(catalog_rows), per_product
+        )
+        return {k: v for k, v in found.items() if k in ("R@1", "R@5")}
+
+    result: dict[str, object] = {"queries": len(val_rows), "catalog_images": len(catalog_rows)}
+    result["service (default: crop only a subject >= half the input)"] = run(vision, True)
+    saved = pipeline.MIN_CROP_SHARE
+    pipeline.MIN_CROP_SHARE = 0.0
+    try:
+        result["crop always (before)"] = run(vision, True)
+    finally:
+        pipeline.MIN_CROP_SHARE = saved
+    result["whole picture"] = run(vision, False)
+    naive = Vision(OnnxEncoder(resolve_model("efficientnet-lite0", cache)))
+    result["naive: Lite0, whole picture, nearest picture"] = run(naive, False, per_product=1)
+    return result
+
+
 def category(vision: Vision, root: Path, limit: int | None) -> dict[str, object]:
     fashion = read_rows(root / "fashion_product_images_small" / "labels.csv")
     fashion = [r for r in fashion if r["service_category"] in CATEGORY_BY_NAME]
@@ -251,7 +303,13 @@ def main() -> None:
     vision = Vision(OnnxEncoder(resolve_model(args.model, args.model_cache)))
     started = time.perf_counter()
     summary: dict[str, object] = {"model": args.model}
-    for name, bench in (("same_product", same_product), ("category", category), ("detection", detection)):
+    benches: list[tuple[str, Callable[[Vision, Path, int | None], dict[str, object]]]] = [
+        ("same_product", same_product),
+        ("small_pictures", lambda v, root, limit: small_pictures(v, root, limit, args.model_cache)),
+        ("category", category),
+        ("detection", detection),
+    ]
+    for name, bench in benches:
         summary[name] = bench(vision, args.data, args.limit)
         print(f"{name}: {json.dumps(summary[name], ensure_ascii=False)}", file=sys.stderr)
     summary["seconds"] = round(time.perf_counter() - started, 1)

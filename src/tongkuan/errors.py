@@ -17,6 +17,7 @@
         CatalogConflict
         DimensionMismatch
         StoreUnavailable        a catalog or vector server that cannot be reached now
+          ModelSwitched         the catalog now holds another model's vectors
         InvalidValue            a value the store cannot hold
       IngestError
         JobNotFound
@@ -94,6 +95,11 @@ class PictureNotFound(StoreError):
 
 class StoreUnavailable(StoreError):
     """A catalog or vector server cannot be reached now; the request may be retried."""
+
+
+class ModelSwitched(StoreUnavailable):
+    """The catalog switched to another model (`tongkuan tune`) after this process opened it:
+    vectors of the old model must not be written; the process reopens the catalog."""
 
 
 class InvalidValue(StoreError):

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from tongkuan.domain.categories import Category
 from tongkuan.domain.products import NewImage, Product, Shop, StoredImage
-from tongkuan.errors import CatalogConflict, DimensionMismatch, PictureNotFound
+from tongkuan.errors import CatalogConflict, DimensionMismatch, ModelSwitched, PictureNotFound
 
 ITEM_FIELDS = (
     "item_id, title, reserve_price, final_price, shop_title, seller_id, provcity, user_type,"
@@ -75,6 +75,25 @@ def check_vectors(images: Sequence[NewImage], dim: int) -> None:
     for image in images:
         if image.vector.shape != (dim,):
             raise DimensionMismatch(f"vector of shape {image.vector.shape}, index dim {dim}")
+
+
+def require_model(stored: str | None, model: str, dim: int) -> None:
+    """Raise `ModelSwitched` when the catalog records another model than (`model`, `dim`)."""
+    if stored is not None and model_of(stored) != (model, dim):
+        name, _ = model_of(stored)
+        raise ModelSwitched(f"the catalog now searches with model {name}, not {model}: reopen it (restart)")
+
+
+def model_of(record: str) -> tuple[str, int]:
+    """A model record (`{"model": ..., "dim": ...}`, as `meta` holds it) as (name, dimension)."""
+    parsed = json.loads(record)
+    return str(parsed["model"]), int(parsed["dim"])
+
+
+def check_dim(vector: NDArray[np.float32], dim: int) -> None:
+    """Refuse, before any write, a vector of another dimension."""
+    if vector.shape != (dim,):
+        raise DimensionMismatch(f"vector of shape {vector.shape}, expected ({dim},)")
 
 
 def vector_bytes(vector: NDArray[np.float32]) -> bytes:

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from tongkuan.domain.categories import Category
 from tongkuan.domain.changes import IndexSource
-from tongkuan.domain.products import NewImage, Product, ProductFilter, Shop, SortOrder, StoredImage
+from tongkuan.domain.products import NewImage, Product, ProductFilter, Shop, SortOrder, StagedPicture, StoredImage
 
 
 class ProductWriter(Protocol):
@@ -185,5 +185,38 @@ class LearnedMetadata(Protocol):
         ...
 
 
-class Catalog(ProductStore, SearchReads, KeywordSearch, LearnedMetadata, IndexSource, Protocol):
+class ModelVersions(Protocol):
+    """Switching the catalog to another model: its vectors are staged beside the ones
+    searches use, then swapped in with one transaction (`switch_model`), so every reader sees
+    all of one model or all of the other; the replaced vectors stay staged for a switch back."""
+
+    model: str
+    dim: int
+
+    def unstaged(self, model: str, limit: int = 1000) -> list[StagedPicture]:
+        """Pictures with no staged vector of `model` yet, oldest first."""
+        ...
+
+    def stage(self, model: str, dim: int, vectors: Sequence[tuple[int, NDArray[np.float32]]]) -> None:
+        """Keep vectors of `model` for the given pictures (by vector id) until a switch."""
+        ...
+
+    def switch_model(self, model: str, dim: int) -> bool:
+        """Swap `model`'s staged vectors in; False (nothing changed) while some are missing."""
+        ...
+
+    def current_model(self) -> tuple[str, int]:
+        """The model searches use now, as stored (another process may have switched)."""
+        ...
+
+    def previous_model(self) -> tuple[str, int] | None:
+        """The model used before the last switch."""
+        ...
+
+    def drop_staged(self, model: str) -> None:
+        """Forget the staged vectors of `model`."""
+        ...
+
+
+class Catalog(ProductStore, SearchReads, KeywordSearch, LearnedMetadata, IndexSource, ModelVersions, Protocol):
     """Every role: what a store implements. Safe to share between threads."""

@@ -103,3 +103,13 @@ class Shop:
     user_type: int
     items: int
     volume: int
+
+
+@dataclass(frozen=True)
+class StagedPicture:
+    """A catalog picture to embed with another model: its vector id, where its pixels are
+    (a URL or a file name in the picture store) and the hash they must have."""
+
+    vector_id: int
+    location: str
+    content_hash: str

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tongkuan.adapt.models import is_tuned, tuned_from, unpack_model
 from tongkuan.adapt.whitening import search_space
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.catalog.store import Catalog
 from tongkuan.config import DEFAULT_MODEL, Settings
 from tongkuan.domain.spaces import SearchSpace
+from tongkuan.errors import ModelNotFound
 from tongkuan.images.fetch import Fetcher, FetchPolicy
 from tongkuan.images.store import ImageStore
 from tongkuan.index.base import VectorIndex
@@ -24,18 +26,20 @@ from tongkuan.vision.registry import resolve_model
 
 
 def stored_model(settings: Settings) -> str | None:
-    """The model the configured catalog was built with (None for a new catalog)."""
-    if settings.catalog_url:
-        from tongkuan.catalog.postgres import PostgresCatalog  # psycopg: only for the server catalog
-
-        return PostgresCatalog.stored_model(settings.catalog_url)
-    return SqliteCatalog.stored_model(Path(settings.data_dir) / "catalog.db")
+    """The model the configured catalog searches with (None for a new catalog)."""
+    stored = stored_spec(settings)
+    return None if stored is None else stored[0]
 
 
 def choose_model(settings: Settings) -> str:
-    """The model to open: the configured one, else the one the catalog was built with, else
-    the default. A model.json path is made absolute, so every process reads the same file."""
-    model = settings.model or stored_model(settings) or DEFAULT_MODEL
+    """The model to open: the configured one, else the one the catalog searches with, else
+    the default. A catalog tuned from the configured model searches with its tuned version.
+    A model.json path is made absolute, so every process reads the same file."""
+    stored = stored_model(settings)
+    model = settings.model or stored or DEFAULT_MODEL
+    if stored and is_tuned(stored) and model != stored and not is_tuned(model):
+        if tuned_from(open_model(settings, stored).path.with_name("model.json")) == model:
+            return stored
     return str(Path(model).resolve()) if model.endswith(".json") else model
 
 
@@ -44,9 +48,32 @@ def with_model(settings: Settings) -> Settings:
     return settings.model_copy(update={"model": choose_model(settings)})
 
 
+def stored_spec(settings: Settings) -> tuple[str, int] | None:
+    """The model the configured catalog searches with and its vectors' dimension (None: a new catalog)."""
+    if settings.catalog_url:
+        from tongkuan.catalog.postgres import PostgresCatalog
+
+        return PostgresCatalog.stored_spec(settings.catalog_url)
+    return SqliteCatalog.stored_spec(Path(settings.data_dir) / "catalog.db")
+
+
 def open_model(settings: Settings, model: str) -> ModelSpec:
-    """The model's description, exporting a shipped model into the data directory on first use."""
-    return resolve_model(model, Path(settings.data_dir))
+    """The model's description: a shipped model is exported into the data directory on first
+    use, a model tuned on the catalog unpacked from the catalog, where it is stored."""
+    data_dir = Path(settings.data_dir)
+    if not is_tuned(model):
+        return resolve_model(model, data_dir)
+    folder = data_dir / "models" / model
+    if not (folder / "model.json").exists():
+        stored = stored_spec(settings)
+        if stored is None:
+            raise ModelNotFound(f"model {model!r} is stored in a catalog, and {data_dir} holds none")
+        catalog = open_catalog(settings, *stored)
+        try:
+            unpack_model(catalog, model, folder)
+        finally:
+            catalog.close()
+    return ModelSpec.from_json(folder / "model.json")
 
 
 def open_vision(settings: Settings, spec: ModelSpec) -> Vision:

@@ -6,6 +6,8 @@ they call its operations and never reach into the parts it holds.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -38,6 +40,7 @@ from tongkuan.search.searcher import Searcher, SearchOptions, SearchQuery, Searc
 logger = logging.getLogger(__name__)
 
 MAX_PICTURES = 64  # pictures one product may have
+MODEL_CHECK_S = 2.0  # how often a running engine looks whether the catalog switched models
 
 ProductPictures = tuple[Product, list[StoredImage]]
 """A product with all its pictures, in their order."""
@@ -50,15 +53,21 @@ class Engine:
         self.settings = settings
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        model = choose_model(settings)
+        self.images = open_images(settings)
+        self.fetcher = open_fetcher(settings)
+        self._open_model(choose_model(settings))
+        self._switch_lock = threading.Lock()
+        self._model_checked = time.monotonic()
+        # uploaded imports read pictures from URLs (or this store), never from the server's disk
+        self.imports = ImportJobs(data_dir / "imports", lambda: self.ingester(file_root=self.images.root))
+
+    def _open_model(self, model: str) -> None:
+        """Open the model and the parts that hold its vectors: catalog, index, searcher."""
+        settings = self.settings
         spec = open_model(settings, model)
         self.vision = open_vision(settings, spec)
         self.catalog = open_catalog(settings, model, spec.dim)
-        self.images = open_images(settings)
-        self.fetcher = open_fetcher(settings)
         self.vector_index = open_index(settings, self.catalog, spec.name)
-        # uploaded imports read pictures from URLs (or this store), never from the server's disk
-        self.imports = ImportJobs(data_dir / "imports", lambda: self.ingester(file_root=self.images.root))
         self.searcher = Searcher(
             self.vision,
             self.catalog,
@@ -72,6 +81,27 @@ class Engine:
             ),
         )
 
+    def follow_switch(self) -> bool:
+        """Reopen with the catalog's model when another process switched the catalog to it
+        (`tongkuan tune`), so a running service searches and writes with the model whose
+        vectors the catalog holds. Checked at most every `MODEL_CHECK_S`; True on a switch."""
+        now = time.monotonic()
+        if now - self._model_checked < MODEL_CHECK_S:
+            return False
+        self._model_checked = now
+        current = self.catalog.current_model()
+        if current == (self.catalog.model, self.catalog.dim):
+            return False
+        with self._switch_lock:
+            if self.catalog.current_model() == (self.catalog.model, self.catalog.dim):
+                return False  # another thread reopened meanwhile
+            logger.info("the catalog switched to model %s: reopening with it", current[0])
+            with self.searcher.lock:
+                self.vector_index.close()
+            self._open_model(current[0])
+            self.vision.encoder.load()
+        return True
+
     def ingester(self, batch_size: int = DEFAULT_BATCH_SIZE, file_root: Path | None = None) -> Ingester:
         """An ingester into this catalog; with `file_root`, local pictures must lie inside it."""
         return ingester_over(self.settings, self.vision, self.catalog, self.images, self.fetcher, batch_size, file_root)
@@ -80,6 +110,7 @@ class Engine:
 
     def search(self, image: Image.Image, query: SearchQuery) -> SearchResults:
         """Rank catalog products for a query picture: the one search the routes and the CLI share."""
+        self.follow_switch()
         return self.searcher.search(image, query)
 
     def decode(self, data: bytes) -> Image.Image:
@@ -157,6 +188,7 @@ class Engine:
         """Add or replace a product (record fields with its itemId) with exactly these pictures
         (http(s) URLs, or references from `keep_picture`), ingested like any import; a record
         that cannot be stored is a failure in the report."""
+        self.follow_switch()
         record = SourceRecord("admin", dict(fields), pictures, self.images.root, names)
         return self.ingester(file_root=self.images.root).ingest([record])
 
@@ -173,6 +205,7 @@ class Engine:
         """Add one picture to a product, or replace the one of the same name ("": the next free
         name); `location` is its URL, else the bytes are kept in the picture store. A missing or
         full product fails before any model work."""
+        self.follow_switch()
         self.catalog.get(item_id)
         names = {picture.name for picture in self.catalog.images_of(item_id)}
         if len(names) >= MAX_PICTURES and name not in names:

@@ -17,6 +17,12 @@ from tongkuan.vision.insets import find_inset
 
 # A region that covers this much of the image is searched as the whole image (one inference).
 WHOLE_IMAGE_COVERAGE = 0.9
+# A subject from the activation map whose shorter side is under this share of the model's
+# input is searched as the whole picture: cropping it would only upscale a few pixels of an
+# uncertain box (120 px grocery photos, Lite2: rank-1 0.487 cropped, 0.541 whole; 348 px
+# photos: 0.554 both ways, docs/benchmarks.md). A picture found inside the picture has a
+# border to show for itself and is searched however small.
+MIN_CROP_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,16 @@ class Vision:
     def dim(self) -> int:
         return self.spec.dim
 
+    @property
+    def min_crop_side(self) -> int:
+        """The shortest side, in pixels, of a subject worth cropping to."""
+        return int(MIN_CROP_SHARE * self.spec.input_size)
+
+    def _subject(self, boxes: tuple[Box, ...], full: Box) -> Box:
+        """The main subject, unless it is too small to crop to (then the whole picture)."""
+        main = boxes[0]
+        return main if min(main.x2 - main.x1, main.y2 - main.y1) >= self.min_crop_side else full
+
     def describe(
         self,
         images: list[Image.Image],
@@ -54,9 +70,10 @@ class Vision:
         """Describe a batch: detect subjects on each whole image, then embed the chosen region.
 
         The chosen region is the caller's (`regions[i]`) if given, else the main subject if
-        `crop`, else the whole image. With `insets` (queries: screenshots, photos of a
-        screen), a picture found inside an image is its main subject and is described as if
-        it had been given alone, as a catalog picture is at ingestion.
+        `crop` and it is big enough to crop to (`min_crop_side`), else the whole image. With
+        `insets` (queries: screenshots, photos of a screen), a picture found inside an image
+        is its main subject and is described as if it had been given alone, as a catalog
+        picture is at ingestion.
         """
         if not images:
             return []
@@ -73,7 +90,7 @@ class Vision:
             )
             found.append(boxes)
             given = regions[i] if regions else None
-            chosen.append(given or (boxes[0] if crop else full))
+            chosen.append(given or (self._subject(boxes, full) if crop else full))
         embeddings = whole.embeddings.copy()
         priors = self._priors(whole.logits, len(images))
         to_crop = [

@@ -15,6 +15,7 @@ from tongkuan.catalog.postgres.changes import PostgresIndexSource
 from tongkuan.catalog.postgres.database import MIGRATIONS, SCHEMA, migrate
 from tongkuan.catalog.postgres.keyword_search import PostgresKeywordSearch
 from tongkuan.catalog.postgres.learned import PostgresLearned
+from tongkuan.catalog.postgres.models import PostgresModelVersions
 from tongkuan.catalog.postgres.products import PostgresProductReader
 from tongkuan.catalog.postgres.search_reads import PostgresSearchReads
 from tongkuan.catalog.postgres.writer import PostgresProductWriter
@@ -29,5 +30,6 @@ class PostgresCatalog(
     PostgresKeywordSearch,
     PostgresIndexSource,
     PostgresLearned,
+    PostgresModelVersions,
 ):
     """Products and vectors in the PostgreSQL database at `url` (a libpq URL or DSN)."""

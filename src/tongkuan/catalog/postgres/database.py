@@ -10,7 +10,6 @@ order. Every store module (`products`, `writer`, ...) builds on `PostgresDatabas
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -74,6 +73,15 @@ MIGRATIONS: list[str] = [
     """
     INSERT INTO meta (key, value) SELECT 'products', COUNT(*)::text FROM items ON CONFLICT (key) DO NOTHING;
     INSERT INTO meta (key, value) SELECT 'pictures', COUNT(*)::text FROM images ON CONFLICT (key) DO NOTHING;
+    """,
+    # 3: vectors of a model the catalog may switch to (`tongkuan tune`), staged beside the used ones
+    """
+    CREATE TABLE staged_vectors (
+        model TEXT NOT NULL,
+        vector_id BIGINT NOT NULL,
+        vector BYTEA NOT NULL,
+        PRIMARY KEY (model, vector_id)
+    );
     """,
 ]
 
@@ -149,12 +157,18 @@ class PostgresDatabase:
 
     @staticmethod
     def stored_model(url: str) -> str | None:
-        """The model name a database's catalog was built with, or None for a new one."""
+        """The model name a database's catalog searches with, or None for a new one."""
+        stored = PostgresDatabase.stored_spec(url)
+        return None if stored is None else stored[0]
+
+    @staticmethod
+    def stored_spec(url: str) -> tuple[str, int] | None:
+        """The model name and vector dimension a database's catalog searches with, or None."""
         with psycopg.connect(url, **_CONNECTION) as db:
             if db.execute(f"SELECT to_regclass('{SCHEMA}.meta')").fetchone() == (None,):
                 return None
             row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
-        return None if row is None else str(json.loads(row[0])["model"])
+        return None if row is None else common.model_of(row[0])
 
     def _check_model(self, db: psycopg.Connection[Any]) -> None:
         row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
@@ -178,6 +192,11 @@ class PostgresDatabase:
         """Every row a read returns."""
         with self._read() as db:
             return db.execute(sql, args).fetchall()
+
+    def _require_model(self, db: psycopg.Connection[Any]) -> None:
+        """Refuse to write this process's model's vectors into a catalog switched to another."""
+        row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        common.require_model(row and row[0], self.model, self.dim)
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:

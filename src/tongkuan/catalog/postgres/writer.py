@@ -41,6 +41,7 @@ class PostgresProductWriter(PostgresDatabase):
         items = _last_write_wins(items)
         rows = [_product_row(p) for p, _ in items]
         with self._write() as db, db.cursor() as cur:
+            self._require_model(db)
             ids = [p.item_id for p, _ in items]
             known = cur.execute("SELECT COUNT(*) FROM items WHERE item_id = ANY(%s)", (ids,)).fetchone()
             _bump(cur, "products", len(ids) - int(known[0]))  # type: ignore[index]
@@ -60,6 +61,7 @@ class PostgresProductWriter(PostgresDatabase):
         """Add one picture to a product, replacing its picture of the same name."""
         common.check_vectors([image], self.dim)
         with self._write() as db, db.cursor() as cur:
+            self._require_model(db)
             if cur.execute("SELECT 1 FROM items WHERE item_id = %s FOR UPDATE", (item_id,)).fetchone() is None:
                 raise ProductNotFound(item_id)
             pictures = {

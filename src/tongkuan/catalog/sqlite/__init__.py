@@ -16,6 +16,7 @@ from tongkuan.catalog.sqlite.changes import SqliteIndexSource
 from tongkuan.catalog.sqlite.database import KEYWORDS_VERSION, SCHEMA
 from tongkuan.catalog.sqlite.keyword_search import SqliteKeywordSearch
 from tongkuan.catalog.sqlite.learned import SqliteLearned
+from tongkuan.catalog.sqlite.models import SqliteModelVersions
 from tongkuan.catalog.sqlite.products import SqliteProductReader
 from tongkuan.catalog.sqlite.search_reads import SqliteSearchReads
 from tongkuan.catalog.sqlite.writer import SqliteProductWriter
@@ -30,5 +31,6 @@ class SqliteCatalog(
     SqliteKeywordSearch,
     SqliteIndexSource,
     SqliteLearned,
+    SqliteModelVersions,
 ):
     """Products and vectors in the file `path`. Safe to share between threads and processes."""

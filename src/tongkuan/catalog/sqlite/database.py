@@ -56,6 +56,12 @@ CREATE TABLE IF NOT EXISTS changes (
     added INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS staged_vectors (
+    model TEXT NOT NULL,
+    vector_id INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (model, vector_id)
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS item_words USING fts5(title, shop, tokenize = 'unicode61');
 """
 # item_words holds keywords.document() of each item's title and shop, with rowid = items.rowid.
@@ -149,6 +155,11 @@ class SqliteDatabase:
         record = common.new_model_record(row and row[0], self.model, self.dim, f"catalog {self.path}", advice)
         if record is not None:
             db.execute("INSERT INTO meta VALUES ('model', ?)", (record,))
+
+    def _require_model(self, db: sqlite3.Connection) -> None:
+        """Refuse to write this process's model's vectors into a catalog switched to another."""
+        row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
+        common.require_model(row and row[0], self.model, self.dim)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -38,6 +38,7 @@ class SqliteProductWriter(SqliteDatabase):
         common.check_vectors([image for _, images in items for image in images or ()], self.dim)
         documents = [(keywords.document(p.title), keywords.document(p.shop_title)) for p, _ in items]
         with self._write() as db:
+            self._require_model(db)
             for (product, images), (title_words, shop_words) in zip(items, documents, strict=True):
                 db.execute(_UPSERT_ITEM, common.product_row(product))
                 _index_words(db, product.item_id, title_words, shop_words)
@@ -51,6 +52,7 @@ class SqliteProductWriter(SqliteDatabase):
         """Add one picture to a product, replacing its picture of the same name."""
         common.check_vectors([image], self.dim)
         with self._write() as db:
+            self._require_model(db)
             if db.execute("SELECT 1 FROM items WHERE item_id = ?", (item_id,)).fetchone() is None:
                 raise ProductNotFound(item_id)
             old = db.execute(

@@ -1,0 +1,104 @@
+"""A CI-sized fine-tuning run on real grocery photos (Lite0, 1 thread): the loss falls, the
+held-back recall is measured, an interrupted run resumes from its checkpoint, a catalog too
+small is refused with the reason, and the ONNX export matches torch on real photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from tongkuan.adapt.export import export_error, export_tuned_model
+from tongkuan.adapt.network import load_tunable
+from tongkuan.adapt.training import TuneResult, TuneSettings, examples_from_files, tune
+from tongkuan.adapt.views import ViewCache
+from tongkuan.errors import CannotLearn
+from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
+
+PRODUCTS, PICTURES = 6, 4
+SETTINGS = TuneSettings(
+    epochs=3, cached_views=3, groups_per_batch=3, views_per_group=4, min_products=5, holdback=0.3,
+    patience=5, threads=1, warmup_steps=2, refresh_views_every=1,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rows(grocery_rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """PICTURES train photos of each of PRODUCTS products spread over the classes."""
+    train = [r for r in grocery_rows if r["split"] == "train"]
+    classes = sorted({r["class_id"] for r in train}, key=int)[:: 81 // PRODUCTS][:PRODUCTS]
+    return [r for c in classes for r in [r for r in train if r["class_id"] == c][:PICTURES]]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tune") / "tune.pt"
+
+
+@pytest.fixture(scope="module")
+def first_run(rows: list[dict[str, str]], checkpoint: Path) -> TuneResult:
+    """Two of the three epochs, as if the run were interrupted there."""
+    examples = examples_from_files([Path(r["file"]) for r in rows], [r["class_id"] for r in rows])
+    partial = TuneSettings(**{**SETTINGS.__dict__, "epochs": 2})
+    torch.manual_seed(0)
+    return tune(examples, partial, checkpoint, progress=False)
+
+
+def test_the_loss_falls_and_held_back_recall_is_reported(first_run: TuneResult) -> None:
+    assert len(first_run.history) == 2
+    assert first_run.history[-1].probe_loss < first_run.probe_loss_before
+    assert len(first_run.step_losses) == 2 * 2  # 16 training pictures, batches of 12
+    assert 0 <= first_run.held_back_before <= first_run.held_back_after <= 1
+    assert first_run.held_back_metric == "photos"
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(
+    first_run: TuneResult, rows: list[dict[str, str]], checkpoint: Path
+) -> None:
+    examples = examples_from_files([Path(r["file"]) for r in rows], [r["class_id"] for r in rows])
+    # the settings differ in `epochs` only: the fingerprint must ignore it to resume
+    resumed = tune(examples, SETTINGS, checkpoint, progress=False)
+    assert resumed.resumed_from == 2
+    assert [h.epoch for h in resumed.history] == [1, 2, 3]
+    assert resumed.history[:2] == first_run.history
+
+
+def test_a_catalog_with_too_few_products_is_refused(rows: list[dict[str, str]]) -> None:
+    few = [r for r in rows if r["class_id"] in {rows[0]["class_id"], rows[-1]["class_id"]}]
+    examples = examples_from_files([Path(r["file"]) for r in few], [r["class_id"] for r in few])
+    with pytest.raises(CannotLearn, match="2 products"):
+        tune(examples, SETTINGS, progress=False)
+
+
+def test_settings_out_of_range_are_refused(rows: list[dict[str, str]]) -> None:
+    with pytest.raises(CannotLearn, match="epochs"):
+        tune([], TuneSettings(epochs=0), progress=False)
+
+
+def test_the_onnx_export_matches_torch_on_real_photos(
+    first_run: TuneResult, rows: list[dict[str, str]], tmp_path: Path
+) -> None:
+    out = export_tuned_model(first_run.model, tmp_path / "tuned", "grocery-tuned-1")
+    images = [Image.open(r["file"]).convert("RGB") for r in rows[::3]]
+    assert export_error(first_run.model, out / "model.onnx", images) < 1e-4
+    spec = ModelSpec.from_json(out / "model.json")
+    assert (spec.dim, spec.feature_map_output, spec.logits_output) == (1280, "feature_map", "logits")
+    outputs = OnnxEncoder(spec, threads=1).run(images[:2])
+    assert outputs.embeddings.shape == (2, 1280)
+    assert outputs.feature_maps is not None and outputs.logits is not None
+    assert json.loads((out / "model.json").read_text())["tuned_from"] == "efficientnet-lite0"
+
+
+def test_refreshed_views_keep_the_clean_view_and_are_reproducible(rows: list[dict[str, str]]) -> None:
+    examples = examples_from_files([Path(r["file"]) for r in rows[:2]], [r["class_id"] for r in rows[:2]])
+    cache = ViewCache(load_tunable("efficientnet-lite0"), [e.load for e in examples], 3, seed=0)
+    assert cache.store is not None
+    first = cache.store.clone()
+    cache.refresh(1)
+    assert torch.equal(cache.store[:, 0], first[:, 0])
+    assert not torch.equal(cache.store[:, 1:], first[:, 1:])
+    cache.refresh(0)
+    assert torch.equal(cache.store, first)

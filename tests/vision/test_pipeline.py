@@ -1,0 +1,35 @@
+"""Choosing the region to embed: small pictures are searched whole, not upscaled crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tongkuan.domain.boxes import Box
+from tongkuan.vision.encoder import OnnxEncoder
+from tongkuan.vision.pipeline import Vision
+from tongkuan.vision.registry import resolve_model
+
+PHOTO = "grocery_store/images/val/Packages/Milk/Arla-Standard-Milk/Arla-Standard-Milk_001.jpg"
+
+
+def test_a_small_picture_is_searched_whole_and_a_large_one_by_its_subject(data_root: Path, model_cache: Path) -> None:
+    vision = Vision(OnnxEncoder(resolve_model("efficientnet-lite0", model_cache), threads=1))
+    photo = Image.open(data_root / PHOTO).convert("RGB")
+    small = photo.resize((120, 120), Image.Resampling.BILINEAR)
+    large = photo.resize((1000, 1000), Image.Resampling.BILINEAR)
+    cropped, whole = vision.describe([small], crop=True)[0], vision.describe([small], crop=False)[0]
+    assert cropped.searched == Box(0, 120, 0, 120)
+    assert np.allclose(cropped.embedding, whole.embedding)
+    assert max(r.x2 - r.x1 for r in cropped.regions) < vision.min_crop_side  # subjects were found, too small
+    big = vision.describe([large], crop=True)[0]
+    assert big.searched == big.regions[0] and big.searched != Box(0, 1000, 0, 1000)
+
+
+def test_a_region_the_caller_gives_is_searched_however_small(data_root: Path, model_cache: Path) -> None:
+    vision = Vision(OnnxEncoder(resolve_model("efficientnet-lite0", model_cache), threads=1))
+    photo = Image.open(data_root / PHOTO).convert("RGB")
+    region = Box(100, 160, 100, 160)
+    assert vision.describe([photo], regions=[region])[0].searched == region
