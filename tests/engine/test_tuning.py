@@ -6,18 +6,22 @@ CI-sized: 22 grocery products with three pictures each, one epoch of Lite0.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import as_records, new_data_dir, settings_for
+from tests.conftest import as_records, new_data_dir, new_database, settings_for
+from tests.utils.milvus_server import MilvusServer
+from tests.utils.postgres_server import PostgresServer
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.cli import main
 from tongkuan.domain.products import NewImage
 from tongkuan.engine import Engine
-from tongkuan.engine.tuning import TuneOptions, tune_catalog
+from tongkuan.engine.engine import MODEL_CHECK_S
+from tongkuan.engine.tuning import TuneOptions, switch_catalog, tune_catalog
 from tongkuan.errors import CannotLearn, ModelSwitched
 from tongkuan.sample import grocery_records
 from tongkuan.search.searcher import SearchQuery
@@ -95,3 +99,26 @@ def test_a_catalog_too_small_to_tune_is_refused_with_the_reason(
         tune_catalog(settings_for(data_dir), TuneOptions(epochs=1, threads=2), False)
     result = CliRunner().invoke(main, ["tune", "--undo", "--data-dir", str(data_dir)])
     assert result.exit_code != 0 and "nothing to undo" in result.output
+
+
+def test_a_server_catalog_switches_models_with_a_milvus_collection_of_its_own(
+    data_root: Path, postgres: PostgresServer, milvus: MilvusServer, model_cache: Path, tmp_path: Path
+) -> None:
+    data_dir = new_data_dir(tmp_path / "data", model_cache)
+    servers = {"catalog_url": new_database(postgres), "vectors_url": f"milvus://127.0.0.1:{milvus.port}/switch"}
+    raw = list(grocery_records(data_root, photos_per_product=1))[:6]
+    engine = Engine(settings_for(data_dir, model=MODEL, **servers))
+    assert not engine.ingester().ingest(as_records(raw)).failures
+    before = engine.vector_index
+    photo = Path(str(raw[0]["images"][1]))  # type: ignore[index]
+    query = engine.decode(photo.read_bytes())
+    assert engine.search(query, SearchQuery(limit=1)).hits[0].product.item_id == raw[0]["itemId"]
+
+    report = switch_catalog(settings_for(data_dir, **servers), "efficientnet-lite2")
+    assert report.model == "efficientnet-lite2" and report.index_pictures == 12
+    time.sleep(MODEL_CHECK_S)
+    hits = engine.search(query, SearchQuery(limit=1)).hits  # the running engine follows the switch
+    assert engine.catalog.model == "efficientnet-lite2" and engine.vision.spec.name == "efficientnet-lite2"
+    assert engine.vector_index is not before and "lite2" in getattr(engine.vector_index, "name", "")
+    assert hits[0].product.item_id == raw[0]["itemId"]
+    engine.close()

@@ -265,16 +265,13 @@ def tune_catalog(settings: Settings, options: TuneOptions = TuneOptions(), progr
     return replace(report, model=name, embed_seconds=embed_seconds, index_pictures=indexed, whitened=whitened)
 
 
-def undo_tuning(settings: Settings) -> TuneReport:
-    """Switch the catalog back to the model it used before its last switch (re-embedding only
-    the pictures added since)."""
-    current, _, catalog = _open_current(settings)
+def switch_catalog(settings: Settings, model: str) -> TuneReport:
+    """Switch the catalog to `model` (shipped, a model.json, or tuned and stored in it): embed
+    the pictures with no staged vector of it, swap in one transaction, whiten again and build
+    the index. `--undo` is this with the model used before the last switch."""
+    _, _, catalog = _open_current(settings)
     fetcher = open_fetcher(settings)
     try:
-        previous = catalog.previous_model()
-        if previous is None or previous[0] == current:
-            raise ConfigError("the catalog has not switched models: nothing to undo")
-        model = previous[0]
         spec = open_model(settings, model)
         source = PictureSource(
             open_images(settings), fetcher, Path(settings.data_dir) / "tune" / "pictures", settings.max_pixels
@@ -285,3 +282,16 @@ def undo_tuning(settings: Settings) -> TuneReport:
         fetcher.close()
     whitened, indexed = _after_switch(settings, model)
     return TuneReport(model, base_model(spec, model), 0, 0, 0.0, 0.0, 0, 0.0, embed_seconds, indexed, whitened)
+
+
+def undo_tuning(settings: Settings) -> TuneReport:
+    """Switch the catalog back to the model it used before its last switch (re-embedding only
+    the pictures added since)."""
+    current, _, catalog = _open_current(settings)
+    try:
+        previous = catalog.previous_model()
+    finally:
+        catalog.close()
+    if previous is None or previous[0] == current:
+        raise ConfigError("the catalog has not switched models: nothing to undo")
+    return switch_catalog(settings, previous[0])
