@@ -262,6 +262,12 @@ def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool
         f"tuned {report.base} on {report.pictures} pictures in {report.groups} groups in {report.train_seconds:.0f} s;"
         f" held-back products R@1 {report.held_back_before:.3f} -> {report.held_back_after:.3f}"
     )
+    if report.model is None and not report.verified:
+        click.echo(
+            "the catalog keeps its model: its products have one picture each, so the tuned model cannot be"
+            " checked on held-back products (give listings of one SKU a productGroup in customContent)"
+        )
+        return
     if report.model is None:
         click.echo("the tuned model finds the held-back products no better: the catalog keeps its model")
         return

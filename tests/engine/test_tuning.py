@@ -29,8 +29,8 @@ from tongkuan.search.searcher import SearchQuery
 MODEL = "efficientnet-lite0"
 
 
-def small_catalog(data_root: Path, data_dir: Path, products: int) -> None:
-    raw = list(grocery_records(data_root, photos_per_product=2))[:products]
+def small_catalog(data_root: Path, data_dir: Path, products: int, photos: int = 2) -> None:
+    raw = list(grocery_records(data_root, photos_per_product=photos))[:products]
     engine = Engine(settings_for(data_dir, model=MODEL))
     try:
         assert not engine.ingester().ingest(as_records(raw)).failures
@@ -88,6 +88,19 @@ def test_tune_switches_to_a_model_kept_in_the_catalog_and_undo_switches_back(
     assert f"switched back to {MODEL}" in result.output
     model, undone = vectors(data_dir)
     assert model == MODEL and np.array_equal(undone, before)  # the old vectors were kept: no re-embedding
+
+
+def test_a_catalog_of_one_picture_per_product_keeps_its_model_when_nothing_can_check_the_tuned_one(
+    data_root: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    data_dir = new_data_dir(tmp_path / "data", model_cache)
+    small_catalog(data_root, data_dir, 20, photos=0)
+    _, before = vectors(data_dir)
+    result = CliRunner().invoke(main, ["tune", "--epochs", "1", "--threads", "2", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "the catalog keeps its model: its products have one picture each" in result.output
+    model, after = vectors(data_dir)
+    assert model == MODEL and np.array_equal(after, before)
 
 
 def test_a_catalog_too_small_to_tune_is_refused_with_the_reason(
