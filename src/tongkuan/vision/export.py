@@ -17,6 +17,8 @@ from tongkuan.errors import ModelNotFound
 
 logger = logging.getLogger(__name__)
 
+OUTPUTS = ("embedding", "feature_map", "logits")  # what every exported image model gives
+
 
 @dataclass(frozen=True)
 class ShippedModel:
@@ -82,29 +84,22 @@ def _wrap(net: Any) -> Any:
     return Heads(net).eval()
 
 
-def export_shipped_model(name: str, out_dir: Path) -> Path:
-    """Export shipped model `name` to `out_dir/model.onnx` plus `model.json`; return the dir.
-
-    Raises `ModelNotFound` for a name that is not shipped.
-    """
+def export_onnx(module: Any, size: int, out_dir: Path, description: dict[str, Any]) -> Path:
+    """Export a torch module that maps an NCHW image batch to (embedding, feature map, ImageNet
+    logits) into `out_dir/model.onnx`, with a `model.json` of `description` plus what every
+    such model shares (input, normalisation, outputs); return `out_dir`. The `.onnx` file is
+    written under a temporary name and renamed, so a crash never leaves a half-written model."""
     import torch
 
-    if name not in SHIPPED_MODELS:
-        raise ModelNotFound(f"no shipped model named {name!r}; known: {sorted(SHIPPED_MODELS)}")
-    model = SHIPPED_MODELS[name]
     out_dir.mkdir(parents=True, exist_ok=True)
-    heads = _wrap(load_torch_model(model))
-    size = model.input_size
-    sample = torch.zeros(1, 3, size, size)
     tmp = out_dir / "model.onnx.tmp"
-    logger.info("exporting %s to ONNX (once; cached in %s)", name, out_dir)
     with torch.no_grad():
         torch.onnx.export(
-            heads,
-            (sample,),
+            module,
+            (torch.zeros(1, 3, size, size),),
             str(tmp),
             input_names=["image"],
-            output_names=["embedding", "feature_map", "logits"],
+            output_names=list(OUTPUTS),
             dynamic_axes={
                 "image": {0: "batch", 2: "height", 3: "width"},
                 "embedding": {0: "batch"},
@@ -116,7 +111,7 @@ def export_shipped_model(name: str, out_dir: Path) -> Path:
         )
     tmp.replace(out_dir / "model.onnx")
     spec = {
-        "name": name,
+        **description,
         "input_name": "image",
         "input_size": size,
         "mean": [127.0, 127.0, 127.0],
@@ -125,7 +120,18 @@ def export_shipped_model(name: str, out_dir: Path) -> Path:
         "feature_map_output": "feature_map",
         "logits_output": "logits",
         "labels": "imagenet-1k",
-        "dim": 1280,
     }
     (out_dir / "model.json").write_text(json.dumps(spec, indent=2))
     return out_dir
+
+
+def export_shipped_model(name: str, out_dir: Path) -> Path:
+    """Export shipped model `name` to `out_dir/model.onnx` plus `model.json`; return the dir.
+
+    Raises `ModelNotFound` for a name that is not shipped.
+    """
+    if name not in SHIPPED_MODELS:
+        raise ModelNotFound(f"no shipped model named {name!r}; known: {sorted(SHIPPED_MODELS)}")
+    model = SHIPPED_MODELS[name]
+    logger.info("exporting %s to ONNX (once; cached in %s)", name, out_dir)
+    return export_onnx(_wrap(load_torch_model(model)), model.input_size, out_dir, {"name": name, "dim": 1280})

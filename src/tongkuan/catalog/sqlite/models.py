@@ -46,9 +46,7 @@ class SqliteModelVersions(SqliteDatabase):
             )
 
     def switch_model(self, model: str, dim: int) -> bool:
-        """Make `model`'s staged vectors the ones searches use, in one transaction; False (and
-        nothing changed) while a picture still has no staged vector of `model`. The vectors
-        replaced stay staged under their model's name, so a switch back is cheap."""
+        """`ModelVersions.switch_model`: one transaction; the replaced vectors stay staged."""
         with self._write() as db:
             if db.execute(f"SELECT 1 {_MISSING} LIMIT 1", (model,)).fetchone() is not None:
                 return False
