@@ -45,21 +45,11 @@ def pack(folder: Path) -> tuple[str, bytes]:
 
 
 def store_model(catalog: LearnedMetadata, folder: Path) -> str:
-    """Store the model in `folder` in the catalog; return its name. The folder's model.json
-    gets the name too, so the files unpacked elsewhere describe the same model."""
+    """Store the model in `folder` in the catalog; return its name. Its model.json names no
+    model: a model is named by the folder it is unpacked into (`models/<name>`)."""
     name, data = pack(folder)
     catalog.set_learned(_key(name), base64.b64encode(data).decode("ascii"))
     return name
-
-
-def stored_models(catalog: LearnedMetadata) -> list[str]:
-    """The names of the tuned models the catalog holds."""
-    return [key.removeprefix("model:") for key in catalog.learned_keys() if key.startswith("model:" + PREFIX)]
-
-
-def remove_model(catalog: LearnedMetadata, name: str) -> None:
-    """Forget a tuned model."""
-    catalog.set_learned(_key(name), None)
 
 
 def unpack_model(catalog: LearnedMetadata, name: str, folder: Path) -> Path:

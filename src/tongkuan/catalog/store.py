@@ -213,10 +213,6 @@ class ModelVersions(Protocol):
         """The model used before the last switch."""
         ...
 
-    def drop_staged(self, model: str) -> None:
-        """Forget the staged vectors of `model`."""
-        ...
-
 
 class Catalog(ProductStore, SearchReads, KeywordSearch, LearnedMetadata, IndexSource, ModelVersions, Protocol):
     """Every role: what a store implements. Safe to share between threads."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from tongkuan.adapt.whitening import META_KEY, learn_from_catalog
 from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.catalog.store import Catalog
 from tongkuan.config import Settings
 from tongkuan.domain.spaces import ModelSpace, SearchSpace
 from tongkuan.engine.build import build_ingester, open_catalog, open_index, open_model, stored_model, with_model
@@ -37,6 +38,18 @@ def ingest_on_ray(settings: Settings, records: Iterable[SourceRecord], address: 
     )
     Engine(settings).close()  # replays what was written into the vector index
     return report
+
+
+def build_index(settings: Settings, catalog: Catalog, model_name: str, space: SearchSpace | None = None) -> int:
+    """Bring the vector index of `space` (default: the catalog's own) fully up to date and
+    save it, so a (re)started service opens it at once; return how many pictures it holds."""
+    index = open_index(settings, catalog, model_name, space)
+    try:
+        index.finish_rebuild()
+        index.save()
+        return index.count()
+    finally:
+        index.close()
 
 
 @dataclass(frozen=True)
@@ -74,13 +87,7 @@ def whiten_catalog(
             learned: Whitening = learn_from_catalog(catalog, dims, shrinkage)
             catalog.set_learned(META_KEY, learned.to_text())
             space = learned
-        index = open_index(settings, catalog, spec.name, space)
-        try:
-            index.finish_rebuild()
-            index.save()
-            return WhiteningReport(space, spec.dim, index.count())
-        finally:
-            index.close()
+        return WhiteningReport(space, spec.dim, build_index(settings, catalog, spec.name, space))
     finally:
         catalog.close()
 

@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image
+from tqdm import tqdm
 
 from tongkuan.adapt.models import is_tuned, store_model, tuned_from
 from tongkuan.catalog.store import Catalog
 from tongkuan.config import Settings
 from tongkuan.domain.products import StagedPicture
-from tongkuan.engine.build import open_catalog, open_fetcher, open_images, open_index, open_model, open_vision
-from tongkuan.engine.services import whiten_catalog
+from tongkuan.engine.build import open_catalog, open_fetcher, open_images, open_model, open_vision
+from tongkuan.engine.services import build_index, whiten_catalog
 from tongkuan.errors import CannotLearn, ConfigError, ImageError, TongkuanError
 from tongkuan.images.decode import content_hash, decode_image
 from tongkuan.images.fetch import Fetcher
@@ -139,10 +140,9 @@ def _examples(catalog: Catalog, source: PictureSource) -> list[Example]:
 
 def stage_all(
     catalog: Catalog, model: str, vision: Vision, source: PictureSource, progress: Callable[[int], object] | None = None
-) -> int:
-    """Embed every picture that has no staged vector of `model` yet; return how many. A
-    picture that cannot be read any more stops the run with the reason."""
-    done = 0
+) -> None:
+    """Embed every picture that has no staged vector of `model` yet. A picture that cannot be
+    read any more stops the run with the reason."""
     while batch := catalog.unstaged(model, _EMBED_BATCH * 8):
         for start in range(0, len(batch), _EMBED_BATCH):
             chunk = batch[start : start + _EMBED_BATCH]
@@ -151,10 +151,8 @@ def stage_all(
             catalog.stage(
                 model, vision.dim, [(p.vector_id, d.embedding) for p, d in zip(chunk, described, strict=True)]
             )
-            done += len(chunk)
             if progress is not None:
                 progress(len(chunk))
-    return done
 
 
 def _pixels(source: PictureSource, picture: StagedPicture) -> Image.Image:
@@ -169,8 +167,6 @@ def switch_to(settings: Settings, catalog: Catalog, model: str, spec: ModelSpec,
     transaction (pictures added meanwhile are embedded first). Returns the seconds taken."""
     started = time.perf_counter()
     vision = open_vision(settings, spec)
-    from tqdm import tqdm
-
     _, pictures = catalog.count()
     with tqdm(total=pictures, desc="embedding", unit="picture") as bar:
         while True:
@@ -183,29 +179,16 @@ def switch_to(settings: Settings, catalog: Catalog, model: str, spec: ModelSpec,
 def _after_switch(settings: Settings, model: str) -> tuple[bool, int]:
     """Learn the whitening in the new model's space (where the catalog has enough products
     with several pictures) and build the vector index, so a restart is quick."""
-    settings = replace_model(settings, model)
     try:
-        report = whiten_catalog(settings)
-        return True, report.pictures
+        return True, whiten_catalog(settings).pictures
     except CannotLearn as exc:
         logger.info("no whitening in the new space: %s", exc)
     spec = open_model(settings, model)
     catalog = open_catalog(settings, model, spec.dim)
     try:
-        index = open_index(settings, catalog, spec.name)
-        try:
-            index.finish_rebuild()
-            index.save()
-            return False, index.count()
-        finally:
-            index.close()
+        return False, build_index(settings, catalog, spec.name)
     finally:
         catalog.close()
-
-
-def replace_model(settings: Settings, model: str) -> Settings:
-    """`settings` naming `model` (a model the catalog already searches with)."""
-    return settings.model_copy(update={"model": model})
 
 
 def _open_current(settings: Settings) -> tuple[str, ModelSpec, Catalog]:

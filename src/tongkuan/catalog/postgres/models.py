@@ -81,8 +81,3 @@ class PostgresModelVersions(PostgresDatabase):
     def current_model(self) -> tuple[str, int]:
         """The model whose vectors searches use now, as stored (another replica may have switched)."""
         return common.model_of(self._rows("SELECT value FROM meta WHERE key = 'model'")[0][0])
-
-    def drop_staged(self, model: str) -> None:
-        """Forget every staged vector of `model`."""
-        with self._write() as db:
-            db.execute("DELETE FROM staged_vectors WHERE model = %s", (model,))

@@ -37,13 +37,13 @@ class SqliteModelVersions(SqliteDatabase):
 
     def stage(self, model: str, dim: int, vectors: Sequence[tuple[int, NDArray[np.float32]]]) -> None:
         """Keep vectors of `model` (`dim` components) for the given pictures until a switch."""
-        for _, vector in vectors:
-            common.check_dim(np.asarray(vector, dtype=np.float32), dim)
+        packed = []
+        for vector_id, vector in vectors:
+            array = np.asarray(vector, dtype=np.float32)
+            common.check_dim(array, dim)
+            packed.append((model, int(vector_id), common.vector_bytes(array)))
         with self._write() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO staged_vectors VALUES (?, ?, ?)",
-                [(model, int(v), np.asarray(vector, dtype=np.float32).tobytes()) for v, vector in vectors],
-            )
+            db.executemany("INSERT OR REPLACE INTO staged_vectors VALUES (?, ?, ?)", packed)
 
     def switch_model(self, model: str, dim: int) -> bool:
         """`ModelVersions.switch_model`: one transaction; the replaced vectors stay staged."""
@@ -73,11 +73,6 @@ class SqliteModelVersions(SqliteDatabase):
     def current_model(self) -> tuple[str, int]:
         """The model whose vectors searches use now, as stored (another process may have switched)."""
         return common.model_of(self._db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()[0])
-
-    def drop_staged(self, model: str) -> None:
-        """Forget every staged vector of `model`."""
-        with self._write() as db:
-            db.execute("DELETE FROM staged_vectors WHERE model = ?", (model,))
 
 
 def _drop_orphans(db: sqlite3.Connection) -> None:
