@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from tongkuan.engine.services import WhiteningReport
 
 from tongkuan.config import Settings
-from tongkuan.errors import CannotLearn, TongkuanError
+from tongkuan.errors import CannotLearn, ConfigError, TongkuanError
 from tongkuan.vision.whitening import DEFAULT_DIMS, DEFAULT_SHRINKAGE
 
 DATA_DIR = click.option(
@@ -28,7 +28,11 @@ DATA_DIR = click.option(
 
 
 def _settings(data_dir: Path, **overrides: Any) -> Settings:
-    return Settings(data_dir=data_dir, **{k: v for k, v in overrides.items() if v is not None})
+    """The settings, or the one line that says which one is wrong (exit status 1)."""
+    try:
+        return Settings(data_dir=data_dir, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -49,11 +53,12 @@ def main(verbose: bool) -> None:
 @click.option("--model", default=None, help="Shipped model name or model.json path.")
 def serve(data_dir: Path, host: str, port: int, model: str | None) -> None:
     """Run the HTTP API."""
+    settings = _settings(data_dir, model=model)  # a bad setting is one line, before any import logs
     import uvicorn
 
     from tongkuan.api.app import create_app
 
-    app = create_app(_settings(data_dir, model=model))
+    app = create_app(settings)
     # uvicorn's access log would print appSecret and sign; the app logs requests without them
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 
@@ -88,12 +93,13 @@ def ingest(
 ) -> None:
     """Add or update products from JSONL or CSV files and image folders. A catalog with no
     whitening yet gets one learned from its products with several pictures, when it has
-    enough of them (`tongkuan whiten`)."""
+    enough of them (`tongkuan whiten`). Records that fail are reported and skipped; the
+    command then exits with status 1, its last line saying how many failed."""
+    settings = _settings(data_dir, model=model)
     from tongkuan.engine import Engine
     from tongkuan.engine.services import ingest_on_ray, whiten_catalog
     from tongkuan.ingest.readers import read_sources
 
-    settings = _settings(data_dir, model=model)
     try:
         if ray_address:
             report = ingest_on_ray(settings, read_sources(list(paths)), ray_address, actors)
@@ -120,6 +126,9 @@ def ingest(
             click.echo(f"no whitening learned yet: {exc}")
         except TongkuanError as exc:
             raise click.ClickException(str(exc)) from exc
+    if report.failures:
+        # after the whitening: the last line says how the run went, and the exit status too
+        raise click.ClickException(f"{len(report.failures)} of {report.ok + len(report.failures)} records failed")
 
 
 def _acknowledge(item_ids: list[str]) -> None:
@@ -133,9 +142,10 @@ def _acknowledge(item_ids: list[str]) -> None:
 @DATA_DIR
 def delete(item_ids: tuple[str, ...], data_dir: Path) -> None:
     """Remove products by itemId."""
+    settings = _settings(data_dir)
     from tongkuan.engine import Engine
 
-    engine = Engine(_settings(data_dir))
+    engine = Engine(settings)
     try:
         for item_id in item_ids:
             try:
@@ -152,10 +162,11 @@ def delete(item_ids: tuple[str, ...], data_dir: Path) -> None:
 @DATA_DIR
 def export(out: Path, data_dir: Path) -> None:
     """Write every product as a JSONL record that `tongkuan ingest` reads back."""
+    settings = _settings(data_dir)
     from tongkuan.engine import Engine
     from tongkuan.ingest.export import export_records
 
-    engine = Engine(_settings(data_dir))
+    engine = Engine(settings)
     count = 0
     try:
         with out.open("w", encoding="utf-8") as handle:
@@ -186,10 +197,12 @@ def export(out: Path, data_dir: Path) -> None:
 )
 def migrate(source: Path, catalog_url: str, vectors_url: str | None, image_dir: Path | None) -> None:
     """Move an embedded catalog to PostgreSQL (and Milvus) without re-embedding; rerun to resume."""
+    # no --vectors: no Milvus, whatever TONGKUAN_VECTORS_URL says ("" is unset)
+    settings = _settings(source, catalog_url=catalog_url, vectors_url=vectors_url or "")
     from tongkuan.engine.services import migrate_to_servers
 
     try:
-        report, collection = migrate_to_servers(source, catalog_url, vectors_url, image_dir)
+        report, collection = migrate_to_servers(settings, image_dir)
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
@@ -213,10 +226,11 @@ def migrate(source: Path, catalog_url: str, vectors_url: str | None, image_dir: 
 def whiten(data_dir: Path, dims: int | None, shrinkage: float, remove: bool) -> None:
     """Learn how this catalog's products vary from their products with several pictures,
     store it in the catalog and build the index for it. Restart the service to use it."""
+    settings = _settings(data_dir)
     from tongkuan.engine.services import whiten_catalog
 
     try:
-        _echo_whitening(whiten_catalog(_settings(data_dir), dims, shrinkage, remove))
+        _echo_whitening(whiten_catalog(settings, dims, shrinkage, remove))
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -248,9 +262,9 @@ def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool
     and pseudo-groups, augmented views), store it in the catalog, embed the catalog with it
     and switch to it in one step. Returns once a (re)started service searches with it; an
     interrupted run resumes where it stopped."""
+    settings = _settings(data_dir)
     from tongkuan.engine.tuning import TuneOptions, tune_catalog, undo_tuning
 
-    settings = _settings(data_dir)
     try:
         report = undo_tuning(settings) if undo else tune_catalog(settings, TuneOptions(epochs, seed, threads))
     except TongkuanError as exc:
@@ -283,9 +297,10 @@ def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool
 @click.option("--days", default=7.0, show_default=True, help="Keep pictures changed within this many days.")
 def clean_images(data_dir: Path, days: float) -> None:
     """Delete stored pictures no product uses (query uploads, deleted products' pictures)."""
+    settings = _settings(data_dir)
     from tongkuan.engine import Engine
 
-    engine = Engine(_settings(data_dir))
+    engine = Engine(settings)
     try:
         files, size = engine.images.remove_unused(engine.catalog.stored_locations(), days * 86400)
     finally:
@@ -329,11 +344,12 @@ def restore(archive: Path, data_dir: Path, force: bool) -> None:
 @click.option("--no-crop", is_flag=True, help="Search the whole image, not the main subject.")
 def search(image: Path, data_dir: Path, limit: int, no_crop: bool) -> None:
     """Search the catalog with a local image and print JSON."""
+    settings = _settings(data_dir)
     from tongkuan.api.wire import search_summary
     from tongkuan.engine import Engine
     from tongkuan.search.searcher import SearchQuery
 
-    engine = Engine(_settings(data_dir))
+    engine = Engine(settings)
     try:
         results = engine.search(engine.decode(image.read_bytes()), SearchQuery(crop=not no_crop, limit=limit))
     finally:
@@ -373,10 +389,11 @@ def _write_sample(root: Path, out: Path, fashion: int, photos: int | None) -> in
 @click.pass_context
 def demo(ctx: click.Context, root: Path, data_dir: Path, host: str, port: int) -> None:
     """Build a sample catalog from ROOT (laid out like shared/data) if empty, then serve it."""
+    settings = _settings(data_dir)
     from tongkuan.engine import Engine
     from tongkuan.ingest.readers import read_sources
 
-    engine = Engine(_settings(data_dir))
+    engine = Engine(settings)
     try:
         if engine.catalog.count()[0] == 0:
             jsonl = data_dir / "sample.jsonl"

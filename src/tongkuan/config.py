@@ -1,15 +1,24 @@
 """Settings, read once at the edge (CLI or `create_app`) and passed down.
 
 Every field can be set by an environment variable `TONGKUAN_<FIELD>` (upper case) or in
-`tongkuan.toml` inside the data directory; the environment wins.
+`tongkuan.toml` inside the data directory; the environment wins. An empty variable counts
+as unset: the setting keeps its default (or its value in `tongkuan.toml`). A value a setting
+cannot take is a `ConfigError` of one line naming the setting, the value (unless it is a
+secret) and what the setting may be. Paths are made absolute when they are read, so nothing
+later depends on the working directory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from enum import Enum
 from pathlib import Path
+from typing import Any, get_args
 
-from pydantic import Field, field_validator
+from annotated_types import Ge, Gt, Le, MinLen
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,10 +35,14 @@ DEFAULT_UPLOAD_MAX_BYTES = 3 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 
 
+SECRET_SETTINGS = frozenset({"apps", "admin_token", "catalog_url", "milvus_token"})
+"""Settings whose values an error message never shows."""
+
+
 class Settings(BaseSettings):
     """All of tongkuan's configuration."""
 
-    model_config = SettingsConfigDict(env_prefix="TONGKUAN_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TONGKUAN_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(Path("data"), description="Where the catalog, index, images and models live.")
     apps: str = Field(
@@ -126,6 +139,17 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(DEFAULT_UPLOAD_MAX_BYTES, gt=0, description="Largest uploaded image.")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Largest image, in pixels, ever decoded.")
 
+    def __init__(self, **values: Any) -> None:
+        """Read the settings: `values` first, then the environment, then `tongkuan.toml` in
+        the data directory. Raises `ConfigError` (one line) for a value a setting cannot take
+        and for a `tongkuan.toml` that is not TOML."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_describe_errors(exc, values)) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{_toml_path(values)} is not valid TOML: {exc}") from None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -137,31 +161,44 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _DataDirToml(settings_cls, init_settings, env_settings))
 
+    @field_validator("data_dir", "image_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # read once against the working directory of the moment: a process that changes
+        # directory later (or a path joined to another) still finds the same folders
+        return None if value is None else Path(os.path.abspath(value.expanduser()))
+
+    # The checks below raise ValueError, which pydantic gathers with its own errors; what
+    # each setting may be is said once, in _RULES.
+
     @field_validator("apps")
     @classmethod
     def _check_apps(cls, value: str) -> str:
-        parse_apps(value)
+        try:
+            parse_apps(value)
+        except ConfigError:
+            raise ValueError("not appKey:appSecret pairs") from None
         return value
 
     @field_validator("catalog_url")
     @classmethod
     def _check_catalog_url(cls, value: str | None) -> str | None:
         if value and not value.startswith(("postgresql://", "postgres://")):
-            raise ConfigError("TONGKUAN_CATALOG_URL must be a postgresql:// URL")
+            raise ValueError("not a postgresql:// URL")
         return value or None
 
     @field_validator("vectors_url")
     @classmethod
     def _check_vectors_url(cls, value: str | None) -> str | None:
         if value and not value.startswith(("milvus://", "milvus+https://", "http://", "https://")):
-            raise ConfigError("TONGKUAN_VECTORS_URL must be a milvus://HOST:PORT URL")
+            raise ValueError("not a milvus:// URL")
         return value or None
 
     @field_validator("milvus_consistency")
     @classmethod
     def _check_consistency(cls, value: str) -> str:
         if value not in ("Session", "Strong", "Bounded", "Eventually"):
-            raise ConfigError("TONGKUAN_MILVUS_CONSISTENCY must be Session, Strong, Bounded or Eventually")
+            raise ValueError("not a Milvus consistency level")
         return value
 
     @property
@@ -172,7 +209,10 @@ class Settings(BaseSettings):
     @field_validator("rate_limits")
     @classmethod
     def _check_rate_limits(cls, value: str) -> str:
-        parse_rate_limits(value)
+        try:
+            parse_rate_limits(value)
+        except ConfigError:
+            raise ValueError("not appKey:qps pairs") from None
         return value
 
     @property
@@ -201,6 +241,98 @@ class _DataDirToml(TomlConfigSettingsSource):
     ) -> None:
         data_dir = init().get("data_dir") or env().get("data_dir") or "data"
         super().__init__(settings_cls, toml_file=Path(data_dir) / "tongkuan.toml")
+
+
+def _toml_path(values: Mapping[str, Any]) -> Path:
+    """The `tongkuan.toml` that `_DataDirToml` reads for these arguments and environment."""
+    data_dir = values.get("data_dir") or _environment("data_dir") or "data"
+    return Path(os.path.abspath(Path(data_dir).expanduser() / "tongkuan.toml"))
+
+
+def _environment(name: str) -> str | None:
+    """The non-empty environment variable of setting `name` (matched as pydantic-settings
+    matches them, ignoring case), or None."""
+    variable = f"TONGKUAN_{name}".upper()
+    return next((value for key, value in os.environ.items() if key.upper() == variable and value), None)
+
+
+# What the settings with a check of their own may be (the rest follow from their types).
+_RULES = {
+    "apps": "appKey:appSecret pairs separated by commas",
+    "rate_limits": "appKey:qps pairs separated by commas, qps a number, at least 0",
+    "catalog_url": "a postgresql:// URL",
+    "vectors_url": "a milvus://HOST:PORT URL",
+    "milvus_consistency": "Session, Strong, Bounded or Eventually",
+}
+
+
+def _either(choices: list[str]) -> str:
+    return choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+
+def _setting_rule(name: str) -> str:
+    """What setting `name` may be, in words ("a whole number, at least 1")."""
+    if name in _RULES:
+        return _RULES[name]
+    field = Settings.model_fields[name]
+    kind = next(k for k in get_args(field.annotation) or (field.annotation,) if k is not type(None))
+    if kind is bool:
+        return "true or false"
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return _either([str(member.value) for member in kind])
+    limits = []
+    for rule in field.metadata:
+        if isinstance(rule, Ge):
+            limits.append(f"at least {rule.ge:g}")
+        elif isinstance(rule, Gt):
+            limits.append(f"more than {rule.gt:g}")
+        elif isinstance(rule, Le):
+            limits.append(f"at most {rule.le:g}")
+        elif isinstance(rule, MinLen):
+            limits.append(f"at least {rule.min_length} characters")
+    described = {int: "a whole number", float: "a number"}.get(kind)
+    if described is None:
+        return " and ".join(limits) or "text"
+    return ", ".join([described, " and ".join(limits)]) if limits else described
+
+
+def _default(name: str) -> str:
+    """The default of setting `name` as one would write it, or "" where it is empty or None."""
+    default = Settings.model_fields[name].default
+    if default is None or default == "":
+        return ""
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, Enum):
+        return str(default.value)
+    if isinstance(default, float):
+        return f"{default:g}"
+    return str(default)
+
+
+def _describe_errors(exc: ValidationError, given: Mapping[str, Any]) -> str:
+    """One line for every setting `exc` refuses: where its value came from (an argument, its
+    environment variable or `tongkuan.toml`), the value (unless secret), what it may be and
+    what an empty value means."""
+    described = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        if name not in Settings.model_fields:
+            described.append(error["msg"])
+            continue
+        shown = " (value not shown)" if name in SECRET_SETTINGS else f"={error['input']!r}"
+        if name in given:
+            where = f"{name}{shown}"
+        elif _environment(name) is not None:
+            where = f"TONGKUAN_{name.upper()}{shown}"
+        else:
+            where = f"{name}{shown} in {_toml_path(given)}"
+        default = _default(name)
+        described.append(
+            f"{where} is not valid: use {_setting_rule(name)} "
+            f"(empty or unset: the default{', ' + default if default else ''})"
+        )
+    return "; ".join(described)
 
 
 def _pairs(value: str, variable: str, shape: str) -> Iterator[tuple[str, str, str]]:

@@ -309,3 +309,37 @@ def test_admin_changes_survive_a_restart(data_dir: Path, file_server: FileServer
         assert admin.top_ids(file_server.url(MILK[1])) == ["kept"]
         assert admin.keyword_ids("牛奶") == ["kept"]
         assert "gone" in admin.call("GET", "/admin/products/gone", expect=404)
+
+
+def test_uploaded_pictures_are_stored_when_the_data_dir_is_relative(
+    tmp_path: Path, model_cache: Path, data_root: Path, file_server: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tongkuan serve --data-dir shop` from the folder holding shop: uploads, a replacement
+    and a single added picture are stored and searchable, even after the working directory
+    changes under the running service."""
+    new_data_dir(tmp_path / "shop", model_cache)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    picture = {name: (data_root / ICONIC / f"{name}_Iconic.jpg").read_bytes() for name in (MILK[0], BANANA[0])}
+    with running(Path("shop")) as admin:
+        uploaded = admin.call(
+            "PUT", "/admin/products/up", data={"product": json.dumps({"title": "牛奶"})},
+            files=[("images", ("milk.jpg", picture[MILK[0]]))],
+        )  # fmt: skip
+        assert [p["picName"] for p in uploaded["pictures"]] == ["milk.jpg"]
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        replaced = admin.call(
+            "PUT", "/admin/products/up", data={"product": json.dumps({"title": "香蕉"})},
+            files=[("images", ("banana.jpg", picture[BANANA[0]]))],
+        )  # fmt: skip
+        assert [p["picName"] for p in replaced["pictures"]] == ["banana.jpg"]
+        added = admin.call(
+            "POST", "/admin/products/up/images", data={"picName": "side"}, files={"image": ("m.jpg", picture[MILK[0]])}
+        )
+        assert [p["picName"] for p in added["pictures"]] == ["banana.jpg", "side"]
+        assert admin.top_ids(file_server.url(BANANA[1]))[0] == "up"
+        for stored in added["pictures"]:
+            served = admin.http.get(f"http:{stored['picUrl']}")
+            assert served.status_code == 200 and served.content in picture.values()
+        assert admin.settings.data_dir == tmp_path / "shop"  # read once, as an absolute path
+    assert len(list((tmp_path / "shop" / "images").iterdir())) == 2  # the two pictures, stored once each

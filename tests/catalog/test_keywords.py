@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import new_database
+from tests.utils.data import read_rows
 from tests.utils.keywords import cocktail_listings, compare, load_titles
 from tongkuan.catalog import keywords
 from tongkuan.catalog.sqlite import SqliteCatalog
@@ -67,6 +68,57 @@ def test_a_part_of_a_word_finds_the_whole(
     assert total > 0 and sum(p.item_id in ahc for p in found) >= 15
     # a Latin prefix matches longer words, case-insensitively
     assert catalog.keyword_search("LANC")[1] >= catalog.keyword_search("lancome")[1] > 0
+
+
+SHORT = [
+    Product(item_id="shoe-1", title="运动鞋 透气跑步", shop_title="阿里鞋店"),
+    Product(item_id="shoe-2", title="男士休闲鞋", shop_title="休闲鞋业旗舰店"),
+    Product(item_id="shoe-3", title="女款高跟鞋", shop_title="同款测试店"),
+    Product(item_id="milk-1", title="燕麦奶 植物蛋白饮料", shop_title="同款测试店"),
+    Product(item_id="milk-2", title="纯牛奶 250ml×12盒", volume=50, shop_title="同款测试店"),
+    Product(item_id="milk-3", title="原味豆奶", volume=80, shop_title="同款测试店"),
+    Product(item_id="cup", title="保温杯 大容量", shop_title="同款测试店"),
+]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_one_or_two_characters_find_every_title_holding_them(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    catalog = open_catalog(kind, request, tmp_path)
+    catalog.upsert_many([(p, None) for p in SHORT])
+    expected = {
+        "鞋": {"shoe-1", "shoe-2", "shoe-3"},
+        "奶": {"milk-1", "milk-2", "milk-3"},
+        "牛奶": {"milk-2"},
+        "跟鞋": {"shoe-3"},
+        "男": {"shoe-2"},
+    }
+    for query, ids in expected.items():
+        found, total = catalog.keyword_search(query, limit=20)
+        assert ({p.item_id for p in found}, total) == (ids, len(ids)), query
+        by_sales, _ = catalog.keyword_search(query, SortOrder.SALES_DESC, limit=20)
+        assert {p.item_id for p in by_sales} == ids, query
+    assert [p.item_id for p in catalog.keyword_search("奶", SortOrder.SALES_DESC)[0]][:2] == ["milk-3", "milk-2"]
+    # a single character beside a word: titles holding both come first
+    assert catalog.keyword_search("鞋 男士", limit=20)[0][0].item_id == "shoe-2"
+    shops, total = catalog.shop_search("鞋")
+    assert {s.shop_title for s in shops} == {"阿里鞋店", "休闲鞋业旗舰店"} and total == 2
+    catalog.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_short_queries_find_every_product1m_title_that_contains_them(
+    data_root: Path, tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    catalog = open_catalog(kind, request, tmp_path)
+    load_titles(data_root, catalog)
+    titles = [keywords.normalise(r["title"]) for r in read_rows(data_root / "product1m_text" / "items.csv")]
+    for query in ["奶", "水", "霜", "膜", "乳", "唇", "香", "面膜", "精华", "套装"]:
+        holding = sum(query in title for title in titles)
+        assert holding > 0 and catalog.keyword_search(query, limit=1)[1] == holding, query
+        assert catalog.keyword_search(query, SortOrder.SALES_DESC, limit=1)[1] == holding, query
+    catalog.close()
 
 
 def test_relevance_puts_titles_with_every_word_first(cocktails: Catalog) -> None:
@@ -156,6 +208,58 @@ def test_an_older_catalog_gets_its_keyword_index_on_open(tmp_path: Path) -> None
     db.close()
     reopened = SqliteCatalog(tmp_path / "catalog.db", "none", 4)
     assert [p.item_id for p in reopened.keyword_search("玻尿酸")[0]] == ["a"]
+
+
+def test_a_catalog_from_before_single_characters_were_indexed_gets_them_on_open(tmp_path: Path) -> None:
+    catalog = SqliteCatalog(tmp_path / "catalog.db", "none", 4)
+    catalog.upsert_many([(p, None) for p in SHORT])
+    catalog.close()
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "catalog.db")  # as the previous version left it: words only
+    db.execute("DROP TABLE item_chars")
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('keywords', '1')")
+    db.commit()
+    db.close()
+    reopened = SqliteCatalog(tmp_path / "catalog.db", "none", 4)
+    assert {p.item_id for p in reopened.keyword_search("鞋")[0]} == {"shoe-1", "shoe-2", "shoe-3"}
+    assert {s.shop_title for s in reopened.shop_search("鞋")[0]} == {"阿里鞋店", "休闲鞋业旗舰店"}
+    assert [p.item_id for p in reopened.keyword_search("燕麦奶")[0]] == ["milk-1"]
+    reopened.upsert(Product(item_id="shoe-4", title="帆布鞋"), None)  # written into the new table
+    assert reopened.keyword_search("鞋")[1] == 4
+    reopened.delete("shoe-4")
+    assert reopened.keyword_search("鞋")[1] == 3
+    reopened.close()
+
+
+def test_a_postgres_catalog_from_before_single_characters_were_indexed_gets_them_on_open(
+    request: pytest.FixtureRequest,
+) -> None:
+    import psycopg
+
+    from tongkuan.catalog.postgres import PostgresCatalog
+
+    url = new_database(request.getfixturevalue("postgres"))
+    catalog = PostgresCatalog(url, "none", 4)
+    catalog.upsert_many([(p, None) for p in SHORT])
+    catalog.close()
+
+    def old_vector(text: str) -> str:  # the previous version's terms: words and pairs only
+        return " ".join("'" + w.replace("'", "''") + "'" for w in keywords.words(text))
+
+    with psycopg.connect(url, autocommit=True) as db:
+        rows = db.execute("SELECT item_id, title, shop_title FROM tongkuan.items").fetchall()
+        for item_id, title, shop in rows:
+            db.execute(
+                "UPDATE tongkuan.items SET title_words = %s::tsvector, shop_words = %s::tsvector WHERE item_id = %s",
+                (old_vector(title), old_vector(shop), item_id),
+            )
+        db.execute("DELETE FROM tongkuan.meta WHERE key = 'keywords'")
+    reopened = PostgresCatalog(url, "none", 4)
+    assert {p.item_id for p in reopened.keyword_search("鞋")[0]} == {"shoe-1", "shoe-2", "shoe-3"}
+    assert {s.shop_title for s in reopened.shop_search("鞋")[0]} == {"阿里鞋店", "休闲鞋业旗舰店"}
+    assert [p.item_id for p in reopened.keyword_search("燕麦奶")[0]] == ["milk-1"]
+    reopened.close()
 
 
 def test_keyword_quality_beats_substring_matching_on_product1m(data_root: Path, tmp_path: Path) -> None:

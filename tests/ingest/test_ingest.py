@@ -117,6 +117,49 @@ def test_the_ingest_command_reports_and_is_idempotent(data_root: Path, tmp_path:
     assert "1 unchanged" in second.output and "0 images embedded" in second.output
 
 
+def test_the_ingest_command_fails_when_every_record_fails(data_root: Path, tmp_path: Path, model_cache: Path) -> None:
+    data_dir = new_data_dir(tmp_path / "data", model_cache)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    source = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [{"itemId": "gone", "images": ["nowhere.jpg"]}, {"itemId": "broken", "images": ["broken.jpg"]}],
+    )
+    result = CliRunner().invoke(
+        main, ["ingest", str(source), "--data-dir", str(data_dir), "--model", "efficientnet-lite0"]
+    )
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+    assert "Traceback" not in result.output
+    assert result.output.splitlines()[-1] == "Error: 2 of 2 records failed"
+
+
+def test_the_ingest_command_acknowledges_the_good_records_and_fails_for_the_bad_ones(
+    data_root: Path, tmp_path: Path, model_cache: Path
+) -> None:
+    data_dir = new_data_dir(tmp_path / "data", model_cache)
+    source = write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [
+            {"itemId": "kiwi", "images": [str(data_root / ICONIC / "Kiwi_Iconic.jpg")]},
+            {"itemId": "gone", "images": ["nowhere.jpg"]},
+            {"itemId": "lime", "images": [str(data_root / ICONIC / "Lime_Iconic.jpg")]},
+        ],
+    )
+    args = ["ingest", str(source), "--data-dir", str(data_dir), "--model", "efficientnet-lite0", "--ack"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert {"committed kiwi", "committed lime"} <= set(lines) and "committed gone" not in lines
+    assert any(line.startswith("failed ") and "itemId=gone" in line for line in lines)
+    assert "2 added, 0 updated, 0 unchanged, 1 failed" in result.output
+    assert lines[-1] == "Error: 1 of 3 records failed"
+    engine = Engine(settings_for(data_dir))
+    try:
+        assert engine.catalog.count() == (2, 2)
+    finally:
+        engine.close()
+
+
 def test_the_first_ingestion_with_enough_grouped_products_learns_a_whitening(
     data_root: Path, tmp_path: Path, model_cache: Path
 ) -> None:

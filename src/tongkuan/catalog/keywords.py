@@ -5,7 +5,12 @@ the shorter words inside long ones: 黄金水 → 黄金, 金水, 黄金水) and
 every pair of adjacent Chinese characters. The pairs make a query match however jieba
 happens to cut it in a title, so a part of a word still finds the whole (on Product1M
 titles: nDCG@10 0.665 with words + pairs, 0.643 with words alone; see docs/benchmarks.md).
-Latin words are lower-cased and, in queries, matched as prefixes (hydra → hydrating).
+Each title's single Chinese characters are kept too, apart from its words (`characters`): a
+Chinese character standing alone in a query (鞋, or 女 in "女 连衣裙") must be in every title
+found, and matches wherever it stands (鞋 finds 运动鞋 and 高跟鞋); it filters, and never
+changes how the query's words rank. Two Chinese characters are always a pair, so a
+two-character query finds every title holding them. Latin words are lower-cased and, in
+queries, matched as prefixes (hydra → hydrating).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _WORD = re.compile(r"[^\W_]+")
 _LATIN_PREFIX_MIN = 3
 MAX_TERM = 100  # shorter Latin words match only whole words (ml, 3, x)
+VERSION = "2"  # of the terms stored for a title: a store re-derives them all when it changes
 
 _segmenter: jieba.Tokenizer | None = None
 _segmenter_lock = threading.Lock()
@@ -70,32 +76,46 @@ def words(text: str) -> list[str]:
     return list(dict.fromkeys(found + _pairs(text)))
 
 
+def characters(text: str) -> list[str]:
+    """The distinct Chinese characters of `text`: what a one-character query matches."""
+    return list(dict.fromkeys(char for run in _CJK_RUN.findall(normalise(text)) for char in run))
+
+
 def document(text: str) -> str:
     """`text` as the space-separated terms stored in the full-text index."""
     return " ".join(words(text))
 
 
+def character_document(text: str) -> str:
+    """`text`'s single Chinese characters, space-separated, stored apart from its words."""
+    return " ".join(characters(text))
+
+
 @dataclass(frozen=True)
 class Term:
     """One query term. `prefix` terms also match longer words that start with them; a
-    `required` term must be in every match when results are sorted by price or sales."""
+    `required` term must be in every match when results are sorted by price or sales; a
+    `character` term (one Chinese character standing alone in the query) is matched against
+    a title's characters, and must be in every match however results are ordered."""
 
     text: str
     prefix: bool
     required: bool
+    character: bool = False
 
 
 def query_terms(text: str) -> list[Term]:
     """The terms of a keyword query.
 
-    Ranked by relevance, any term may match and more, rarer matches rank higher. Sorted by
-    price or sales, a title must hold every required term: each Latin word and each pair of
-    Chinese characters of the query, which is close to "contains every query word".
+    Ranked by relevance, any word term may match and more, rarer matches rank higher. Sorted
+    by price or sales, a title must hold every required term: each Latin word and each pair
+    of Chinese characters of the query, which is close to "contains every query word". A
+    Chinese character standing alone is a `character` term, which every match holds.
     """
     text = normalise(text)
     terms: dict[str, Term] = {}
     for pair in _pairs(text):
-        terms.setdefault(pair, Term(pair, prefix=len(pair) == 1, required=True))
+        terms.setdefault(pair, Term(pair, prefix=False, required=True, character=len(pair) == 1))
     for word in (t.strip() for t in _jieba().cut_for_search(text)):
         if not _is_term(word) or word in terms:
             continue

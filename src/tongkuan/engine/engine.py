@@ -180,14 +180,15 @@ class Engine:
 
     def keep_picture(self, data: bytes) -> str:
         """Keep a catalog picture sent as bytes, once it decodes; returns the reference that
-        `put_product` reads it from."""
+        `put_product` reads it from: its name in the picture store, never a path that
+        depends on the working directory."""
         decode_image(data, self.settings.max_pixels)
-        return str(self.images.root / self.images.put(data))
+        return self.images.put(data)
 
     def put_product(self, fields: Mapping[str, Any], pictures: list[str], names: list[str]) -> IngestReport:
         """Add or replace a product (record fields with its itemId) with exactly these pictures
-        (http(s) URLs, or references from `keep_picture`), ingested like any import; a record
-        that cannot be stored is a failure in the report."""
+        (http(s) URLs, or references from `keep_picture`, read from the picture store),
+        ingested like any import; a record that cannot be stored is a failure in the report."""
         self.follow_switch()
         record = SourceRecord("admin", dict(fields), pictures, self.images.root, names)
         return self.ingester(file_root=self.images.root).ingest([record])

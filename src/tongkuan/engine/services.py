@@ -92,14 +92,15 @@ def whiten_catalog(
         catalog.close()
 
 
-def migrate_to_servers(
-    source: Path, catalog_url: str, vectors_url: str | None, image_dir: Path | None
-) -> tuple[MigrationReport, str | None]:
-    """Move the embedded catalog in `source` to PostgreSQL without re-embedding (rerun to
-    resume); with `vectors_url`, fill the Milvus collection of its search space. Returns the
-    report and the collection's name."""
+def migrate_to_servers(settings: Settings, image_dir: Path | None) -> tuple[MigrationReport, str | None]:
+    """Move the embedded catalog in `settings.data_dir` to the PostgreSQL catalog at
+    `settings.catalog_url` without re-embedding (rerun to resume); with `settings.vectors_url`,
+    fill the Milvus collection of its search space. Returns the report and the collection's name."""
     from tongkuan.catalog.postgres import PostgresCatalog  # psycopg: only for the server catalog
 
+    source, catalog_url, vectors_url = settings.data_dir, settings.catalog_url, settings.vectors_url
+    if not catalog_url:
+        raise ConfigError("moving a catalog needs the PostgreSQL URL of its target")
     stored = SqliteCatalog.stored_spec(source / "catalog.db")
     if stored is None:
         raise ConfigError(f"{source} holds no catalog (catalog.db)")
@@ -114,7 +115,6 @@ def migrate_to_servers(
             if not vectors_url:
                 return report, None
             # opening it replays the change log into Milvus, in the catalog's search space
-            settings = Settings(data_dir=source, catalog_url=catalog_url, vectors_url=vectors_url)
             index = open_index(settings, target, model)
             index.close()
             return report, getattr(index, "name", None)

@@ -3,9 +3,12 @@ write transactions, read snapshots and cross-process locks.
 
 Every table lives in the schema `tongkuan`, apart from other applications' tables. Schema
 changes are numbered migrations applied once, in order, under a lock, and recorded in
-`tongkuan.schema_migrations`; connections come from a `psycopg_pool` pool. Writers take one
-advisory lock per transaction, so change-log sequence numbers are handed out in commit
-order. Every store module (`products`, `writer`, ...) builds on `PostgresDatabase`.
+`tongkuan.schema_migrations`; after them, under the same lock, the keyword vectors are
+derived again from the titles when the terms they hold changed (`keywords.VERSION`, kept
+in `meta`, as the embedded store does). Connections come from a `psycopg_pool` pool.
+Writers take one advisory lock per transaction, so change-log sequence numbers are handed
+out in commit order. Every store module (`products`, `writer`, ...) builds on
+`PostgresDatabase`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from tongkuan.catalog import common
+from tongkuan.catalog import common, keywords
 from tongkuan.errors import InvalidValue, StoreUnavailable
 
 MIGRATIONS: list[str] = [
@@ -92,7 +95,8 @@ _WRITE_LOCK = 0x746B7772  # "tkwr": writers commit one at a time, so change seqs
 
 
 def migrate(pool: ConnectionPool[Any]) -> int:
-    """Apply the migrations this database lacks, in order, each in its own transaction."""
+    """Apply the migrations this database lacks, in order, each in its own transaction, then
+    bring the keyword vectors up to `keywords.VERSION`; return how many migrations ran."""
     applied = 0
     with pool.connection() as db:
         db.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
@@ -110,9 +114,49 @@ def migrate(pool: ConnectionPool[Any]) -> int:
                     db.execute(script)
                     db.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                 applied += 1
+            _update_keyword_vectors(db)
         finally:
             db.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     return applied
+
+
+def _update_keyword_vectors(db: psycopg.Connection[Any]) -> None:
+    """Derive every product's keyword vectors again, in one transaction, when they hold the
+    terms of another `keywords.VERSION` (a new database: at once, it has no products)."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'keywords'").fetchone()
+    if row is not None and row[0] == keywords.VERSION:
+        return
+    # a server-side cursor walks the products the transaction sees; the updates are new row
+    # versions it never meets again
+    with db.transaction(), db.cursor(name="keyword_vectors") as products, db.cursor() as cur:
+        products.execute("SELECT item_id, title, shop_title FROM items")
+        while batch := products.fetchmany(5000):
+            cur.executemany(
+                "UPDATE items SET title_words = %s::tsvector, shop_words = %s::tsvector WHERE item_id = %s",
+                [(tsvector(title), tsvector(shop), item_id) for item_id, title, shop in batch],
+            )
+        cur.execute(
+            "INSERT INTO meta VALUES ('keywords', %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (keywords.VERSION,),
+        )
+
+
+def lexeme(text: str) -> str:
+    """One tsvector/tsquery lexeme, quoted so that no text is read as syntax."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+CHARACTER_MARK = "_"  # starts the lexeme of a single character; no word or pair holds "_"
+
+
+def tsvector(text: str) -> str:
+    """The keyword vector of a title or shop name, as tsvector text: its words and pairs
+    (`keywords.words`) and, marked apart from them, its single Chinese characters
+    (`keywords.characters`). Marked, a character matches only a one-character query term,
+    never a word that happens to be one character (jieba's 奶 in 燕麦奶), and ts_rank ignores
+    a vector's length: how words rank stays as it was."""
+    terms = [*keywords.words(text), *(CHARACTER_MARK + char for char in keywords.characters(text))]
+    return " ".join(lexeme(term) for term in terms)
 
 
 @contextmanager

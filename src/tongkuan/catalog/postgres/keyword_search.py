@@ -1,15 +1,17 @@
-"""Keyword search on the server catalog (`KeywordSearch`), and the keyword vectors it matches.
+"""Keyword search on the server catalog (`KeywordSearch`).
 
-Each product stores the same terms as the embedded store (jieba words plus Chinese character
-pairs, `catalog.keywords`) as `simple` tsvectors with GIN indexes, `title_words` and
-`shop_words`: exact, two-character words such as 手机 included, which a pg_trgm index cannot
-serve. By relevance, matches are ranked by `ts_rank` (PostgreSQL has no BM25).
+Each product stores the same terms as the embedded store (jieba words, Chinese character
+pairs and single Chinese characters, `catalog.keywords`) as `simple` tsvectors with GIN
+indexes, `title_words` and `shop_words` (`database.tsvector`, which marks the characters
+apart from the words): exact, one- and two-character words such as 鞋 and 手机 included,
+which a pg_trgm index cannot serve. By relevance, matches are ranked by `ts_rank`
+(PostgreSQL has no BM25).
 """
 
 from __future__ import annotations
 
 from tongkuan.catalog import common, keywords
-from tongkuan.catalog.postgres.database import PostgresDatabase
+from tongkuan.catalog.postgres.database import CHARACTER_MARK, PostgresDatabase, lexeme
 from tongkuan.catalog.postgres.filters import ID, PRICE, filter_sql
 from tongkuan.domain.products import Product, ProductFilter, Shop, SortOrder
 
@@ -35,19 +37,20 @@ class PostgresKeywordSearch(PostgresDatabase):
 
         The same tiers as the embedded store: sorted by price or sales, every required term;
         by relevance, titles holding every term first, then those holding some, each by
-        `ts_rank` (PostgreSQL has no BM25).
+        `ts_rank` of the query's words (PostgreSQL has no BM25). Chinese characters standing
+        alone in the query are in every title found (`keywords.Term.character`).
         """
         terms = keywords.query_terms(text)
         if not terms:
             return [], 0
         conditions, args = filter_sql(where or ProductFilter())
-        every, some = tsquery(terms, every=True), tsquery(terms)
+        every, some, rank = tsqueries(terms)
 
         def fetch(match: str, order: str, skip: int, wanted: int) -> list[Product]:
             rows = self._rows(
                 f"SELECT {common.ITEM_FIELDS_P} FROM items p WHERE {match}{conditions} "
                 f"ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s",
-                {"some": some, "every": every, "limit": wanted, "offset": skip, **args},
+                {"some": some, "every": every, "rank": rank, "limit": wanted, "offset": skip, **args},
             )
             return [common.product_from_row(r) for r in rows]
 
@@ -60,7 +63,7 @@ class PostgresKeywordSearch(PostgresDatabase):
                 both = "p.title_words @@ %(every)s::tsquery AND p.title_words @@ %(some)s::tsquery"
                 total = self._count("p.title_words @@ %(some)s::tsquery", {"some": some, **args}, conditions)
                 first = self._count(both, {"some": some, "every": every, **args}, conditions)
-                order = f"ts_rank(p.title_words, %(some)s::tsquery) DESC, {ID}"
+                order = f"ts_rank(p.title_words, %(rank)s::tsquery) DESC, {ID}"
                 groups = [
                     (both, order, first),
                     (
@@ -80,7 +83,7 @@ class PostgresKeywordSearch(PostgresDatabase):
         if not terms:
             return [], 0
         grouped = f"SELECT {common.SHOP_FIELDS} FROM items p WHERE p.shop_words @@ %(q)s::tsquery GROUP BY p.shop_title"
-        q = tsquery(terms, every=True)
+        q, _, _ = tsqueries(terms)
         with self.snapshot():
             total = int(self._rows(f"SELECT COUNT(*) FROM ({grouped}) g", {"q": q})[0][0])
             rows = self._rows(
@@ -97,17 +100,20 @@ class PostgresKeywordSearch(PostgresDatabase):
         return [common.product_from_row(r) for r in rows]
 
 
-def _lexeme(text: str) -> str:
-    """One tsvector/tsquery lexeme, quoted so that no text is read as syntax."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+def tsqueries(terms: list[keywords.Term]) -> tuple[str, str, str]:
+    """A query's terms as tsquery text (prefix terms with `:*`): every required term; any
+    word with every character standing alone; and any word, what ranks a match. A query of
+    such characters alone: all of them, any of them, any of them."""
+    words = [_lexeme(t) + (":*" if t.prefix else "") for t in terms if not t.character]
+    held = [_lexeme(t) for t in terms if t.character]
+    if not words:
+        every, any_held = " & ".join(held), " | ".join(held)
+        return every, any_held, any_held
+    required = [_lexeme(t) + (":*" if t.prefix else "") for t in terms if t.required and not t.character]
+    any_word = " | ".join(words)
+    some = f"({any_word}) & {' & '.join(held)}" if held else any_word
+    return " & ".join(required + held), some, any_word
 
 
-def tsvector(text: str) -> str:
-    """The keyword vector of a title or shop name, as tsvector text."""
-    return " ".join(_lexeme(word) for word in keywords.words(text))
-
-
-def tsquery(terms: list[keywords.Term], every: bool = False) -> str:
-    """Any term, or with `every` all required terms, as tsquery text (prefix terms with `:*`)."""
-    chosen = [t for t in terms if t.required] if every else terms
-    return (" & " if every else " | ").join(_lexeme(t.text) + (":*" if t.prefix else "") for t in chosen)
+def _lexeme(term: keywords.Term) -> str:
+    return lexeme(CHARACTER_MARK + term.text if term.character else term.text)

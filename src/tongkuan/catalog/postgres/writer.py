@@ -14,8 +14,7 @@ from typing import Any
 import psycopg
 
 from tongkuan.catalog import common
-from tongkuan.catalog.postgres.database import PostgresDatabase
-from tongkuan.catalog.postgres.keyword_search import tsvector
+from tongkuan.catalog.postgres.database import PostgresDatabase, tsvector
 from tongkuan.domain.changes import ChangeKind
 from tongkuan.domain.products import NewImage, Product, StoredImage
 from tongkuan.errors import ProductNotFound

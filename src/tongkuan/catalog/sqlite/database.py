@@ -63,9 +63,31 @@ CREATE TABLE IF NOT EXISTS staged_vectors (
     PRIMARY KEY (model, vector_id)
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS item_words USING fts5(title, shop, tokenize = 'unicode61');
+CREATE VIRTUAL TABLE IF NOT EXISTS item_chars USING fts5(title, shop, tokenize = 'unicode61');
 """
-# item_words holds keywords.document() of each item's title and shop, with rowid = items.rowid.
-KEYWORDS_VERSION = "1"
+# item_words holds keywords.document() of each item's title and shop, and item_chars their
+# keywords.character_document(), both with rowid = items.rowid (words_row() gives all four).
+# The characters have a table of their own because FTS5's BM25 measures a row's length
+# over all its columns: beside the words, they would change how every query ranks.
+KEYWORDS_VERSION = keywords.VERSION
+
+
+def words_row(title: str, shop: str) -> tuple[str, str, str, str]:
+    """An item's keyword documents: title and shop words, then title and shop characters."""
+    return (
+        keywords.document(title),
+        keywords.document(shop),
+        keywords.character_document(title),
+        keywords.character_document(shop),
+    )
+
+
+def index_words(db: sqlite3.Connection, rowid: int, words: tuple[str, str, str, str]) -> None:
+    """Write an item's keyword documents (`words_row`) under its rowid, replacing any there."""
+    db.execute("DELETE FROM item_words WHERE rowid = ?", (rowid,))
+    db.execute("DELETE FROM item_chars WHERE rowid = ?", (rowid,))
+    db.execute("INSERT INTO item_words (rowid, title, shop) VALUES (?, ?, ?)", (rowid, *words[:2]))
+    db.execute("INSERT INTO item_chars (rowid, title, shop) VALUES (?, ?, ?)", (rowid, *words[2:]))
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -76,13 +98,13 @@ def migrate(db: sqlite3.Connection) -> None:
         db.execute("UPDATE images SET name = CAST(position AS TEXT)")
     db.execute("CREATE UNIQUE INDEX IF NOT EXISTS images_name ON images(item_id, name)")
     row = db.execute("SELECT value FROM meta WHERE key = 'keywords'").fetchone()
-    if row is None or row[0] != KEYWORDS_VERSION:
+    if row is None or row[0] != KEYWORDS_VERSION:  # item_chars came with version 2
         db.execute("DELETE FROM item_words")
-        rows = db.execute("SELECT rowid, title, shop_title FROM items").fetchall()
-        db.executemany(
-            "INSERT INTO item_words (rowid, title, shop) VALUES (?, ?, ?)",
-            [(r, keywords.document(t), keywords.document(shop)) for r, t, shop in rows],
-        )
+        db.execute("DELETE FROM item_chars")
+        items = db.execute("SELECT rowid, title, shop_title FROM items").fetchall()
+        rows = [(rowid, *words_row(title, shop)) for rowid, title, shop in items]
+        db.executemany("INSERT INTO item_words (rowid, title, shop) VALUES (?, ?, ?)", [r[:3] for r in rows])
+        db.executemany("INSERT INTO item_chars (rowid, title, shop) VALUES (?, ?, ?)", [(r[0], *r[3:]) for r in rows])
         db.execute("INSERT OR REPLACE INTO meta VALUES ('keywords', ?)", (KEYWORDS_VERSION,))
 
 

@@ -1,8 +1,8 @@
 """Writing products and pictures to the embedded catalog (`ProductWriter`).
 
-Each write is one transaction: the product's record, its keyword document (`item_words`),
-its pictures with their float32 vectors, and a change-log entry for every vector added,
-removed or moved to another category commit together or not at all.
+Each write is one transaction: the product's record, its keyword documents (`item_words`,
+`item_chars`), its pictures with their float32 vectors, and a change-log entry for every
+vector added, removed or moved to another category commit together or not at all.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from tongkuan.catalog import common, keywords
-from tongkuan.catalog.sqlite.database import SqliteDatabase
+from tongkuan.catalog import common
+from tongkuan.catalog.sqlite.database import SqliteDatabase, index_words, words_row
 from tongkuan.domain.changes import ChangeKind
 from tongkuan.domain.products import NewImage, Product, StoredImage
 from tongkuan.errors import ProductNotFound
@@ -36,12 +36,12 @@ class SqliteProductWriter(SqliteDatabase):
     def upsert_many(self, items: Sequence[tuple[Product, Sequence[NewImage] | None]]) -> None:
         """`upsert` for many products in one transaction (all or none)."""
         common.check_vectors([image for _, images in items for image in images or ()], self.dim)
-        documents = [(keywords.document(p.title), keywords.document(p.shop_title)) for p, _ in items]
+        documents = [words_row(p.title, p.shop_title) for p, _ in items]
         with self._write() as db:
             self._require_model(db)
-            for (product, images), (title_words, shop_words) in zip(items, documents, strict=True):
+            for (product, images), words in zip(items, documents, strict=True):
                 db.execute(_UPSERT_ITEM, common.product_row(product))
-                _index_words(db, product.item_id, title_words, shop_words)
+                _index_words(db, product.item_id, words)
                 if images is None:
                     continue
                 _delete_images(db, product.item_id)
@@ -89,7 +89,7 @@ class SqliteProductWriter(SqliteDatabase):
             before = common.product_from_row(row)
             product = common.changed(item_id, before, change)
             db.execute(_UPSERT_ITEM, common.product_row(product))
-            _index_words(db, item_id, keywords.document(product.title), keywords.document(product.shop_title))
+            _index_words(db, item_id, words_row(product.title, product.shop_title))
             if product.category != before.category:
                 db.execute(
                     "INSERT INTO changes (vector_id, added) SELECT vector_id, ? FROM images WHERE item_id = ?",
@@ -105,6 +105,7 @@ class SqliteProductWriter(SqliteDatabase):
                 raise ProductNotFound(item_id)
             _delete_images(db, item_id)
             db.execute("DELETE FROM item_words WHERE rowid = ?", (row[0],))
+            db.execute("DELETE FROM item_chars WHERE rowid = ?", (row[0],))
             db.execute("DELETE FROM items WHERE item_id = ?", (item_id,))
 
 
@@ -123,8 +124,6 @@ def _delete_images(db: sqlite3.Connection, item_id: str) -> None:
     db.executemany("INSERT INTO changes (vector_id, added) VALUES (?, 0)", [(i,) for i in ids])
 
 
-def _index_words(db: sqlite3.Connection, item_id: str, title_words: str, shop_words: str) -> None:
-    """Replace a product's keyword document (its row in `item_words` shares the item's rowid)."""
-    rowid = db.execute("SELECT rowid FROM items WHERE item_id = ?", (item_id,)).fetchone()[0]
-    db.execute("DELETE FROM item_words WHERE rowid = ?", (rowid,))
-    db.execute("INSERT INTO item_words (rowid, title, shop) VALUES (?, ?, ?)", (rowid, title_words, shop_words))
+def _index_words(db: sqlite3.Connection, item_id: str, words: tuple[str, str, str, str]) -> None:
+    """Replace a product's keyword documents (their rows share the item's rowid)."""
+    index_words(db, db.execute("SELECT rowid FROM items WHERE item_id = ?", (item_id,)).fetchone()[0], words)
