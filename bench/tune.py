@@ -11,6 +11,11 @@ Catalog shapes built from grocery_store (issue 19):
 - studio: the iconic shots alone, one per product;
 - lowres: the retailer catalog searched with val photos shrunk to ~120 px (the retailer's
   tuned model; nothing is trained for it).
+And two catalogs whose records carry categories, for the category head: shoppers' clothing
+photos (every other one, the same 1,021 bench/quality.py asks) predicted as the service does
+(the model's prior fused with the vote of the 30 nearest catalog pictures) against
+- clothing: the other half of the clothing photos, each a product with its category;
+- fashion: bench/quality.py's voting catalog of 919 fashion catalog shots.
 The model is tuned on the products of a seeded half of the classes (at most `--per-product`
 pictures each) and measured on all val photos against the whole catalog, ranked by product
 (a product scores its best picture), split into classes tuned on and not tuned on, before
@@ -44,7 +49,10 @@ from tongkuan.adapt.export import export_error, export_tuned_model
 from tongkuan.adapt.groups import purity
 from tongkuan.adapt.network import TunedNet, load_tunable
 from tongkuan.adapt.training import TuneResult, TuneSettings, examples_from_files, tune
+from tongkuan.domain.categories import CATEGORY_BY_NAME, CATEGORY_POSITION
+from tongkuan.vision.classify import fuse, neighbour_vote
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
+from tongkuan.vision.pipeline import Vision
 from tongkuan.vision.whitening import learn_whitening
 
 Rows = list[dict[str, str]]
@@ -119,6 +127,41 @@ def clothing_backgrounds(data: Path, count: int) -> list[Image.Image]:
     return out
 
 
+PRIOR_WEIGHTS = (0.0, 0.35, 0.5, 0.7, 1.0)  # 0.35: the service's default (TONGKUAN_CATEGORY_PRIOR_WEIGHT)
+
+
+def describe(vision: Vision, paths: list[Path], batch: int = 16) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """The service's (embeddings, category priors) of pictures: subject crop, inset search."""
+    vectors, priors = [], []
+    for start in range(0, len(paths), batch):
+        images = [Image.open(p).convert("RGB") for p in paths[start : start + batch]]
+        for d in vision.describe(images, insets=True):
+            chosen = d.inset or d
+            vectors.append(chosen.embedding)
+            priors.append(chosen.prior)
+    return np.stack(vectors), np.stack(priors)
+
+
+def category_top1(
+    queries: tuple[NDArray[np.float32], NDArray[np.float32]], truth: NDArray[np.int64],
+    catalog: NDArray[np.float32], catalog_categories: list[int],
+) -> dict[str, float]:  # fmt: skip
+    """Top-1 of the service's fusion at each prior weight (0: the vote alone, 1: the prior alone)."""
+    from tongkuan.domain.categories import CATEGORIES
+
+    vectors, priors = queries
+    sims = vectors @ catalog.T
+    nearest = np.argsort(-sims, axis=1)[:, :30]
+    out = {}
+    for weight in PRIOR_WEIGHTS:
+        predicted = []
+        for q in range(len(vectors)):
+            vote = neighbour_vote((CATEGORIES[catalog_categories[i]], float(sims[q, i])) for i in nearest[q])
+            predicted.append(int(np.argmax(fuse(priors[q], vote, weight))))
+        out[f"prior weight {weight}"] = round(float(np.mean(np.array(predicted) == truth)), 4)
+    return out
+
+
 def training_summary(result: TuneResult, truth: NDArray[np.int64] | None = None) -> dict[str, object]:
     epochs = len(result.history)
     trained = [h.seconds for h in result.history]
@@ -133,6 +176,11 @@ def training_summary(result: TuneResult, truth: NDArray[np.int64] | None = None)
         "cache seconds": round(result.cache_seconds, 1),
         "seconds per epoch": round(float(np.mean(trained)), 1),
         "held-back R@1 per epoch": [round(h.held_back_r1, 3) for h in result.history],
+        "held-back category top-1 per epoch": [round(h.held_back_category, 3) for h in result.history],
+        "held-back category top-1 shipped/tuned": [
+            round(result.held_back_category_before, 4),
+            round(result.held_back_category_after, 4),
+        ],
         "ms per picture per epoch": round(1000 * float(np.mean(trained)) / result.pictures, 1),
         "total seconds": round(result.seconds, 1),
     }
@@ -161,6 +209,9 @@ def main() -> None:
     parser.add_argument("--pseudo-threshold", type=float, default=TuneSettings.pseudo_threshold)
     parser.add_argument("--pseudo-step", type=float, default=TuneSettings.pseudo_threshold_step)
     parser.add_argument("--pseudo-k", type=int, default=TuneSettings.pseudo_k)
+    parser.add_argument(
+        "--twin-threshold", type=float, default=TuneSettings.twin_threshold, help="Negative: no twins left out."
+    )
     parser.add_argument("--recluster-every", type=int, default=TuneSettings.recluster_every)
     parser.add_argument("--lr", type=float, default=TuneSettings.lr_backbone, help="Backbone learning rate.")
     parser.add_argument("--frozen-blocks", type=int, default=None)
@@ -216,6 +267,7 @@ def main() -> None:
         recluster_every=args.recluster_every, lr_backbone=args.lr, frozen_blocks=args.frozen_blocks,
         refresh_views_every=args.refresh_every, schedule=args.schedule, patience=args.patience,
         holdback=args.holdback, keep=args.keep, view_budget=args.view_budget,
+        twin_threshold=None if args.twin_threshold is None or args.twin_threshold < 0 else args.twin_threshold,
     )  # fmt: skip
     backgrounds = clothing_backgrounds(args.data, args.backgrounds)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -301,6 +353,41 @@ def main() -> None:
             "after": split_recall(embed(tuned, [Path(r["file"]) for r in val]), q_labels, q_tuned, embed(tuned, paths), l_ids, l_labels),
         }  # fmt: skip
         print(f"listings: {json.dumps(summary['listings'])}", file=sys.stderr)
+
+    for shape in ("clothing", "fashion"):
+        if shape not in shapes:
+            continue
+        wear = args.data / "clothing_dataset"
+        photos = [r for r in read_rows(wear / "labels.csv") if r["service_category"] in CATEGORY_BY_NAME]
+        asked = photos[::2]
+        if shape == "clothing":
+            folder, listed = wear, photos[1::2]
+        else:
+            folder = args.data / "fashion_product_images_small"
+            shots = [r for r in read_rows(folder / "labels.csv") if r["service_category"] in CATEGORY_BY_NAME]
+            listed = shots[1::12]
+        if args.classes:  # a smoke run
+            asked, listed = asked[: args.classes * 4], listed[: args.classes * 8]
+        positions = [CATEGORY_POSITION[CATEGORY_BY_NAME[r["service_category"]]] for r in listed]
+        truth = np.array([CATEGORY_POSITION[CATEGORY_BY_NAME[r["service_category"]]] for r in asked])
+        paths = [folder / r["path"] for r in listed]
+        examples = examples_from_files(paths, [r["path"] for r in listed], categories=positions)
+        result = tune(examples, settings, args.work / f"{shape}.pt", backgrounds)
+        tuned = onnx_encoder(result.model, args.work, shape, args.threads)
+        asked_paths = [wear / r["path"] for r in asked]
+        measured = {}
+        for name, encoder in (
+            ("before (shipped model, ImageNet prior)", frozen),
+            ("after (tuned, category head)", tuned),
+        ):
+            vision = Vision(encoder)
+            measured[name] = category_top1(describe(vision, asked_paths), truth, describe(vision, paths)[0], positions)
+        summary[shape] = {
+            "catalog": len(listed),
+            "queries": len(asked),
+            "training": training_summary(result),
+        } | measured
+        print(f"{shape}: {json.dumps(summary[shape])}", file=sys.stderr)
 
     summary["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(summary))

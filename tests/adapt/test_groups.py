@@ -16,6 +16,7 @@ from tongkuan.adapt.groups import (
     pair_recall,
     pseudo_groups,
     purity,
+    split_groups,
 )
 
 
@@ -108,3 +109,12 @@ def test_average_linkage_does_not_chain_lookalikes() -> None:
     line = np.stack([np.cos(np.linspace(0, 1.5, 12)), np.sin(np.linspace(0, 1.5, 12))], axis=1).astype(np.float32)
     assert len(set(mutual_knn_groups(line, k=2, threshold=0.98).tolist())) == 1
     assert len(set(linked_groups(line, k=2, threshold=0.98).tolist())) > 3
+
+
+def test_a_pseudo_group_never_spans_two_categories() -> None:
+    found = np.array([0, 0, 0, 1, 1, 2])
+    categories = np.array([3, 3, 5, 5, 5, -1])
+    split = split_groups(found, categories)
+    assert split[0] == split[1] != split[2]
+    assert split[3] == split[4]
+    assert len(set(split.tolist())) == 4

@@ -7,13 +7,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from tongkuan.adapt.export import export_error, export_tuned_model
 from tongkuan.adapt.network import load_tunable
-from tongkuan.adapt.training import TuneResult, TuneSettings, examples_from_files, tune
+from tongkuan.adapt.training import (
+    TuneResult,
+    TuneSettings,
+    cosface_loss,
+    examples_from_files,
+    likely_twins,
+    tune,
+)
 from tongkuan.adapt.views import ViewCache
 from tongkuan.errors import CannotLearn
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
@@ -102,3 +110,25 @@ def test_refreshed_views_keep_the_clean_view_and_are_reproducible(rows: list[dic
     assert not torch.equal(cache.store[:, 1:], first[:, 1:])
     cache.refresh(0)
     assert torch.equal(cache.store, first)
+
+
+def test_likely_twins_are_open_groups_close_enough() -> None:
+    means = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.95, 0.05]], dtype=np.float32)
+    open_groups = np.array([True, True, True, False])  # group 3 holds a product with several pictures
+    twins = likely_twins(means, open_groups, k=2, threshold=0.9).numpy()
+    assert twins[0].tolist() == [1, -1] and twins[1].tolist() == [0, -1]
+    assert twins[2].tolist() == [-1, -1]  # nothing close
+    assert twins[3].tolist() == [-1, -1]  # not open: its neighbours stay negatives
+    assert likely_twins(means, open_groups, k=20, threshold=0.9).shape == (4, 20)  # fewer groups than k
+
+
+def test_an_ignored_twin_is_not_pushed_away() -> None:
+    proxies = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]], requires_grad=True)
+    embedding = torch.tensor([[1.0, 0.05]], requires_grad=True)
+    labels = torch.tensor([0])
+    twins = torch.tensor([[1], [0], [-1]])
+    plain = cosface_loss(embedding, proxies, labels, 20.0, 0.1)
+    masked = cosface_loss(embedding, proxies, labels, 20.0, 0.1, twins)
+    assert float(masked.detach()) < float(plain.detach())
+    masked.backward()  # type: ignore[no-untyped-call]
+    assert proxies.grad is not None and float(proxies.grad[1].abs().sum()) == 0.0

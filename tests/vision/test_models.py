@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from PIL import Image
 
 from tongkuan.errors import ModelLoadError, ModelNotFound
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder, preprocess
-from tongkuan.vision.export import SHIPPED_MODELS, load_torch_model
+from tongkuan.vision.export import SHIPPED_MODELS, export_shipped_model, load_torch_model
 from tongkuan.vision.pipeline import Vision
 from tongkuan.vision.registry import resolve_model
 
@@ -44,6 +45,15 @@ def test_the_onnx_export_matches_torch_on_real_photos(name: str, data_root: Path
     assert np.abs(onnx_out.embeddings - expected).max() < 1e-4
     assert onnx_out.logits is not None and np.abs(onnx_out.logits - logits).max() < 1e-3
     assert onnx_out.feature_maps is not None and onnx_out.feature_maps.shape[:2] == (4, 1280)
+
+
+def test_exporting_a_shipped_model_emits_no_warnings(data_root: Path, tmp_path: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every warning, even those pytest's settings hide
+        out = export_shipped_model("efficientnet-lite0", tmp_path / "lite0")
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    embedded = OnnxEncoder(ModelSpec.from_json(out / "model.json")).run(photos(data_root)[:1]).embeddings
+    assert embedded.shape == (1, 1280)  # the export is still a working model
 
 
 def test_a_model_described_by_json_plugs_in_even_without_detection_or_classifier(

@@ -2,7 +2,8 @@
 
 `tongkuan.vision.export` builds the shipped models from their packages by name; a tuned
 model is a module in memory, so it is exported here, with the same input (`image`, NCHW,
-dynamic batch and size), the same outputs (`embedding`, `feature_map`, `logits`), the same
+dynamic batch and size), the same outputs (`embedding`, `feature_map`, `logits`: the
+category head's where it has one, labelled so in `model.json`), the same
 exporter settings (`dynamo=False`, opset 17) and a `model.json` the encoder reads. The rest
 of the service then uses it unchanged. As DESIGN.md asks of every export, `export_error`
 compares ONNX Runtime against torch on real photos.
@@ -18,6 +19,7 @@ import torch
 from PIL import Image
 
 from tongkuan.adapt.network import TunedNet, to_input
+from tongkuan.vision.classify import CATEGORY_HEAD
 from tongkuan.vision.export import OUTPUTS, export_onnx
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ def export_tuned_model(model: TunedNet, out_dir: Path, name: str) -> Path:
     return `out_dir`."""
     logger.info("exporting tuned model %s to %s", name, out_dir)
     description = {"name": name, "tuned_from": model.base, "dim": model.dim}
+    if model.classifier is not None:
+        description["labels"] = CATEGORY_HEAD
     return export_onnx(model.cpu().eval(), model.input_size, out_dir, description)
 
 

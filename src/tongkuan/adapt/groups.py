@@ -210,6 +210,13 @@ def pseudo_groups(
     raise ValueError(f"unknown pseudo-group method {method!r}")
 
 
+def split_groups(labels: Labels, keys: NDArray[np.integer]) -> Labels:
+    """`labels` with every group split by `keys` (a record's category): pictures whose records
+    say they are different kinds of product never share a pseudo-group."""
+    pairs = np.stack([np.asarray(labels, dtype=np.int64), np.asarray(keys, dtype=np.int64)], axis=1)
+    return relabel(np.unique(pairs, axis=0, return_inverse=True)[1].reshape(-1))
+
+
 def combine(known: Labels, pseudo: Labels, joinable: NDArray[np.bool_]) -> Labels:
     """Known groups, joined where pseudo-groups tie `joinable` pictures together.
 

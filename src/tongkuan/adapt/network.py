@@ -7,7 +7,9 @@ catalog. BatchNorm stays frozen everywhere (eval mode, no gradient): batches of 
 products have statistics nothing like the catalog's, and the published recipes freeze it.
 
 `TunedNet.forward` returns what the shipped ONNX model returns (embedding, feature map,
-ImageNet logits), so a tuned model drops into the service unchanged.
+logits), so a tuned model drops into the service unchanged. Where the catalog's records carry
+categories, the logits are a category head's (one per API category, trained on them) instead
+of ImageNet's 1000 classes mapped by hand (`tongkuan.vision.classify`).
 """
 
 from __future__ import annotations
@@ -28,15 +30,22 @@ class TunedNet(torch.nn.Module):
     """EfficientNet-Lite whose blocks from `split` on (and optionally an embedding head) train.
 
     `head_dim` None keeps the pooled 1280-d feature as the embedding (the service then sees
-    the shipped dimension); an int adds a linear head to that many dimensions.
+    the shipped dimension); an int adds a linear head to that many dimensions. `classes` adds
+    a category head on the pooled feature whose logits replace ImageNet's.
     """
 
-    def __init__(self, backbone: Any, base: str, split: int, head_dim: int | None = None) -> None:
+    def __init__(
+        self, backbone: Any, base: str, split: int, head_dim: int | None = None, classes: int | None = None
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.base = base
         self.split = split
         self.head = torch.nn.Linear(1280, head_dim) if head_dim else None
+        self.classifier = torch.nn.Linear(1280, classes) if classes else None
+        if self.classifier is not None:  # starts with no opinion: a flat prior, like no classifier
+            torch.nn.init.zeros_(self.classifier.weight)
+            torch.nn.init.zeros_(self.classifier.bias)
         self.input_size = SHIPPED_MODELS[base].input_size
         self.eval()
         for name, param in backbone.named_parameters():
@@ -59,8 +68,9 @@ class TunedNet(torch.nn.Module):
         return self.head.out_features if self.head is not None else 1280
 
     def trainable(self) -> list[torch.nn.Parameter]:
-        """The parameters fine-tuning updates."""
-        return [p for p in self.parameters() if p.requires_grad]
+        """The parameters metric learning updates (the category head has its own rate)."""
+        head = {id(p) for p in self.classifier.parameters()} if self.classifier is not None else set()
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in head]
 
     def front(self, images: torch.Tensor) -> torch.Tensor:
         """Stem and the frozen blocks: (n, 3, s, s) normalised pixels to a feature map."""
@@ -88,15 +98,24 @@ class TunedNet(torch.nn.Module):
         pooled = fmap.mean(dim=(2, 3))
         return (self.head(pooled) if self.head is not None else pooled), pooled
 
+    def logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The category head's logits where there is one, else ImageNet's."""
+        if self.classifier is not None:
+            return self.classifier(pooled)  # type: ignore[no-any-return]
+        return self.backbone._fc(pooled)  # type: ignore[no-any-return]
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(embedding, feature map, ImageNet logits), the shipped ONNX model's outputs."""
+        """(embedding, feature map, logits), the shipped ONNX model's outputs."""
         fmap = self.back(self.front(images))
         embedding, pooled = self.embed_features(fmap)
-        return embedding, fmap, self.backbone._fc(pooled)
+        return embedding, fmap, self.logits(pooled)
 
 
 def load_tunable(
-    base: str = "efficientnet-lite0", frozen_blocks: int | None = None, head_dim: int | None = None
+    base: str = "efficientnet-lite0",
+    frozen_blocks: int | None = None,
+    head_dim: int | None = None,
+    classes: int | None = None,
 ) -> TunedNet:
     """The shipped `base` model (loaded as `tongkuan.vision.export` does, ReLU6 kept) ready to
     fine-tune; `frozen_blocks` defaults to the first half of the blocks."""
@@ -105,7 +124,7 @@ def load_tunable(
     split = blocks // 2 if frozen_blocks is None else frozen_blocks
     if not 0 <= split <= blocks:
         raise ValueError(f"frozen_blocks must be within 0..{blocks}")
-    return TunedNet(backbone, base, split, head_dim)
+    return TunedNet(backbone, base, split, head_dim, classes)
 
 
 def to_input(images: list[Image.Image], size: int) -> NDArray[np.float32]:

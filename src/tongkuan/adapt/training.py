@@ -25,7 +25,11 @@ a catalog"). The recipe, from issue 19's measurements and the literature:
   (grocery: held-back recall 0.96 before tuning) this signal is flat and mostly guards
   against harm;
 - pseudo-groups (`tongkuan.adapt.groups`) for single-picture listings, re-clustered with the
-  improving model, the threshold lowered a little each round;
+  improving model, the threshold lowered a little each round, never joining listings whose
+  records give different categories;
+- where the records carry categories (at least two with `min_category_pictures` each), a
+  category head on the pooled feature trained with class-balanced cross-entropy on the same
+  shopper views, whose logits replace ImageNet's mapped ones (`tongkuan.vision.classify`);
 - a fixed seed, a checkpoint after every epoch from which an interrupted run resumes.
 """
 
@@ -47,14 +51,16 @@ from numpy.typing import NDArray
 from PIL import Image
 from tqdm import tqdm
 
-from tongkuan.adapt.groups import Labels, combine, labels_from_products, pseudo_groups, relabel
+from tongkuan.adapt.groups import Labels, combine, labels_from_products, pseudo_groups, relabel, split_groups
 from tongkuan.adapt.network import TunedNet, load_tunable
 from tongkuan.adapt.views import ViewCache
+from tongkuan.domain.categories import CATEGORIES
 from tongkuan.errors import CannotLearn
+from tongkuan.vision.classify import imagenet_projection
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 MAX_DISTRACTORS = 1000
 MAX_VIEWS = 16
 MIN_VIEWS_SINGLE = 3  # one picture per product: at least this many cached views
@@ -64,16 +70,21 @@ HELD_BACK_SALT = 999_983  # the held-back pictures' query views: never a trainin
 @dataclass(frozen=True)
 class Example:
     """One catalog picture: its product, an optional group key tying listings of one SKU
-    together, and how to load its pixels (called once per cached view build)."""
+    together, how to load its pixels (called once per cached view build), and the position
+    in `CATEGORIES` of the category its record gives (None: not given)."""
 
     product: str
     load: Callable[[], Image.Image]
     group: str | None = None
     name: str = ""  # identifies the picture in the checkpoint's fingerprint
+    category: int | None = None
 
 
 def examples_from_files(
-    paths: Sequence[Path], products: Sequence[str], groups: Sequence[str | None] | None = None
+    paths: Sequence[Path],
+    products: Sequence[str],
+    groups: Sequence[str | None] | None = None,
+    categories: Sequence[int | None] | None = None,
 ) -> list[Example]:
     """Examples for pictures stored as files."""
 
@@ -85,7 +96,10 @@ def examples_from_files(
         return load
 
     keys = groups if groups is not None else [None] * len(paths)
-    return [Example(p, loader(path), g, str(path)) for path, p, g in zip(paths, products, keys, strict=True)]
+    cats = categories if categories is not None else [None] * len(paths)
+    return [
+        Example(p, loader(path), g, str(path), c) for path, p, g, c in zip(paths, products, keys, cats, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,9 @@ class TuneSettings:
     # 0.439 R@1 at 2e-4 with 2 views, 0.537 -> 0.554 at 1e-4 with 3 views
     lr_backbone_single: float = 1e-4
     lr_proxies: float = 1e-2
+    lr_classifier: float = 1e-2  # the category head (a linear layer: the proxies' rate)
+    category_weight: float = 1.0  # the category head's cross-entropy, added to the metric loss
+    min_category_pictures: int = 10  # training pictures a category needs to count towards a head
     weight_decay: float = 1e-4
     warmup_steps: int = 20  # the backbone's learning rate rises linearly over these first steps
     schedule: str = "cosine"  # "cosine": learning rates decay to 0 over `epochs`; "constant"
@@ -122,6 +139,7 @@ class TuneSettings:
     pseudo_threshold: float = 0.7  # linked's mean cosine between groups, mutual-knn's cosine
     pseudo_threshold_step: float = 0.025  # lowered by this at each re-clustering (the model improves)
     pseudo_threshold_min: float = 0.5
+    twin_threshold: float | None = 0.55  # open groups this close are left out of each other's softmax; None: off
     pseudo_k2: int = 6  # k-reciprocal only
     pseudo_eps: float = 0.6  # k-reciprocal only
     recluster_every: int = 2  # epochs; 0: cluster once, with the frozen model
@@ -143,6 +161,7 @@ class TuneSettings:
             (self.schedule not in {"cosine", "constant"}, "schedule must be cosine or constant"),
             (self.keep not in {"last", "best"}, "keep must be last or best"),
             (self.refresh_views_every < 0, "refresh_views_every must not be negative"),
+            (self.category_weight < 0, "category_weight must not be negative"),
         ]
         for wrong, reason in problems:
             if wrong:
@@ -152,7 +171,8 @@ class TuneSettings:
 @dataclass
 class EpochStats:
     """One epoch: mean training loss, the loss on a fixed probe of training views after it,
-    held-back recall@1 after it, groups trained on, seconds taken."""
+    held-back recall@1 after it, groups trained on, seconds taken, and the category head's
+    top-1 on the held-back pictures' shopper views (-1: no head)."""
 
     epoch: int
     loss: float
@@ -160,6 +180,7 @@ class EpochStats:
     held_back_r1: float
     groups: int
     seconds: float
+    held_back_category: float = -1.0
 
 
 @dataclass
@@ -178,6 +199,10 @@ class TuneResult:
     cache_seconds: float
     seconds: float
     resumed_from: int = 0
+    # the held-back pictures' category top-1 with the shipped classifier and with the tuned
+    # head (-1.0: no head)
+    held_back_category_before: float = -1.0
+    held_back_category_after: float = -1.0
     step_losses: list[float] = field(default_factory=list)
     labels: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # last groups; -1 held back
 
@@ -187,13 +212,44 @@ class TuneResult:
 
 
 def cosface_loss(
-    embeddings: torch.Tensor, proxies: torch.Tensor, labels: torch.Tensor, scale: float, margin: float
+    embeddings: torch.Tensor,
+    proxies: torch.Tensor,
+    labels: torch.Tensor,
+    scale: float,
+    margin: float,
+    ignored: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Normalized softmax over cosine similarities to the proxies, `margin` taken off the true
-    proxy's cosine (CosFace, Wang et al. 2018)."""
+    proxy's cosine (CosFace, Wang et al. 2018). `ignored` (groups × k, -1 padded) lists, per
+    group, proxies left out of its softmax: likely the same product, never pushed away."""
     cosine = torch.nn.functional.normalize(embeddings, dim=1) @ torch.nn.functional.normalize(proxies, dim=1).T
     logits = scale * (cosine - margin * torch.nn.functional.one_hot(labels, proxies.shape[0]))
+    if ignored is not None and ignored.shape[1]:
+        rows = ignored[labels]
+        mask = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, rows.clamp(min=0), rows >= 0)
+        logits = logits.masked_fill(mask, float("-inf"))
     return torch.nn.functional.cross_entropy(logits, labels)
+
+
+def likely_twins(means: NDArray[np.float32], open_groups: NDArray[np.bool_], k: int, threshold: float) -> torch.Tensor:
+    """Per group, up to `k` other groups whose mean embedding is at cosine `threshold` or more,
+    where both groups are open (made of single-picture listings the catalog does not tie to
+    anything): pseudo-groups miss most twins, and a softmax over every group would push a
+    listing away from its unrecognised twins (instance discrimination). (groups × k), -1 padded."""
+    unit = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    out = np.full((len(means), k), -1, dtype=np.int64)
+    candidates = np.flatnonzero(open_groups)
+    if k == 0 or len(candidates) < 2:
+        return torch.from_numpy(out)
+    pool = unit[candidates]
+    for start in range(0, len(candidates), 1024):
+        sims = pool[start : start + 1024] @ pool.T
+        rows = np.arange(len(sims))
+        sims[rows, rows + start] = -np.inf  # not itself
+        top = np.argsort(-sims, axis=1)[:, : min(k, len(candidates) - 1)]
+        keep = np.take_along_axis(sims, top, axis=1) >= threshold
+        out[candidates[start : start + len(sims)], : top.shape[1]] = np.where(keep, candidates[top], -1)
+    return torch.from_numpy(out)
 
 
 def recall_at_1(
@@ -255,7 +311,7 @@ def _fingerprint(examples: Sequence[Example], settings: TuneSettings) -> str:
     learned = sorted((k, v) for k, v in asdict(settings).items() if k not in _RESUMABLE_CHANGES)
     digest = hashlib.sha256(repr(learned).encode())
     for example in examples:
-        digest.update(f"{example.name}\0{example.product}\0{example.group}\n".encode())
+        digest.update(f"{example.name}\0{example.product}\0{example.group}\0{example.category}\n".encode())
     return digest.hexdigest()
 
 
@@ -279,7 +335,23 @@ def _init_head(model: TunedNet, views: ViewCache, indices: Sequence[int]) -> Non
         model.head.bias.copy_(-(weight @ mean))
 
 
-_TRAINER_KEYS = {"version", "fingerprint", "model", "optimizer", "proxies", "proxy_optimizer", "labels"}
+_TRAINER_KEYS = {
+    "version", "fingerprint", "model", "optimizer", "proxies", "proxy_optimizer", "labels", "classifier_optimizer",
+    "twins",
+}  # fmt: skip
+
+
+def _taught_categories(categories: NDArray[np.int64], settings: TuneSettings) -> NDArray[np.float32] | None:
+    """Class weights for the category head's cross-entropy (balanced: each category counts
+    as much as any other), or None where fewer than two categories have enough pictures to
+    learn from. `categories` holds the training pictures' categories, -1 where none is given."""
+    counts = np.bincount(categories[categories >= 0], minlength=len(CATEGORIES))
+    taught = counts >= settings.min_category_pictures
+    if taught.sum() < 2:
+        return None
+    weights = np.zeros(len(CATEGORIES), dtype=np.float32)
+    weights[taught] = counts[taught].sum() / (taught.sum() * counts[taught])
+    return weights
 
 
 class _Trainer:
@@ -312,8 +384,15 @@ class _Trainer:
         self.train_idx = np.flatnonzero(~self.held)
         self.held_idx = np.flatnonzero(self.held)
         self.joinable = sizes[self.known[self.train_idx]] == 1  # single-picture products may merge
+        categories = np.array([-1 if e.category is None else e.category for e in examples], dtype=np.int64)
+        weights = _taught_categories(categories[self.train_idx], settings) if settings.category_weight else None
+        if weights is not None:
+            categories[(categories >= 0) & (weights[np.maximum(categories, 0)] == 0)] = -1  # too few to learn
+        self.categories = categories
+        self.category_weights = None if weights is None else torch.from_numpy(weights).to(self.device)
         torch.manual_seed(settings.seed)
-        self.model = load_tunable(settings.model, settings.frozen_blocks, settings.head_dim).to(self.device)
+        classes = None if weights is None else len(CATEGORIES)
+        self.model = load_tunable(settings.model, settings.frozen_blocks, settings.head_dim, classes).to(self.device)
         started = time.perf_counter()
         self.views = ViewCache(
             self.model, [e.load for e in examples], settings.cached_views, settings.seed, backgrounds,
@@ -337,10 +416,16 @@ class _Trainer:
         self.labels = relabel(self.known[self.train_idx])
         self.proxies = torch.nn.Parameter(torch.zeros(1, self.model.dim, device=self.device))
         self.proxy_optimizer = torch.optim.AdamW([self.proxies], lr=settings.lr_proxies, weight_decay=0.0)
+        self.classifier_optimizer = (
+            None
+            if self.model.classifier is None
+            else torch.optim.AdamW(self.model.classifier.parameters(), lr=settings.lr_classifier, weight_decay=1e-4)
+        )
         self.last_losses: list[float] = []
         self.steps_done = 0
         self.total_steps = 1  # set by `tune` once the epoch's batches are known
         self.regroupings = 0
+        self.twins: torch.Tensor | None = None
 
     def probe_loss(self) -> float:
         """The loss on a fixed sample of training (picture, view) pairs, with the current
@@ -356,7 +441,9 @@ class _Trainer:
                 indices = [int(self.train_idx[p]) for p in pictures[part]]
                 embedding, _ = self.model.embed_features(self.model.back(self.views.features(indices, chosen[part])))
                 targets = torch.from_numpy(self.labels[pictures[part]]).to(self.device)
-                loss = cosface_loss(embedding, self.proxies, targets, self.settings.scale, self.settings.margin)
+                loss = cosface_loss(
+                    embedding, self.proxies, targets, self.settings.scale, self.settings.margin, self.twins
+                )
                 losses.append(float(loss) * len(indices))
         return sum(losses) / len(pictures)
 
@@ -378,10 +465,34 @@ class _Trainer:
             losses.append(self.step(pictures, views if self.settings.cached_views else fresh, epoch * 100_003 + step))
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses):.3f}", held_back_r1=f"{best:.3f}")
-        r1 = self.held_back_recall()
+        r1, category = self.held_back_recall(), self.held_back_category()
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", held_back_r1=f"{r1:.3f}")
         groups = int(self.labels.max()) + 1
-        return EpochStats(epoch, float(np.mean(losses)), self.probe_loss(), r1, groups, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return EpochStats(epoch, float(np.mean(losses)), self.probe_loss(), r1, groups, seconds, category)
+
+    def held_back_category(self, shipped: bool = False) -> float:
+        """The category head's top-1 on one shopper view of each held-back picture whose
+        record gives a category (-1.0 without a head or such pictures); `shipped`: the
+        shipped classifier's instead (ImageNet's classes mapped onto the categories)."""
+        if self.model.classifier is None:
+            return -1.0
+        asking = [int(i) for i in self.held_idx if self.categories[i] >= 0]
+        if not asking:
+            return -1.0
+        views = [min(1, (self.settings.cached_views or 2) - 1)] * len(asking)
+        hits = 0
+        with torch.no_grad():
+            for at in range(0, len(asking), self.settings.batch_infer):
+                chunk = asking[at : at + self.settings.batch_infer]
+                _, pooled = self.model.embed_features(self.model.back(self.views.features(chunk, views[: len(chunk)])))
+                if shipped:
+                    imagenet = torch.softmax(self.model.backbone._fc(pooled), dim=1).cpu().numpy()
+                    predicted = (imagenet @ imagenet_projection()).argmax(axis=1)
+                else:
+                    predicted = self.model.logits(pooled).argmax(dim=1).cpu().numpy()
+                hits += int((predicted == self.categories[chunk]).sum())
+        return hits / len(asking)
 
     def example_labels(self) -> NDArray[np.int64]:
         """The groups last trained on, one per example; -1 for held-back pictures."""
@@ -418,13 +529,19 @@ class _Trainer:
             pseudo = np.full(len(known), -1, dtype=np.int64)
             threshold = max(s.pseudo_threshold_min, s.pseudo_threshold - s.pseudo_threshold_step * self.regroupings)
             eps = s.pseudo_eps + s.pseudo_threshold_step * self.regroupings  # k-reciprocal: a looser eps
-            pseudo[self.joinable] = pseudo_groups(
+            found = pseudo_groups(
                 embeddings[self.joinable], s.pseudo, s.pseudo_k, min(s.pseudo_threshold, threshold), s.pseudo_k2, eps
             )
+            pseudo[self.joinable] = split_groups(found, self.categories[self.train_idx][self.joinable])
             self.labels = combine(known, pseudo, self.joinable)
         else:
             self.labels = known
         means = np.stack([embeddings[self.labels == g].mean(axis=0) for g in range(int(self.labels.max()) + 1)])
+        self.twins = None
+        if s.twin_threshold is not None and s.pseudo is not None:
+            # a group is open when every picture in it is a single-picture listing
+            closed = np.bincount(self.labels, weights=~self.joinable, minlength=len(means)) > 0
+            self.twins = likely_twins(means, ~closed, s.pseudo_k, s.twin_threshold).to(self.device)
         # Adam moves every coordinate by about the learning rate whatever the gradient, so the
         # proxies get the norm a randomly initialised proxy has (sqrt(dim)): at unit norm the
         # recipe's 1e-2 would scramble them within a few steps.
@@ -433,10 +550,18 @@ class _Trainer:
         self.proxy_optimizer = torch.optim.AdamW([self.proxies], lr=self.settings.lr_proxies, weight_decay=0.0)
 
     def step(self, pictures: list[int], views: list[int], salt: int) -> float:
-        features = self.views.features([int(self.train_idx[p]) for p in pictures], views, salt)
-        embedding, _ = self.model.embed_features(self.model.back(features))
+        indices = [int(self.train_idx[p]) for p in pictures]
+        features = self.views.features(indices, views, salt)
+        embedding, pooled = self.model.embed_features(self.model.back(features))
         targets = torch.from_numpy(self.labels[pictures]).to(self.device)
-        loss = cosface_loss(embedding, self.proxies, targets, self.settings.scale, self.settings.margin)
+        loss = cosface_loss(embedding, self.proxies, targets, self.settings.scale, self.settings.margin, self.twins)
+        categories = self.categories[indices]
+        if self.model.classifier is not None and (categories >= 0).any():
+            wanted = torch.from_numpy(categories).to(self.device)
+            crossed = torch.nn.functional.cross_entropy(
+                self.model.classifier(pooled), wanted, weight=self.category_weights, ignore_index=-1
+            )
+            loss = loss + self.settings.category_weight * crossed
         # Adam's first steps move every weight by about the full learning rate (sign descent):
         # without a warm-up the first step alone raised the loss of a small catalog 1.7-fold.
         factor = min(1.0, (self.steps_done + 1) / max(1, self.settings.warmup_steps))
@@ -446,12 +571,17 @@ class _Trainer:
             group["lr"] = self.settings.lr_backbone * factor
         for group in self.proxy_optimizer.param_groups:
             group["lr"] = self.settings.lr_proxies * factor
+        optimizers = [self.optimizer, self.proxy_optimizer]
+        if self.classifier_optimizer is not None:
+            for group in self.classifier_optimizer.param_groups:
+                group["lr"] = self.settings.lr_classifier * factor
+            optimizers.append(self.classifier_optimizer)
         self.steps_done += 1
-        self.optimizer.zero_grad(set_to_none=True)
-        self.proxy_optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
-        self.optimizer.step()
-        self.proxy_optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         return float(loss.detach())
 
     def save(self, state: dict[str, Any]) -> None:
@@ -466,7 +596,10 @@ class _Trainer:
             "proxies": self.proxies.detach().cpu(),
             "proxy_optimizer": self.proxy_optimizer.state_dict(),
             "labels": torch.from_numpy(self.labels),
+            "twins": (self.twins if self.twins is not None else torch.zeros(0, 0, dtype=torch.int64)).cpu(),
         }
+        if self.classifier_optimizer is not None:
+            payload["classifier_optimizer"] = self.classifier_optimizer.state_dict()
         tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
         torch.save(payload, tmp)
         tmp.replace(self.checkpoint)  # atomic: a kill leaves the previous epoch's checkpoint
@@ -481,9 +614,12 @@ class _Trainer:
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.labels = saved["labels"].cpu().numpy().astype(np.int64)
+        self.twins = saved["twins"].to(self.device) if saved["twins"].numel() else None
         self.proxies = torch.nn.Parameter(saved["proxies"].to(self.device))
         self.proxy_optimizer = torch.optim.AdamW([self.proxies], lr=self.settings.lr_proxies, weight_decay=0.0)
         self.proxy_optimizer.load_state_dict(saved["proxy_optimizer"])
+        if self.classifier_optimizer is not None:
+            self.classifier_optimizer.load_state_dict(saved["classifier_optimizer"])
         return {k: v for k, v in saved.items() if k not in _TRAINER_KEYS}
 
 
@@ -516,10 +652,12 @@ def tune(
     state = run.load()
     if state is None:
         before = run.held_back_recall()
+        category_before = run.held_back_category(shipped=True)
         run.regroup(run.views.embed(list(run.train_idx)))
         state = {
             "epoch": 0, "history": [], "before": before, "probe_before": run.probe_loss(), "best_r1": before,
             "best_epoch": 0, "best_state": copy.deepcopy(run.model.state_dict()), "bad_epochs": 0, "step_losses": [],
+            "category_before": category_before,
         }  # fmt: skip
     else:
         logger.info("resuming tuning after epoch %d from %s", state["epoch"], checkpoint)
@@ -546,6 +684,7 @@ def tune(
         state.update(best_r1=last_r1, best_epoch=int(state["epoch"]))
     else:
         run.model.load_state_dict(state["best_state"])
+    category_after = run.held_back_category()
     return TuneResult(
         model=run.model.cpu().eval(),
         history=[EpochStats(**h) for h in state["history"]],
@@ -559,6 +698,8 @@ def tune(
         cache_seconds=run.cache_seconds,
         seconds=time.perf_counter() - started,
         resumed_from=resumed_from,
+        held_back_category_before=float(state["category_before"]),
+        held_back_category_after=category_after,
         step_losses=[float(x) for x in state["step_losses"]],
         labels=run.example_labels(),
     )

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from tongkuan.adapt.models import is_tuned, store_model, tuned_from
 from tongkuan.catalog.store import Catalog
 from tongkuan.config import Settings
+from tongkuan.domain.categories import CATEGORY_POSITION
 from tongkuan.domain.products import StagedPicture
 from tongkuan.engine.build import open_catalog, open_fetcher, open_images, open_model, open_vision
 from tongkuan.engine.services import build_index, whiten_catalog
@@ -120,7 +121,8 @@ def base_model(spec: ModelSpec, model: str) -> str:
 
 
 def _examples(catalog: Catalog, source: PictureSource) -> list[Example]:
-    """Every picture of the catalog as a training example: its product, its group key."""
+    """Every picture of the catalog as a training example: its product, its group key, the
+    category its record gives."""
     from tongkuan.adapt.training import Example
 
     def loader(location: str, digest: str) -> Callable[[], Image.Image]:
@@ -132,9 +134,14 @@ def _examples(catalog: Catalog, source: PictureSource) -> list[Example]:
         after = page[-1].item_id
         for product in page:
             group = next((product.extra[k] for k in GROUP_KEYS if product.extra.get(k)), None)
+            # the record's own category teaches the category head; a predicted one would
+            # only teach the model its own guesses
+            given = product.category is not None and not product.category_predicted
+            category = CATEGORY_POSITION[product.category] if given and product.category else None
             for picture in catalog.images_of(product.item_id):
                 name = f"{picture.vector_id}:{picture.content_hash}"
-                examples.append(Example(product.item_id, loader(picture.location, picture.content_hash), group, name))
+                load = loader(picture.location, picture.content_hash)
+                examples.append(Example(product.item_id, load, group, name, category))
     return examples
 
 

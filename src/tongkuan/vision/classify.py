@@ -1,9 +1,11 @@
-"""Category prediction: the ImageNet prior mapped onto the 14 categories, and the neighbour vote.
+"""Category prediction: the classifier's prior over the 14 categories, and the neighbour vote.
 
-Category scores come from two sources, fused as Pailitao does: the backbone's ImageNet
-classifier (each of its 1000 classes mapped onto one API category, everything unmapped is
-"other"), and a similarity-weighted vote over the nearest catalog images, whose categories
-the operator knows. With an empty catalog only the prior speaks.
+Category scores come from two sources, fused as Pailitao does: the model's classifier, and a
+similarity-weighted vote over the nearest catalog images, whose categories the operator
+knows. The shipped models' classifier is ImageNet's (each of its 1000 classes mapped by hand
+onto one API category, everything unmapped is "other"); a model tuned on a catalog whose
+records carry categories has a category head trained on them, whose logits are the 14
+categories themselves (`CATEGORY_HEAD`). With an empty catalog only the prior speaks.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tongkuan.domain.categories import CATEGORIES, CATEGORY_POSITION, Category, CategoryScore
+
+IMAGENET = "imagenet-1k"  # model.json "labels": ImageNet's 1000 classes
+CATEGORY_HEAD = "tongkuan-categories"  # model.json "labels": one logit per API category, in CATEGORIES' order
 
 # ImageNet-1k class indices per category (hand-made from the class names); the rest is OTHER.
 _IMAGENET: dict[Category, tuple[int, ...]] = {
@@ -110,6 +115,16 @@ def imagenet_projection() -> NDArray[np.float32]:
             proj[i, :] = 0.0
             proj[i, CATEGORY_POSITION[cat]] = 1.0
     return proj
+
+
+def label_projection(labels: str | None) -> NDArray[np.float32] | None:
+    """The matrix that sums a classifier's class probabilities into the 14 categories, for
+    the labels a model.json names; None for a model without a known classifier."""
+    if labels == IMAGENET:
+        return imagenet_projection()
+    if labels == CATEGORY_HEAD:
+        return np.eye(len(CATEGORIES), dtype=np.float32)
+    return None
 
 
 def softmax(logits: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tongkuan.errors import ModelNotFound
+from tongkuan.vision.classify import IMAGENET
 
 logger = logging.getLogger(__name__)
 
 OUTPUTS = ("embedding", "feature_map", "logits")  # what every exported image model gives
+
+# What torch's TorchScript exporter (dynamo=False) says on every export of these models, none
+# of it about the model: Slice ops with a step other than 1 are exported as they are, unfolded
+# (three times, once per pass), and the exporter is marked legacy and calls its own deprecated
+# helper. Matched by category and message, so any other warning still shows.
+KNOWN_EXPORT_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    (UserWarning, r"Constant folding - Only steps=1 can be constant folded for opset >= 10 onnx::Slice op"),
+    (DeprecationWarning, r"You are using the legacy TorchScript-based ONNX export"),
+    (DeprecationWarning, r"The feature will be removed\. Please remove usage of this function"),
+)
 
 
 @dataclass(frozen=True)
@@ -85,15 +97,17 @@ def _wrap(net: Any) -> Any:
 
 
 def export_onnx(module: Any, size: int, out_dir: Path, description: dict[str, Any]) -> Path:
-    """Export a torch module that maps an NCHW image batch to (embedding, feature map, ImageNet
-    logits) into `out_dir/model.onnx`, with a `model.json` of `description` plus what every
-    such model shares (input, normalisation, outputs); return `out_dir`. The `.onnx` file is
+    """Export a torch module that maps an NCHW image batch to (embedding, feature map, logits)
+    into `out_dir/model.onnx`, with a `model.json` of what every such model shares (input,
+    normalisation, outputs, ImageNet labels) updated by `description`; return `out_dir`. The `.onnx` file is
     written under a temporary name and renamed, so a crash never leaves a half-written model."""
     import torch
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "model.onnx.tmp"
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        for category, message in KNOWN_EXPORT_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=category)
         torch.onnx.export(
             module,
             (torch.zeros(1, 3, size, size),),
@@ -111,7 +125,6 @@ def export_onnx(module: Any, size: int, out_dir: Path, description: dict[str, An
         )
     tmp.replace(out_dir / "model.onnx")
     spec = {
-        **description,
         "input_name": "image",
         "input_size": size,
         "mean": [127.0, 127.0, 127.0],
@@ -119,7 +132,8 @@ def export_onnx(module: Any, size: int, out_dir: Path, description: dict[str, An
         "embedding_output": "embedding",
         "feature_map_output": "feature_map",
         "logits_output": "logits",
-        "labels": "imagenet-1k",
+        "labels": IMAGENET,
+        **description,  # a tuned model's category head names its own labels
     }
     (out_dir / "model.json").write_text(json.dumps(spec, indent=2))
     return out_dir

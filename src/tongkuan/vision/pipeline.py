@@ -10,7 +10,7 @@ from PIL import Image
 
 from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import CATEGORIES
-from tongkuan.vision.classify import imagenet_projection, softmax
+from tongkuan.vision.classify import label_projection, softmax
 from tongkuan.vision.detect import detect_regions
 from tongkuan.vision.encoder import OnnxEncoder
 from tongkuan.vision.insets import find_inset
@@ -44,7 +44,7 @@ class Vision:
     def __init__(self, encoder: OnnxEncoder) -> None:
         self.encoder = encoder
         self.spec = encoder.spec
-        self._projection = imagenet_projection() if encoder.spec.labels == "imagenet-1k" else None
+        self._projection = label_projection(encoder.spec.labels)
 
     @property
     def dim(self) -> int:
