@@ -21,6 +21,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("search", "ingest", "adapt", "migrate", "backup", "sample"),  # services over the parts
     ("vision", "index", "catalog", "images"),  # the parts, independent of each other
     ("domain", "errors"),  # shared values and the exception tree: import nothing of ours
+    # The HTTP client: no part of the server, but the lowest layer is the one whose units may
+    # import nothing of ours, which is what keeps it usable installed alone (httpx, pydantic
+    # and the standard library only; tests/client/test_standalone.py checks the rest).
+    ("client",),
 )
 
 

@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     admin_max_body_bytes: int = Field(
         512 * 1024 * 1024, gt=0, description="Largest request body on the admin API (imports, product pictures)."
     )
+    metrics: bool = Field(
+        False,
+        description="Serve Prometheus metrics at /metrics (requests, search stage latencies, catalog and "
+        "index sizes, rate limiting, the inference queue); unauthenticated, so keep it off public interfaces.",
+    )
     upload_max_bytes: int = Field(DEFAULT_UPLOAD_MAX_BYTES, gt=0, description="Largest uploaded image.")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="Largest image, in pixels, ever decoded.")
 

@@ -14,9 +14,10 @@ from tongkuan.api.auth import ParameterError
 from tongkuan.api.declare import Param, ParamTable
 from tongkuan.api.deps import EngineDep, SignedParams
 from tongkuan.api.envelope import ok
-from tongkuan.api.request import base_url, load_either
+from tongkuan.api.request import base_url, load_either, search_picture
 from tongkuan.api.wire import offer_page
 from tongkuan.search.searcher import SearchQuery
+from tongkuan.search.timing import StageClock
 
 router = APIRouter(tags=["1688"])
 
@@ -78,8 +79,9 @@ OFFERS = ParamTable(
 def image_query(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
     """Offers that look like the query picture, paged 1688-style with totals."""
     wanted = OFFERS.parse(params)
-    image = load_either(request, engine, wanted.image_id, wanted.image_url, ("imageId", "imageUrl"))
-    results = engine.search(image, wanted.query())
+    clock = StageClock()
+    image = load_either(request, engine, wanted.image_id, wanted.image_url, ("imageId", "imageUrl"), clock)
+    results = search_picture(request, engine, image, wanted.query(), None, clock)
     total = min(results.total, MAX_RESULTS)
     return ok(
         offer_page(results, wanted.page, wanted.size, total, request.url.scheme, base_url(request), wanted.with_score)

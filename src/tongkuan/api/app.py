@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tongkuan import __version__
-from tongkuan.api import admin, alibaba, taobao, web
+from tongkuan.api import admin, alibaba, metrics, taobao, web
 from tongkuan.api.access_log import AccessLog
 from tongkuan.api.envelope import install_error_handlers, ok
 from tongkuan.api.limits import BodyLimit, RateLimiter
@@ -44,6 +44,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.web_limiter = RateLimiter(settings.web_rate_limit_qps)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, wide_max_bytes=settings.admin_max_body_bytes)
     app.add_middleware(AccessLog)
+    app.state.metrics = None
+    if settings.metrics:  # off: /metrics is an unknown route, answered 404 like any other
+        app.state.metrics = metrics.Metrics(app.state)
+        app.add_middleware(metrics.RequestCounter, metrics=app.state.metrics)  # outermost: counts 413s too
+        app.include_router(metrics.router)
     app.include_router(taobao.router)
     app.include_router(alibaba.router)
     app.include_router(admin.router)

@@ -19,13 +19,15 @@ class RateLimiter:
     """One token bucket per key (an appKey, or a client address): `qps` tokens a second,
     bursts up to twice that.
 
-    `qps` of 0 means unlimited. Thread-safe.
+    `qps` of 0 means unlimited. Thread-safe. `refused` counts the requests turned away, for
+    the metrics.
     """
 
     def __init__(self, default_qps: float, per_app: Mapping[str, float] | None = None) -> None:
         self.default_qps = default_qps
         self.per_app = dict(per_app or {})
         self._buckets: dict[str, tuple[float, float]] = {}
+        self.refused = 0
         self._lock = threading.Lock()
 
     def check(self, app_key: str) -> None:
@@ -42,6 +44,7 @@ class RateLimiter:
             tokens = min(burst, tokens + (now - last) * qps)
             if tokens < 1.0:
                 self._buckets[app_key] = (tokens, now)
+                self.refused += 1
                 raise RateLimited(f"appKey {app_key} is over its limit of {qps:g} requests per second")
             self._buckets[app_key] = (tokens - 1.0, now)
 

@@ -1,5 +1,7 @@
 """Reading a DAJI-style request: its parameters (authenticated and rate-limited), the
-pictures it names, and the URL prefix under which this service serves pictures."""
+pictures it names, and the URL prefix under which this service serves pictures. A picture
+search is timed stage by stage on one `StageClock`, from getting the picture to the ranking,
+for the metrics."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from PIL import Image
 
 from tongkuan.api import params as rules
 from tongkuan.api.auth import ParameterError, authenticate
+from tongkuan.api.metrics import metrics_of
 from tongkuan.api.wire import uploaded
 from tongkuan.config import Settings
 from tongkuan.domain.boxes import Box
 from tongkuan.engine import Engine
 from tongkuan.search.searcher import SearchQuery, SearchResults
+from tongkuan.search.timing import Stage, StageClock
 
 _OWN_IMAGE = re.compile(r"^/images/([0-9a-f]{32}\.[a-z]{3,4})$")
 
@@ -53,43 +57,64 @@ def base_url(request: Request) -> str:
     return "//" + request.url.netloc
 
 
-def load_picture(request: Request, engine: Engine, url: str, name: str) -> Image.Image:
+def load_picture(request: Request, engine: Engine, url: str, name: str, clock: StageClock) -> Image.Image:
     """Pixels of a picture URL: one of our own stored pictures, or a guarded fetch."""
     try:
         parts = urlsplit(url)
     except ValueError:
         raise ParameterError(f"{name} is not a valid URL ({name} 不是有效的地址)") from None
     own = _OWN_IMAGE.match(parts.path)
+    clock.start(Stage.FETCH)
     if own and base_url(request) == "//" + parts.netloc:
         data = engine.stored_picture_path(own.group(1)).read_bytes()
     else:
         data = engine.fetch(rules.http_url(url, name))
-    return engine.decode(data)
+    return _decode(engine, data, clock)
 
 
-def load_uploaded(engine: Engine, image_id: str) -> Image.Image:
+def load_uploaded(engine: Engine, image_id: str, clock: StageClock) -> Image.Image:
     """Pixels of an image uploaded earlier, by its imageId."""
-    return engine.decode(engine.uploaded_picture(image_id))
+    clock.start(Stage.FETCH)
+    return _decode(engine, engine.uploaded_picture(image_id), clock)
+
+
+def _decode(engine: Engine, data: bytes, clock: StageClock) -> Image.Image:
+    clock.start(Stage.DECODE)
+    image = engine.decode(data)
+    clock.stop()
+    return image
 
 
 def load_either(
-    request: Request, engine: Engine, image_id: str | None, url: str | None, names: tuple[str, str]
+    request: Request,
+    engine: Engine,
+    image_id: str | None,
+    url: str | None,
+    names: tuple[str, str],
+    clock: StageClock,
 ) -> Image.Image:
     """Pixels of the query picture named by an upload's id (which wins) or a URL; `names` are
     the two parameters' names, for the error when neither is given."""
     if image_id:
-        return load_uploaded(engine, image_id)
+        return load_uploaded(engine, image_id, clock)
     if url:
-        return load_picture(request, engine, url, names[1])
+        return load_picture(request, engine, url, names[1], clock)
     raise ParameterError(f"{names[0]} or {names[1]} is required ({names[0]} 与 {names[1]} 不能同时为空)")
 
 
-def search_picture(engine: Engine, image: Image.Image, query: SearchQuery, region: Box | None) -> SearchResults:
+def search_picture(
+    request: Request, engine: Engine, image: Image.Image, query: SearchQuery, region: Box | None, clock: StageClock
+) -> SearchResults:
     """Search `image`; a requested `region` is first clipped to the picture, the one place a
-    region meets the pixels (so it is checked here, not when parsed)."""
+    region meets the pixels (so it is checked here, not when parsed). The search's stages,
+    with the fetch and decode already on `clock`, go to the metrics where they are on."""
     if region is not None:
         query = replace(query, region=rules.fit_region(region, *image.size))
-    return engine.search(image, query)
+    results = engine.search(image, query, clock)
+    metrics = metrics_of(request)
+    if metrics is not None:
+        metrics.observe(clock)
+    return results
 
 
 def store_upload(request: Request, engine: Engine, data: bytes) -> dict[str, str]:

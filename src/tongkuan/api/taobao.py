@@ -37,6 +37,7 @@ from tongkuan.domain.products import ProductFilter, SortOrder
 from tongkuan.engine import Engine
 from tongkuan.errors import ImageTooLarge
 from tongkuan.search.searcher import SearchQuery
+from tongkuan.search.timing import StageClock
 
 router = APIRouter(tags=["taobao"])
 
@@ -129,8 +130,9 @@ def image_search_v2(request: Request, engine: EngineDep, params: SignedParams) -
 
     The extras are off unless asked for, so the default answer has exactly DAJI's shape."""
     wanted = V2.parse(params)
-    image = load_picture(request, engine, wanted.pic_url, "picUrl")
-    results = search_picture(engine, image, wanted.query(), wanted.region)
+    clock = StageClock()
+    image = load_picture(request, engine, wanted.pic_url, "picUrl", clock)
+    results = search_picture(request, engine, image, wanted.query(), wanted.region, clock)
     return ok(search_data(results, wanted.page_no, base_url(request), wanted.with_score))
 
 
@@ -154,8 +156,9 @@ V1 = ParamTable(
 def image_search_v1(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
     """The first results for an uploaded image or a URL, without paging."""
     wanted = V1.parse(params)
-    image = load_either(request, engine, wanted.image_id, wanted.pic_url, ("image_id", "pic_url"))
-    results = engine.search(image, SearchQuery(limit=V1_RESULTS))
+    clock = StageClock()
+    image = load_either(request, engine, wanted.image_id, wanted.pic_url, ("image_id", "pic_url"), clock)
+    results = search_picture(request, engine, image, SearchQuery(limit=V1_RESULTS), None, clock)
     return ok(v1_data(results, base_url(request)))
 
 

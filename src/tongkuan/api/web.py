@@ -32,6 +32,7 @@ from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import Category
 from tongkuan.errors import ImageTooLarge
 from tongkuan.search.searcher import SearchQuery
+from tongkuan.search.timing import StageClock
 
 PAGE_SIZE = 20
 _ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "icon.svg": "image/svg+xml"}
@@ -122,7 +123,8 @@ PAGE_SEARCH = ParamTable(
 @api.get("/search", summary="The page's image search: V2 rules, scores always on", openapi_extra=PAGE_SEARCH.openapi())
 def search(request: Request, engine: EngineDep, params: QueryParams) -> dict[str, Any]:
     wanted = PAGE_SEARCH.parse(params)
-    image = load_uploaded(engine, wanted.image_id)
+    clock = StageClock()
+    image = load_uploaded(engine, wanted.image_id, clock)
     query = SearchQuery(category=wanted.category, offset=wanted.page_no, limit=PAGE_SIZE)
-    results = search_picture(engine, image, query, wanted.region)
+    results = search_picture(request, engine, image, query, wanted.region, clock)
     return ok(page_search_data(results, wanted.page_no, base_url(request), image.size))

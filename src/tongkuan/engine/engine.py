@@ -36,6 +36,7 @@ from tongkuan.ingest.jobs import ImportJobs
 from tongkuan.ingest.readers import SourceRecord
 from tongkuan.ingest.records import FIELDS, RecordError, to_product, to_record
 from tongkuan.search.searcher import Searcher, SearchOptions, SearchQuery, SearchResults
+from tongkuan.search.timing import StageClock
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +109,11 @@ class Engine:
 
     # Query pictures and searching
 
-    def search(self, image: Image.Image, query: SearchQuery) -> SearchResults:
-        """Rank catalog products for a query picture: the one search the routes and the CLI share."""
+    def search(self, image: Image.Image, query: SearchQuery, clock: StageClock | None = None) -> SearchResults:
+        """Rank catalog products for a query picture: the one search the routes and the CLI
+        share; `clock` (for the metrics) gets the time of each stage."""
         self.follow_switch()
-        return self.searcher.search(image, query)
+        return self.searcher.search(image, query, clock)
 
     def decode(self, data: bytes) -> Image.Image:
         """Pixels of a query picture within the configured pixel limit; raises `ImageError`."""
@@ -138,8 +140,19 @@ class Engine:
     # Reading the catalog
 
     def counts(self) -> tuple[int, int]:
-        """How many products and pictures the catalog holds (for health checks)."""
+        """How many products and pictures the catalog holds (for health checks and metrics)."""
         return self.catalog.count()
+
+    def index_size(self) -> int:
+        """How many pictures the vector index holds now (it catches up with the catalog before
+        each search)."""
+        searcher = self.searcher  # one model's searcher and index, even across a switch
+        with searcher.lock:
+            return searcher.index.count()
+
+    def inference_waiting(self) -> int:
+        """How many inferences wait for a slot (`inference_slots`) at this moment."""
+        return self.vision.encoder.waiting
 
     def product_details(self, item_id: str) -> ProductPictures:
         """A product and its pictures read in one snapshot, so they agree; raises `ProductNotFound`."""

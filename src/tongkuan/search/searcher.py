@@ -20,6 +20,7 @@ from tongkuan.domain.categories import CategoryScore
 from tongkuan.index.base import VectorIndex
 from tongkuan.search.query import SearchHit, SearchOptions, SearchQuery, SearchResults
 from tongkuan.search.ranking import DUPLICATE_SIMILARITY, PictureHit, ProductRanking, similarity
+from tongkuan.search.timing import Stage, StageClock
 from tongkuan.vision.classify import fuse, neighbour_vote, ranked
 from tongkuan.vision.pipeline import Description, Vision
 
@@ -41,17 +42,25 @@ class Searcher:
         self.options = options
         self.lock = threading.Lock()
 
-    def search(self, image: Image.Image, query: SearchQuery) -> SearchResults:
-        """Detect, classify and embed `image`, then rank distinct products for one page."""
+    def search(self, image: Image.Image, query: SearchQuery, clock: StageClock | None = None) -> SearchResults:
+        """Detect, classify and embed `image`, then rank distinct products for one page; the
+        time of each stage is added to `clock`."""
+        clock = clock if clock is not None else StageClock()
+        clock.start(Stage.VISION)
         described = self.vision.describe(
             [image], crop=query.crop, regions=[query.region], insets=self.options.find_insets
         )[0]
+        clock.stop()
         with self.lock:
+            clock.start(Stage.INDEX)
             self.index.sync()  # before the snapshot: a shared index records its position outside it
             if described.inset is not None:
                 described = self._inset_or_whole(described, described.inset)
+            clock.start(Stage.CATALOG)
             with self.catalog.snapshot():
-                return self._search(described, query)
+                results = self._search(described, query, clock)
+            clock.stop()
+            return results
 
     def _inset_or_whole(self, whole: Description, inset: Description) -> Description:
         """The picture found inside the query, unless the query is itself (nearly) a catalog
@@ -63,7 +72,9 @@ class Searcher:
         extra = tuple(r for r in inset.regions[:1] if all(r.iou(kept) < 0.6 for kept in whole.regions))
         return replace(whole, regions=(*whole.regions, *extra), inset=None)
 
-    def _search(self, described: Description, query: SearchQuery) -> SearchResults:
+    def _search(self, described: Description, query: SearchQuery, clock: StageClock) -> SearchResults:
+        """The ranking inside the snapshot; the clock runs the catalog stage except while the
+        index is searched."""
         embedding = self.index.space(described.embedding[None, :])  # the index's space (a learned whitening)
         wanted = query.offset + query.limit
         vectors = self.index.count()
@@ -76,7 +87,9 @@ class Searcher:
             # The first round sees every category, for the neighbour vote; deeper rounds ask an
             # index that stores categories (Milvus) for the chosen one only.
             narrowed = chosen if categories else None
+            clock.start(Stage.INDEX)
             scores, ids = self.index.search(embedding, k, narrowed)
+            clock.start(Stage.CATALOG)
             found = self.catalog.hydrate([int(i) for i in ids[0] if i >= 0])
             ordered = [(found[int(i)], float(s)) for i, s in zip(ids[0], scores[0], strict=True) if int(i) in found]
             if not categories:

@@ -1,0 +1,48 @@
+"""Where the time of a picture search goes, stage by stage, for the service's metrics.
+
+A `StageClock` is a lap timer: starting a stage charges the time since the last start to the
+stage that was running, so a widening search that goes back and forth between the index and
+the catalog adds each visit to its stage, at the cost of one `perf_counter` call a switch.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from time import perf_counter
+
+
+class Stage(StrEnum):
+    """The stages of a picture search, in order. The searcher times the last three; whoever
+    gets the picture (the HTTP routes) times the first two."""
+
+    FETCH = "fetch"  # the picture's bytes: downloaded from picUrl or read from the picture store
+    DECODE = "decode"  # bytes to pixels, within the pixel limit
+    VISION = "vision"  # model inference: subjects, category prior, embedding
+    INDEX = "index"  # bringing the vector index up to the change log, nearest-picture searches
+    CATALOG = "catalog"  # reading the hits' products and pictures in one snapshot, and ranking them
+
+
+class StageClock:
+    """Seconds spent in each stage of one search. Not thread-safe: one per search."""
+
+    __slots__ = ("seconds", "_running", "_since")
+
+    def __init__(self) -> None:
+        self.seconds: dict[Stage, float] = {}
+        self._running: Stage | None = None
+        self._since = 0.0
+
+    def start(self, stage: Stage) -> None:
+        """Charge the time since the last start to the running stage, and run `stage` from now."""
+        self._since = self._charge(perf_counter())
+        self._running = stage
+
+    def stop(self) -> None:
+        """Charge the running stage and run none (waiting for a lock belongs to no stage)."""
+        self._charge(perf_counter())
+        self._running = None
+
+    def _charge(self, now: float) -> float:
+        if self._running is not None:
+            self.seconds[self._running] = self.seconds.get(self._running, 0.0) + now - self._since
+        return now
