@@ -4,6 +4,11 @@ Grocery Store Dataset: one product per fine class, its images the clean iconic s
 the shoppers' training photos. Fashion Product Images: one product per catalog shot, with
 its category. Fields the data sets lack (price, shop, seller, location, sales) are
 synthetic, derived deterministically from the item id so every build is identical.
+
+The data sets' titles are English. So that a Chinese keyword (牛奶, 连衣裙) finds something,
+each title also carries a Chinese name made up here: a hand-written translation of the
+product's class (the grocery coarse class, the fashion `articleType`), not a real listing's
+title. Classes without one keep their English title alone.
 """
 
 from __future__ import annotations
@@ -19,6 +24,62 @@ from tongkuan.domain.categories import CATEGORY_BY_NAME
 
 _CITIES = ("浙江 杭州", "广东 广州", "上海", "北京", "四川 成都", "江苏 苏州", "福建 泉州", "山东 青岛")
 _SHOPS = ("同款优选店", "鲜生超市旗舰店", "潮流服饰专营店", "居家好物店", "品牌折扣店", "天猫超市")
+
+
+# Made-up Chinese names of the Grocery Store Dataset's coarse classes (`coarse_name`).
+GROCERY_NAMES: dict[str, str] = {
+    "Apple": "苹果", "Avocado": "牛油果", "Banana": "香蕉", "Kiwi": "猕猴桃", "Lemon": "柠檬",
+    "Lime": "青柠", "Mango": "芒果", "Melon": "甜瓜", "Nectarine": "油桃", "Orange": "橙子",
+    "Papaya": "木瓜", "Passion-Fruit": "百香果", "Peach": "桃子", "Pear": "梨", "Pineapple": "菠萝",
+    "Plum": "李子", "Pomegranate": "石榴", "Red-Grapefruit": "红西柚", "Satsumas": "蜜橘",
+    "Juice": "果汁", "Milk": "牛奶", "Oatghurt": "燕麦酸奶", "Oat-Milk": "燕麦奶", "Sour-Cream": "酸奶油",
+    "Sour-Milk": "发酵乳", "Soyghurt": "豆乳酸奶", "Soy-Milk": "豆奶", "Yoghurt": "酸奶",
+    "Asparagus": "芦笋", "Aubergine": "茄子", "Cabbage": "卷心菜", "Carrots": "胡萝卜", "Cucumber": "黄瓜",
+    "Garlic": "大蒜", "Ginger": "生姜", "Leek": "韭葱", "Mushroom": "蘑菇", "Onion": "洋葱",
+    "Pepper": "甜椒", "Potato": "土豆", "Red-Beet": "甜菜根", "Tomato": "番茄", "Zucchini": "西葫芦",
+}  # fmt: skip
+
+# Made-up Chinese names of Fashion Product Images' article types (`articleType`).
+FASHION_NAMES: dict[str, str] = {
+    "Accessory Gift Set": "配饰礼盒", "Baby Dolls": "吊带睡裙", "Backpacks": "双肩包", "Bangle": "手镯",
+    "Basketballs": "篮球", "Bath Robe": "浴袍", "Belts": "腰带", "Blazers": "西装外套",
+    "Body Wash and Scrub": "沐浴露", "Booties": "短靴", "Boxers": "平角内裤", "Bra": "文胸",
+    "Bracelet": "手链", "Briefs": "三角内裤", "Camisoles": "吊带背心", "Capris": "七分裤",
+    "Caps": "棒球帽", "Casual Shoes": "休闲鞋", "Churidar": "紧身长裤", "Clothing Set": "服装套装",
+    "Clutches": "手拿包", "Compact": "粉饼", "Concealer": "遮瑕膏", "Cufflinks": "袖扣",
+    "Cushion Covers": "靠垫套", "Deodorant": "止汗露", "Dresses": "连衣裙", "Duffel Bag": "旅行袋",
+    "Dupatta": "披纱", "Earrings": "耳环", "Eye Cream": "眼霜", "Eyeshadow": "眼影",
+    "Face Moisturisers": "面霜", "Face Serum and Gel": "精华液", "Face Wash and Cleanser": "洗面奶",
+    "Flats": "平底鞋", "Flip Flops": "人字拖", "Footballs": "足球", "Formal Shoes": "正装皮鞋",
+    "Foundation and Primer": "粉底液", "Fragrance Gift Set": "香水礼盒", "Free Gifts": "赠品",
+    "Gloves": "手套", "Hair Colour": "染发剂", "Handbags": "手提包", "Hat": "帽子", "Headband": "发带",
+    "Heels": "高跟鞋", "Highlighter and Blush": "腮红", "Innerwear Vests": "打底背心", "Jackets": "夹克",
+    "Jeans": "牛仔裤", "Jeggings": "牛仔打底裤", "Jewellery Set": "首饰套装", "Jumpsuit": "连体裤",
+    "Kajal and Eyeliner": "眼线笔", "Key chain": "钥匙扣", "Kurta Sets": "库尔塔套装", "Kurtas": "库尔塔长衫",
+    "Kurtis": "库尔蒂上衣", "Laptop Bag": "电脑包", "Leggings": "打底裤", "Lip Care": "润唇膏",
+    "Lip Gloss": "唇彩", "Lip Liner": "唇线笔", "Lip Plumper": "丰唇蜜", "Lipstick": "口红",
+    "Lounge Pants": "家居裤", "Lounge Shorts": "家居短裤", "Lounge Tshirts": "家居T恤",
+    "Makeup Remover": "卸妆液", "Mascara": "睫毛膏", "Mask and Peel": "面膜", "Messenger Bag": "邮差包",
+    "Mobile Pouch": "手机袋", "Mufflers": "围巾", "Nail Essentials": "美甲工具", "Nail Polish": "指甲油",
+    "Necklace and Chains": "项链", "Nehru Jackets": "尼赫鲁马甲", "Night suits": "睡衣套装",
+    "Nightdress": "睡裙", "Patiala": "灯笼裤", "Pendant": "吊坠", "Perfume and Body Mist": "香水",
+    "Ring": "戒指", "Robe": "睡袍", "Rompers": "连体短裤", "Rucksacks": "登山包", "Salwar": "宽松长裤",
+    "Salwar and Dupatta": "长裤披纱套装", "Sandals": "凉鞋", "Sarees": "纱丽", "Scarves": "丝巾",
+    "Shapewear": "塑身衣", "Shirts": "衬衫", "Shoe Accessories": "鞋配件", "Shoe Laces": "鞋带",
+    "Shorts": "短裤", "Shrug": "短开衫", "Skirts": "半身裙", "Socks": "袜子", "Sports Sandals": "运动凉鞋",
+    "Sports Shoes": "运动鞋", "Stockings": "长筒袜", "Stoles": "披肩", "Sunglasses": "太阳镜",
+    "Sunscreen": "防晒霜", "Suspenders": "背带", "Sweaters": "毛衣", "Sweatshirts": "卫衣",
+    "Swimwear": "泳衣", "Tablet Sleeve": "平板电脑套", "Ties": "领带", "Tights": "连裤袜", "Tops": "上衣",
+    "Track Pants": "运动裤", "Tracksuits": "运动套装", "Travel Accessory": "旅行配件", "Trousers": "长裤",
+    "Trunk": "四角内裤", "Tshirts": "T恤", "Tunics": "束腰上衣", "Umbrellas": "雨伞", "Waist Pouch": "腰包",
+    "Waistcoat": "马甲", "Wallets": "钱包", "Watches": "手表", "Water Bottle": "水杯", "Wristbands": "护腕",
+}  # fmt: skip
+
+
+def with_chinese_name(title: str, names: dict[str, str], class_name: str, separator: str = " ") -> str:
+    """`title` followed by the made-up Chinese name of its class, when there is one."""
+    chinese = names.get(class_name)
+    return f"{title}{separator}{chinese}" if chinese else title
 
 
 def synthetic_fields(item_id: str) -> dict[str, Any]:
@@ -58,7 +119,9 @@ def grocery_records(root: Path, photos_per_product: int | None = None) -> Iterat
             cat = CATEGORY_BY_NAME.get(category.get(row["class_id"], ""))
             yield {
                 "itemId": item_id,
-                "title": f"{row['class_name'].replace('-', ' ')} · {row['coarse_name']}",
+                "title": with_chinese_name(
+                    f"{row['class_name'].replace('-', ' ')} · {row['coarse_name']}", GROCERY_NAMES, row["coarse_name"]
+                ),
                 "categoryName": row["coarse_name"],
                 "levelOneCategoryName": "食品生鲜",
                 **({"categoryId": int(cat)} if cat is not None else {}),
@@ -80,7 +143,7 @@ def fashion_records(root: Path, per_category: int) -> Iterator[dict[str, Any]]:
             item_id = f"fashion-{row['id']}"
             yield {
                 "itemId": item_id,
-                "title": row["title"],
+                "title": with_chinese_name(row["title"], FASHION_NAMES, row["articleType"], " · "),
                 "categoryName": row["articleType"],
                 "levelOneCategoryName": row["masterCategory"],
                 "categoryId": int(cat),

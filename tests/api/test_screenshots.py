@@ -45,6 +45,24 @@ def test_the_picture_inside_a_screenshot_is_searched(
     assert product in [item["itemId"] for item in data["data"]]  # first in 80 % of such scenes (test_quality)
 
 
+def test_a_chosen_region_keeps_the_picture_inside_first_among_the_regions(
+    service: Service, file_server: FileServer, data_root: Path
+) -> None:
+    """DAJI lists every subject found, the main one first, whichever region was searched, so
+    a shopper who chose another region can go back to the main subject."""
+    image, _, _ = screenshot(data_root)
+    url = file_server.put("screenshot.jpg", jpeg(image))
+    first = service.get("/taobao/image-search/url", {"picUrl": url, "pageSize": "3"}).json()["data"]["picInfo"]
+    main = first["multiRegion"][0]["region"]
+    assert main == first["mainRegion"]["region"]
+    other = next(r["region"] for r in first["multiRegion"][1:])
+    params = {"picUrl": url, "pageSize": "3", "region": other}
+    chosen = service.get("/taobao/image-search/url", params).json()["data"]["picInfo"]
+    assert chosen["mainRegion"]["region"] == other
+    assert chosen["multiRegion"] == first["multiRegion"]  # the same subjects, the main one first
+    assert all(set(region) == {"region"} for region in chosen["multiRegion"])  # DAJI's shape
+
+
 def test_a_catalog_picture_queried_is_searched_as_it_is(
     catalog_engine: Engine, data_root: Path, tmp_path: Path
 ) -> None:
@@ -67,6 +85,8 @@ def test_a_catalog_picture_queried_is_searched_as_it_is(
         assert itself.hits[0].product.item_id == "screenshot-1" and itself.hits[0].score > 0.99
         assert itself.searched.iou(pasted) < 0.5  # searched as the catalog stored it
         assert max(r.iou(pasted) for r in itself.regions) >= 0.8  # the inset is still among the regions
+        chosen = engine.searcher.search(image, SearchQuery(limit=1, region=itself.regions[-1]))
+        assert chosen.regions == itself.regions  # a chosen region leaves the subjects and their order
     finally:
         engine.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
 from tests.conftest import APP_SECRET, Service
 from tests.utils.fileserver import FileServer
@@ -251,3 +252,180 @@ def test_the_page_and_its_api_hold_no_secret_and_refuse_other_sites(service: Ser
     )
     assert cross.status_code == 401
     assert httpx.get(service.base_url + "/web/nothing.js").json()["code"] == 400
+
+
+def keyword_params(page: Page, action) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Run `action` and return the query of the keyword search it causes, once results render."""
+    with page.expect_response(lambda r: "/web/api/keyword" in r.url) as info:
+        action()
+    response = info.value
+    assert response.status == 200, response.text()
+    page.wait_for_function("() => document.getElementById('status').hidden")
+    return {k: v[0] for k, v in parse_qs(urlsplit(response.url).query).items()}
+
+
+def rewrite_searches(page: Page, change) -> None:  # type: ignore[no-untyped-def]
+    """Answer the page's picture searches with the service's answers passed through `change`."""
+
+    def handle(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        change(body["data"])
+        route.fulfill(response=response, json=body)
+
+    page.route("**/web/api/search?*", handle)
+
+
+def click_at(page: Page, x: float, y: float) -> None:
+    """Click the query picture at (x, y) in its own pixels."""
+    layer = page.locator("#boxes").bounding_box()
+    assert layer is not None
+    width, height = page.evaluate(
+        "() => [document.getElementById('query-image').naturalWidth, document.getElementById('query-image').naturalHeight]"
+    )
+    page.mouse.click(layer["x"] + layer["width"] * x / width, layer["y"] + layer["height"] * y / height)
+
+
+def test_the_main_subject_stays_offered_after_choosing_another_region(page: Page, data_root: Path) -> None:
+    upload(page, data_root / MILK)  # its main subject is the picture found inside the photo
+    first = item_ids(page)
+    main = page.locator("#boxes .box.main")
+    expect(main).to_have_count(1)
+    region = main.get_attribute("data-region")
+    other = page.locator("#boxes .box:not(.main)").first
+    chosen = other.get_attribute("data-region")
+    params = search_params(page, lambda: other.dispatch_event("click"))
+    assert params["region"] == chosen
+    expect(page.locator("#boxes .box.searched")).to_have_attribute("data-region", chosen or "")
+    expect(main).to_have_attribute("data-region", region or "")
+    expect(main.locator(".tag")).to_have_text("主体")
+    params = search_params(page, lambda: main.dispatch_event("click"))
+    assert "region" not in params  # back to the first search, exactly
+    assert item_ids(page) == first
+    expect(page.locator("#boxes .box.searched")).to_have_attribute("data-region", region or "")
+
+
+def test_a_click_picks_the_smallest_box_holding_it(page: Page, data_root: Path) -> None:
+    main, small, big = "270,340,250,340", "60,120,60,120", "30,250,30,230"
+
+    def nested(data: dict) -> None:  # type: ignore[type-arg]
+        data["picInfo"]["multiRegion"] = [{"region": r} for r in (main, small, big)]  # the big one last
+
+    rewrite_searches(page, nested)
+    upload(page, data_root / MILK)
+    assert search_params(page, lambda: click_at(page, 90, 90))["region"] == small
+    assert search_params(page, lambda: click_at(page, 200, 180))["region"] == big
+    assert search_params(page, lambda: click_at(page, 100, 50))["region"] == big  # above the small one
+    assert search_params(page, lambda: click_at(page, 70, 110))["region"] == small
+
+
+def test_prices_always_show_two_decimals(page: Page, data_root: Path) -> None:
+    def priced(data: dict) -> None:  # type: ignore[type-arg]
+        data["data"][0].update(zkFinalPrice="14.2", reservePrice="50")
+        data["data"][1].update(zkFinalPrice="9", reservePrice="9")
+
+    rewrite_searches(page, priced)
+    upload(page, data_root / MILK)
+    cards = page.locator("#grid .card")
+    expect(cards.nth(0).locator(".now")).to_have_text("14.20")
+    expect(cards.nth(0).locator(".was")).to_have_text("50.00")
+    expect(cards.nth(1).locator(".now")).to_have_text("9.00")
+    expect(cards.nth(1).locator(".was")).to_be_empty()
+    for text in page.locator("#grid .card .now, #grid .card .was:not(:empty)").all_inner_texts():
+        assert re.fullmatch(r"\d+\.\d\d", text), text
+
+
+def test_errors_are_plain_words_in_the_chosen_language(browser: Browser, service: Service, tmp_path: Path) -> None:
+    context = browser.new_context(viewport=DESKTOP, locale="en-US", base_url=service.base_url)
+    page = context.new_page()
+    page.goto("/")
+    status = page.locator("#status.error")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG" * 10)
+    page.set_input_files("#file", str(broken))
+    expect(status).to_contain_text("could not be read as a picture")
+    page.fill("#url", "http://10.1.2.3/photo.jpg")
+    page.click("#url-form button")
+    expect(status).to_contain_text("cannot be used")
+    page.fill("#url", "http://127.0.0.1:9/nothing-listens-here.jpg")
+    page.click("#url-form button")
+    expect(status).to_contain_text("could not be downloaded")
+    page.route(
+        "**/web/api/upload",
+        lambda route: route.fulfill(
+            status=429,
+            json={
+                "code": 429,
+                "message": "请求过于频繁: appKey web:127.0.0.1 is over its limit",
+                "data": {"error": "rate_limited"},
+            },
+        ),
+    )
+    page.click("#url-form button")
+    expect(status).to_contain_text("Too many searches")
+    page.unroute("**/web/api/upload")
+    page.route(
+        "**/web/api/upload",
+        lambda route: route.fulfill(
+            status=503, json={"code": 503, "message": "服务暂不可用: milvus down", "data": None}
+        ),
+    )
+    page.click("#url-form button")
+    expect(status).to_contain_text("temporarily unavailable")
+    text = status.inner_text()
+    assert not re.search(r"[\u4e00-\u9fff]", text) and "milvus" not in text, text
+    page.click("#lang")
+    page.click("#url-form button")
+    expect(status).to_contain_text("服务暂时不可用")
+    context.close()
+
+
+def test_a_keyword_search_lists_products_sorted_and_filtered_by_price(page: Page) -> None:
+    def search_words() -> None:
+        page.fill("#keyword", "Milk")
+        page.click("#keyword-form button[type=submit]")
+
+    params = keyword_params(page, search_words)
+    assert params["keyword"] == "Milk" and params["page_no"] == "1" and "filter" not in params
+    cards = page.locator("#grid .card")
+    expect(cards.first).to_be_visible()
+    assert cards.count() >= 6
+    expect(cards.first.locator(".title")).to_contain_text("Milk")
+    expect(cards.first.locator(".score")).to_be_hidden()  # no similarity for words
+    expect(page.locator("#summary")).to_contain_text("共")
+    expect(page.locator("#stage")).to_be_hidden()
+
+    params = keyword_params(page, lambda: page.select_option("#sort", "price_asc"))
+    assert params["sort"] == "price_asc" and params["page_no"] == "1"
+    prices = [float(t) for t in page.locator("#grid .card .now").all_inner_texts()]
+    assert prices == sorted(prices)
+
+    def price_range() -> None:
+        page.fill("#price-min", "50")
+        page.fill("#price-max", "300")
+        page.click("#keyword-form button[type=submit]")
+
+    params = keyword_params(page, price_range)
+    assert params["filter"] == "price:50-300" and params["sort"] == "price_asc"
+    prices = [float(t) for t in page.locator("#grid .card .now").all_inner_texts()]
+    assert prices and prices == sorted(prices) and all(50 <= p <= 300 for p in prices)
+    page.fill("#price-min", "")
+    page.fill("#price-max", "")
+    params = keyword_params(page, lambda: page.click("#keyword-form button[type=submit]"))
+    assert "filter" not in params and params["sort"] == "price_asc"
+    page.fill("#keyword", "Men")  # fashion titles: several pages
+    keyword_params(page, lambda: page.click("#keyword-form button[type=submit]"))
+    expect(page.locator("#prev")).to_be_disabled()
+    params = keyword_params(page, lambda: page.click("#next"))
+    assert params["page_no"] == "2" and params["keyword"] == "Men"
+    expect(page.locator("#summary")).to_contain_text("21–40")
+
+
+def test_a_picture_search_after_a_keyword_search_shows_the_picture_again(page: Page, data_root: Path) -> None:
+    page.fill("#keyword", "牛奶")
+    keyword_params(page, lambda: page.click("#keyword-form button[type=submit]"))
+    expect(page.locator("#grid .card .title").first).to_contain_text("牛奶")
+    upload(page, data_root / MILK)
+    expect(page.locator("#stage")).to_be_visible()
+    expect(page.locator("#grid .card .score").first).to_contain_text("%")
+    assert item_ids(page)[0] == "grocery-041"

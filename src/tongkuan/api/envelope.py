@@ -1,7 +1,10 @@
 """The DAJI response envelope and the one place that maps errors to codes.
 
 Every response, success or error, is `{code, message, data, timestamp, traceId}`; the
-HTTP status mirrors the class of `code`.
+HTTP status mirrors the class of `code`. Errors answer `data: null`, except on the search
+page's routes (`/web/api/...`), where `data` is `{"error": kind}`: several kinds share a
+code, and the page words each kind for the shopper in their language instead of showing
+the message, which is written for developers.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from enum import StrEnum
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,25 +42,53 @@ logger = logging.getLogger(__name__)
 
 SUCCESS = "操作成功"
 
-# (exception class, envelope code, Chinese summary); the first match wins.
-ERROR_CODES: tuple[tuple[type[Exception], int, str], ...] = (
-    (AuthError, 401, "认证失败"),
-    (RateLimited, 429, "请求过于频繁"),
-    (ParameterError, 400, "参数错误"),
-    (ForbiddenAddress, 400, "图片地址不允许访问"),
-    (ImageTooLarge, 400, "图片过大"),
-    (ImageFetchError, 400, "图片下载失败"),
-    (ImageNotFound, 400, "图片不存在"),
-    (InvalidImage, 400, "图片无法识别"),
-    (ImageError, 400, "图片错误"),
-    (ProductNotFound, 400, "商品不存在"),
-    (InvalidValue, 400, "参数错误"),
-    (StoreUnavailable, 503, "服务暂不可用"),
-    (PictureNotFound, 400, "图片不存在"),
-    (JobNotFound, 400, "任务不存在"),
-    (IngestError, 400, "导入失败"),
-    (CatalogConflict, 409, "操作冲突"),
+
+class ErrorKind(StrEnum):
+    """What went wrong, finer than the envelope code; sent on the search page's routes."""
+
+    UNAUTHORIZED = "unauthorized"
+    RATE_LIMITED = "rate_limited"
+    BAD_PARAMETER = "bad_parameter"
+    FORBIDDEN_ADDRESS = "forbidden_address"
+    IMAGE_TOO_LARGE = "image_too_large"
+    FETCH_FAILED = "fetch_failed"
+    IMAGE_NOT_FOUND = "image_not_found"
+    INVALID_IMAGE = "invalid_image"
+    IMAGE_ERROR = "image_error"
+    PRODUCT_NOT_FOUND = "product_not_found"
+    UNAVAILABLE = "unavailable"
+    PICTURE_NOT_FOUND = "picture_not_found"
+    JOB_NOT_FOUND = "job_not_found"
+    IMPORT_FAILED = "import_failed"
+    CONFLICT = "conflict"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    BODY_TOO_LARGE = "body_too_large"
+    SERVER_ERROR = "server_error"
+
+
+# (exception class, envelope code, Chinese summary, kind); the first match wins.
+ERROR_CODES: tuple[tuple[type[Exception], int, str, ErrorKind], ...] = (
+    (AuthError, 401, "认证失败", ErrorKind.UNAUTHORIZED),
+    (RateLimited, 429, "请求过于频繁", ErrorKind.RATE_LIMITED),
+    (ParameterError, 400, "参数错误", ErrorKind.BAD_PARAMETER),
+    (ForbiddenAddress, 400, "图片地址不允许访问", ErrorKind.FORBIDDEN_ADDRESS),
+    (ImageTooLarge, 400, "图片过大", ErrorKind.IMAGE_TOO_LARGE),
+    (ImageFetchError, 400, "图片下载失败", ErrorKind.FETCH_FAILED),
+    (ImageNotFound, 400, "图片不存在", ErrorKind.IMAGE_NOT_FOUND),
+    (InvalidImage, 400, "图片无法识别", ErrorKind.INVALID_IMAGE),
+    (ImageError, 400, "图片错误", ErrorKind.IMAGE_ERROR),
+    (ProductNotFound, 400, "商品不存在", ErrorKind.PRODUCT_NOT_FOUND),
+    (InvalidValue, 400, "参数错误", ErrorKind.BAD_PARAMETER),
+    (StoreUnavailable, 503, "服务暂不可用", ErrorKind.UNAVAILABLE),
+    (PictureNotFound, 400, "图片不存在", ErrorKind.PICTURE_NOT_FOUND),
+    (JobNotFound, 400, "任务不存在", ErrorKind.JOB_NOT_FOUND),
+    (IngestError, 400, "导入失败", ErrorKind.IMPORT_FAILED),
+    (CatalogConflict, 409, "操作冲突", ErrorKind.CONFLICT),
 )
+# Errors the framework raises before or instead of a route, by HTTP status.
+_HTTP_KINDS = {404: ErrorKind.NOT_FOUND, 405: ErrorKind.METHOD_NOT_ALLOWED, 413: ErrorKind.BODY_TOO_LARGE}
+_PAGE_ROUTES = "/web/api/"
 # The admin API is REST-shaped: what it cannot find is a 404 there (DAJI routes keep 400).
 _ADMIN_NOT_FOUND = (ProductNotFound, PictureNotFound, JobNotFound)
 
@@ -79,17 +111,22 @@ def ok(data: Any) -> dict[str, Any]:
     return envelope(200, SUCCESS, data)
 
 
-def error_response(code: int, message: str) -> JSONResponse:
+def error_response(code: int, message: str, data: Any = None) -> JSONResponse:
     status = code if code in (400, 401, 403, 404, 405, 409, 413, 429, 500, 503) else 400
-    return JSONResponse(envelope(code, message), status_code=status)
+    return JSONResponse(envelope(code, message, data), status_code=status)
 
 
-def classify(exc: Exception) -> tuple[int, str]:
-    """The envelope code and bilingual message for a domain error."""
-    for cls, code, summary in ERROR_CODES:
+def error_data(path: str, kind: ErrorKind) -> dict[str, str] | None:
+    """An error answer's `data`: its kind on the search page's routes, null on DAJI's."""
+    return {"error": kind.value} if path.startswith(_PAGE_ROUTES) else None
+
+
+def classify(exc: Exception) -> tuple[int, str, ErrorKind]:
+    """The envelope code, bilingual message and kind of a domain error."""
+    for cls, code, summary, kind in ERROR_CODES:
         if isinstance(exc, cls):
-            return code, f"{summary}: {exc}"
-    return 500, "服务器错误: internal server error"
+            return code, f"{summary}: {exc}", kind
+    return 500, "服务器错误: internal server error", ErrorKind.SERVER_ERROR
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -97,25 +134,29 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TongkuanError)
     async def _domain(request: Request, exc: TongkuanError) -> JSONResponse:
-        code, message = classify(exc)
+        code, message, kind = classify(exc)
         if isinstance(exc, _ADMIN_NOT_FOUND) and request.url.path.startswith("/admin/"):
             code = 404
         if code == 500:
             logger.exception("unmapped error on %s", request.url.path, exc_info=exc)
-        return error_response(code, message)
+        return error_response(code, message, error_data(request.url.path, kind))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
-        return error_response(400, f"参数错误: {where}: {first.get('msg', 'invalid')}")
+        message = f"参数错误: {where}: {first.get('msg', 'invalid')}"
+        return error_response(400, message, error_data(request.url.path, ErrorKind.BAD_PARAMETER))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         messages = {404: "接口不存在: no such endpoint", 405: "方法不允许: method not allowed"}
-        return error_response(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+        kind = _HTTP_KINDS.get(exc.status_code, ErrorKind.BAD_PARAMETER)
+        message = messages.get(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, message, error_data(request.url.path, kind))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s", request.url.path, exc_info=exc)
-        return error_response(500, "服务器错误: internal server error")
+        message = "服务器错误: internal server error"
+        return error_response(500, message, error_data(request.url.path, ErrorKind.SERVER_ERROR))

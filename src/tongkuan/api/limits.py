@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tongkuan.api.auth import RateLimited
-from tongkuan.api.envelope import envelope
+from tongkuan.api.envelope import ErrorKind, envelope, error_data
 
 MAX_BUCKETS = 10_000  # past this many keys, buckets idle long enough to be full again are dropped
 
@@ -71,10 +71,11 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.wide_max_bytes if str(scope.get("path", "")).startswith(self.wide_prefix) else self.max_bytes
+        path = str(scope.get("path", ""))
+        limit = self.wide_max_bytes if path.startswith(self.wide_prefix) else self.max_bytes
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await self._refuse(send, limit)
+            await self._refuse(send, limit, path)
             return
         seen = 0
         started = False
@@ -97,11 +98,12 @@ class BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send, limit)
+                await self._refuse(send, limit, path)
 
-    async def _refuse(self, send: Send, limit: int) -> None:
+    async def _refuse(self, send: Send, limit: int, path: str) -> None:
+        message = f"请求体过大: the request body is over {limit} bytes"
         body = json.dumps(
-            envelope(413, f"请求体过大: the request body is over {limit} bytes"), ensure_ascii=False
+            envelope(413, message, error_data(path, ErrorKind.BODY_TOO_LARGE)), ensure_ascii=False
         ).encode()
         await send(
             {

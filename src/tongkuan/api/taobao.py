@@ -265,10 +265,16 @@ KEYWORD = ParamTable(
 @router.get("/taobao/traffic/item/search", summary="Keyword search", openapi_extra=KEYWORD.openapi())
 def keyword_search(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
     """Catalog products whose titles match `keyword`, most relevant first (or sorted)."""
+    return ok(keyword_answer(request, engine, params))
+
+
+def keyword_answer(request: Request, engine: Engine, params: dict[str, str]) -> dict[str, Any]:
+    """The keyword search's `data` for parameters already let through (signed, or from the
+    search page): one table and one answer for both routes."""
     wanted = KEYWORD.parse(params)
     offset = (wanted.page - 1) * wanted.size
     products, total = engine.keyword_page(wanted.keyword, wanted.order, wanted.where, offset, wanted.size)
-    return ok(keyword_data(products, engine.first_pictures(products), wanted.page, total, base_url(request)))
+    return keyword_data(products, engine.first_pictures(products), wanted.page, total, base_url(request))
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 """The search page at `/` and the same-origin JSON routes it calls.
 
 The page never holds an app secret. It talks to `/web/api/...`, which take no appKey: the
-server runs the same parameter rules and the same search as V2 for it, limits each client
-address to `TONGKUAN_WEB_RATE_LIMIT_QPS`, and refuses requests that a browser marks as
-coming from another site's page, so other sites cannot borrow it from their visitors'
-browsers. These routes only read the catalog; a query picture is kept in the upload store
-like any upload. Turn the page off with `TONGKUAN_WEB_UI=false`.
+server runs the same parameter rules and the same searches as V2 and the keyword route for
+it, limits each client address to `TONGKUAN_WEB_RATE_LIMIT_QPS`, and refuses requests that
+a browser marks as coming from another site's page, so other sites cannot borrow it from
+their visitors' browsers; every route on `api` gets both guards from the router. These
+routes only read the catalog; a query picture is kept in the upload store like any upload.
+Turn the page off with `TONGKUAN_WEB_UI=false`.
 """
 
 from __future__ import annotations
@@ -128,3 +129,13 @@ def search(request: Request, engine: EngineDep, params: QueryParams) -> dict[str
     query = SearchQuery(category=wanted.category, offset=wanted.page_no, limit=PAGE_SIZE)
     results = search_picture(request, engine, image, query, wanted.region, clock)
     return ok(page_search_data(results, wanted.page_no, base_url(request), image.size))
+
+
+@api.get(
+    "/keyword",
+    summary="The page's keyword search: the keyword route's parameters and answer",
+    openapi_extra=taobao.KEYWORD.openapi(),
+)
+def keyword(request: Request, engine: EngineDep, params: QueryParams) -> dict[str, Any]:
+    """Titles matching `keyword`, answered as `GET /taobao/traffic/item/search` answers them."""
+    return ok(taobao.keyword_answer(request, engine, params))

@@ -65,8 +65,10 @@ class Searcher:
     def _inset_or_whole(self, whole: Description, inset: Description) -> Description:
         """The picture found inside the query, unless the query is itself (nearly) a catalog
         picture: a clean product shot whose "inset" is a panel printed on the product keeps
-        its own subject. The inset stays among the regions either way."""
-        scores, _ = self.index.search(self.index.space(whole.embedding[None, :]), 1)
+        its own subject. The inset stays among the regions either way. A region the caller
+        chose is searched either way; this only decides which subject is the main one."""
+        plain = whole.embedding if whole.plain is None else whole.plain
+        scores, _ = self.index.search(self.index.space(plain[None, :]), 1)
         if scores[0, 0] < DUPLICATE_SIMILARITY:
             return inset
         extra = tuple(r for r in inset.regions[:1] if all(r.iou(kept) < 0.6 for kept in whole.regions))

@@ -34,8 +34,14 @@ class Description:
     embedding: NDArray[np.float32]
     prior: NDArray[np.float32]  # 14 category probabilities from the classifier
     # a picture found inside the image (a screenshot), described as if given alone; the
-    # searcher searches it unless the image is itself a catalog picture
+    # searcher searches it unless the image is itself a catalog picture. Where the caller
+    # chose a region, it is that region's description with the inset first among the
+    # regions: the region is searched either way, and the main subject stays what it is
+    # without a region, so the caller can go back to it.
     inset: Description | None = None
+    # where the caller chose a region: the embedding the image has without one, which
+    # decides (as without the region) whether the image is itself a catalog picture
+    plain: NDArray[np.float32] | None = None
 
 
 class Vision:
@@ -73,7 +79,8 @@ class Vision:
         `crop` and it is big enough to crop to (`min_crop_side`), else the whole image. With
         `insets` (queries: screenshots, photos of a screen), a picture found inside an image
         is its main subject and is described as if it had been given alone, as a catalog
-        picture is at ingestion.
+        picture is at ingestion; with a caller's region, the region is described, and the
+        inset is still found so that it stays the main subject among the regions.
         """
         if not images:
             return []
@@ -105,28 +112,64 @@ class Vision:
             priors[to_crop] = self._priors(out.logits, len(crops))
         described = [Description(found[i], chosen[i], embeddings[i], priors[i]) for i in range(len(images))]
         if insets and crop:
-            described = self._with_insets(images, described, regions)
+            described = self._with_insets(images, described, regions, whole.embeddings)
         return described
 
     def _with_insets(
-        self, images: list[Image.Image], described: list[Description], regions: list[Box | None] | None
+        self,
+        images: list[Image.Image],
+        described: list[Description],
+        regions: list[Box | None] | None,
+        whole: NDArray[np.float32],
     ) -> list[Description]:
-        """Each description with, where a picture is found inside the image, the inset's own."""
-        wanted = [i for i in range(len(images)) if not (regions and regions[i])]  # a caller's region wins
-        found = {i: box for i in wanted if (box := find_inset(images[i])) is not None}
+        """Each description with, where a picture is found inside the image, the inset's own
+        (or, where the caller chose a region, the inset as the main subject)."""
+        found = {i: box for i in range(len(images)) if (box := find_inset(images[i])) is not None}
         if not found:
             return described
+        asked = {i for i in found if regions and regions[i]}
         # cropped to its own subject as an uploaded picture is, so a catalog shot shown in a
         # screenshot is embedded as it was at ingestion
-        alone = self.describe([images[i].crop((box.x1, box.y1, box.x2, box.y2)) for i, box in found.items()])
+        alone = [i for i in found if i not in asked]
+        inner = self.describe([images[i].crop(_corners(found[i])) for i in alone])
+        plain = self._plain_embeddings(images, [(i, described[i].regions) for i in sorted(asked)], whole)
         result = list(described)
-        for (i, box), inner in zip(found.items(), alone, strict=True):
+        for i, box in found.items():
             others = tuple(r for r in described[i].regions if r.iou(box) < 0.6)
-            result[i] = replace(described[i], inset=Description((box, *others), box, inner.embedding, inner.prior))
+            if i in asked:
+                inset = replace(described[i], regions=(box, *others))
+                result[i] = replace(described[i], inset=inset, plain=plain[i])
+            else:
+                own = inner[alone.index(i)]
+                result[i] = replace(described[i], inset=Description((box, *others), box, own.embedding, own.prior))
         return result
+
+    def _plain_embeddings(
+        self, images: list[Image.Image], subjects: list[tuple[int, tuple[Box, ...]]], whole: NDArray[np.float32]
+    ) -> dict[int, NDArray[np.float32]]:
+        """The embedding each image has without a region (its subject's, or its own), for the
+        images given by index with their subjects."""
+        plain: dict[int, NDArray[np.float32]] = {}
+        to_crop: list[tuple[int, Box]] = []
+        for i, boxes in subjects:
+            width, height = images[i].size
+            subject = self._subject(boxes, Box(0, width, 0, height))
+            if subject.area < WHOLE_IMAGE_COVERAGE * width * height:
+                to_crop.append((i, subject))
+            else:
+                plain[i] = whole[i]
+        if to_crop:
+            out = self.encoder.run([images[i].crop(_corners(box)) for i, box in to_crop])
+            plain.update({i: out.embeddings[k] for k, (i, _) in enumerate(to_crop)})
+        return plain
 
     def _priors(self, logits: NDArray[np.float32] | None, n: int) -> NDArray[np.float32]:
         if logits is None or self._projection is None:
             # No classifier: a flat prior, so the neighbour vote decides.
             return np.full((n, len(CATEGORIES)), 1.0 / len(CATEGORIES), dtype=np.float32)
         return (softmax(logits.astype(np.float32)) @ self._projection).astype(np.float32)
+
+
+def _corners(box: Box) -> tuple[int, int, int, int]:
+    """PIL's crop box (left, upper, right, lower) of a region."""
+    return (box.x1, box.y1, box.x2, box.y2)
