@@ -275,11 +275,18 @@ def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool
     click.echo(
         f"tuned {report.base} on {report.pictures} pictures in {report.groups} groups in {report.train_seconds:.0f} s;"
         f" held-back products R@1 {report.held_back_before:.3f} -> {report.held_back_after:.3f}"
+        + (
+            f"; category top-1 {report.category_before:.3f} (shipped classifier) -> {report.category_after:.3f}"
+            " (category head)"
+            if report.category_after >= 0
+            else ""
+        )
     )
     if report.model is None and not report.verified:
         click.echo(
             "the catalog keeps its model: its products have one picture each, so the tuned model cannot be"
             " checked on held-back products (give listings of one SKU a productGroup in customContent)"
+            + ("" if report.category_after >= 0 else "; categories in the records would train a category head")
         )
         return
     if report.model is None:

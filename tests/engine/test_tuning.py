@@ -5,6 +5,7 @@ CI-sized: 22 grocery products with three pictures each, one epoch of Lite0.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -16,14 +17,16 @@ from click.testing import CliRunner
 from tests.conftest import as_records, new_data_dir, new_database, settings_for
 from tests.utils.milvus_server import MilvusServer
 from tests.utils.postgres_server import PostgresServer
+from tongkuan.adapt.training import TuneResult
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.cli import main
+from tongkuan.domain.categories import Category
 from tongkuan.domain.products import NewImage
 from tongkuan.engine import Engine
 from tongkuan.engine.engine import MODEL_CHECK_S
-from tongkuan.engine.tuning import TuneOptions, switch_catalog, tune_catalog
+from tongkuan.engine.tuning import TuneOptions, switch_catalog, tune_catalog, worth_switching
 from tongkuan.errors import CannotLearn, ModelSwitched
-from tongkuan.sample import grocery_records
+from tongkuan.sample import fashion_records, grocery_records
 from tongkuan.search.searcher import SearchQuery
 
 MODEL = "efficientnet-lite0"
@@ -103,6 +106,38 @@ def test_a_catalog_of_one_picture_per_product_keeps_its_model_when_nothing_can_c
     assert model == MODEL and np.array_equal(after, before)
 
 
+def test_a_catalog_whose_records_carry_categories_gets_a_category_head(
+    data_root: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    """One catalog shot per product, 12 of each of three categories (tops among them: the
+    category whose code is 0): the tuned model carries a category head, and search uses it."""
+    data_dir = new_data_dir(tmp_path / "data", model_cache)
+    taught = (Category.TOPS, Category.BOTTOMS, Category.SHOES)
+    shots = list(fashion_records(data_root, 13))
+    by_category = [[r for r in shots if r["categoryId"] == int(c)] for c in taught]
+    listed, held = [r for rs in by_category for r in rs[:12]], [rs[12] for rs in by_category]
+    engine = Engine(settings_for(data_dir, model=MODEL))
+    try:
+        assert not engine.ingester().ingest(as_records(listed)).failures
+    finally:
+        engine.close()
+    options = TuneOptions(epochs=2, threads=2, min_products=20, require_improvement=False)
+    report = tune_catalog(settings_for(data_dir), options, False)
+    assert not report.verified and 0 <= report.category_before <= 1 and 0 <= report.category_after <= 1
+    assert report.model is not None
+    described = json.loads((data_dir / "models" / report.model / "model.json").read_text())
+    assert described["labels"] == "tongkuan-categories"
+    engine = Engine(settings_for(data_dir))
+    try:
+        assert engine.vision.spec.labels == "tongkuan-categories"
+        for record in held:  # shots the catalog does not hold
+            picture = Path(str(record["images"][0]))  # type: ignore[index]
+            found = engine.search(engine.decode(picture.read_bytes()), SearchQuery(limit=5))
+            assert found.categories[0].category == Category(record["categoryId"])
+    finally:
+        engine.close()
+
+
 def test_a_catalog_too_small_to_tune_is_refused_with_the_reason(
     data_root: Path, model_cache: Path, tmp_path: Path
 ) -> None:
@@ -135,3 +170,18 @@ def test_a_server_catalog_switches_models_with_a_milvus_collection_of_its_own(
     assert engine.vector_index is not before and "lite2" in getattr(engine.vector_index, "name", "")
     assert hits[0].product.item_id == raw[0]["itemId"]
     engine.close()
+
+
+def test_switching_needs_better_retrieval_or_where_nothing_checks_it_better_categories() -> None:
+    def result(improved: bool, before: float, after: float) -> TuneResult:
+        return TuneResult(
+            model=None, history=[], held_back_before=0.5, held_back_after=0.6 if improved else 0.5,  # type: ignore[arg-type]
+            held_back_metric="photos", best_epoch=1 if improved else 0, probe_loss_before=1.0, pictures=100,
+            groups=30, cache_seconds=0.0, seconds=0.0, held_back_category_before=before, held_back_category_after=after,
+        )  # fmt: skip
+
+    assert worth_switching(result(True, 0.8, 0.7), verified=True)  # retrieval decides where it is checked
+    assert not worth_switching(result(False, 0.5, 0.9), verified=True)
+    assert worth_switching(result(False, 0.80, 0.83), verified=False)
+    assert not worth_switching(result(True, 0.80, 0.81), verified=False)  # within the held-back noise
+    assert not worth_switching(result(True, -1.0, -1.0), verified=False)  # no categories: nothing checks it
