@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.conftest import APP_KEY, APP_SECRET, Service, serve
@@ -27,18 +28,22 @@ def limited(catalog_engine: Engine) -> Iterator[Service]:
 
 
 def upload_missing(svc: Service, app: str, secret: str) -> int:
+    return int(upload_answer(svc, app, secret).json()["code"])
+
+
+def upload_answer(svc: Service, app: str, secret: str) -> httpx.Response:
     params = {"appKey": app}
-    response = svc.client.get("/taobao/upload/image", params={**params, "sign": sign(params, secret)})
-    return int(response.json()["code"])
+    return svc.client.get("/taobao/upload/image", params={**params, "sign": sign(params, secret)})
 
 
 def test_an_app_over_its_rate_is_answered_429_and_others_are_not(limited: Service) -> None:
-    codes = [upload_missing(limited, APP_KEY, APP_SECRET) for _ in range(6)]
+    answers = [upload_answer(limited, APP_KEY, APP_SECRET) for _ in range(6)]
+    codes = [int(a.json()["code"]) for a in answers]
     assert codes[:2] == [400, 400]  # a burst of twice the rate passes (then pic_url is missing)
     assert 429 in codes[2:]
-    response = limited.client.get("/taobao/upload/image", params={"appKey": APP_KEY, "appSecret": APP_SECRET})
-    if response.json()["code"] == 429:
-        assert response.status_code == 429 and "1 requests per second" in response.json()["message"]
+    refused = answers[codes.index(429)]
+    assert refused.status_code == 429 and "1 requests per second" in refused.json()["message"]
+    assert refused.headers["retry-after"] == "1"  # clients back off without guessing
     assert [upload_missing(limited, "fast", "fast-secret") for _ in range(6)] == [400] * 6
 
 

@@ -182,6 +182,7 @@ def test_switching_needs_better_retrieval_or_where_nothing_checks_it_better_cate
 
     assert worth_switching(result(True, 0.8, 0.7), verified=True)  # retrieval decides where it is checked
     assert not worth_switching(result(False, 0.5, 0.9), verified=True)
-    assert worth_switching(result(False, 0.80, 0.83), verified=False)
+    assert worth_switching(result(True, 0.80, 0.83), verified=False)
+    assert not worth_switching(result(False, 0.80, 0.83), verified=False)  # no epoch beat the model in use
     assert not worth_switching(result(True, 0.80, 0.81), verified=False)  # within the held-back noise
     assert not worth_switching(result(True, -1.0, -1.0), verified=False)  # no categories: nothing checks it

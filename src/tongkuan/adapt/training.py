@@ -19,8 +19,9 @@ a catalog"). The recipe, from issue 19's measurements and the literature:
   `view_budget` affords (at most 16) where they hold one; `refresh_views_every` draws new
   views every few epochs at the cost of a front pass each (not worth it on the retailer
   catalog: photos already vary);
-- whole groups held back, and early stopping on their recall@1; the best state is kept (a
-  tie goes to the later epoch), so training never returns a model worse than the frozen
+- whole groups held back, and early stopping on their recall@1 (on their category top-1
+  where products have one picture each and records carry categories); the best state is
+  kept (a tie goes to the later epoch), so training never returns a model worse than the frozen
   one on the held-back products. Where a product's photos are near-duplicates of each other
   (grocery: held-back recall 0.96 before tuning) this signal is flat and mostly guards
   against harm;
@@ -640,6 +641,13 @@ class _Trainer:
         return {k: v for k, v in saved.items() if k not in _TRAINER_KEYS}
 
 
+def _score(run: _Trainer, recall: float, category: float) -> float:
+    """What picks the best epoch: held-back recall, except where it can only ask whether a
+    picture's augmented view finds it (one picture per product) and the records carry
+    categories; there the held-back pictures' category top-1 is the better check."""
+    return category if run.metric == "views" and run.model.classifier is not None and category >= 0 else recall
+
+
 def tune(
     examples: Sequence[Example],
     settings: TuneSettings | None = None,
@@ -674,7 +682,7 @@ def tune(
         state = {
             "epoch": 0, "history": [], "before": before, "probe_before": run.probe_loss(), "best_r1": before,
             "best_epoch": 0, "best_state": copy.deepcopy(run.model.state_dict()), "bad_epochs": 0, "step_losses": [],
-            "category_before": category_before,
+            "category_before": category_before, "best_score": _score(run, before, category_before),
         }  # fmt: skip
     else:
         logger.info("resuming tuning after epoch %d from %s", state["epoch"], checkpoint)
@@ -689,9 +697,12 @@ def tune(
             stats = run.epoch(int(state["epoch"]) + 1, bar, float(state["best_r1"]))
             state["history"] = [*state["history"], asdict(stats)]
             state["step_losses"] = [*state["step_losses"], *run.last_losses]
-            if stats.held_back_r1 >= state["best_r1"]:  # a tie goes to the more adapted model
+            score = _score(run, stats.held_back_r1, stats.held_back_category)
+            if score >= state["best_score"]:  # a tie goes to the more adapted model
                 best = copy.deepcopy(run.model.state_dict())
-                state.update(best_r1=stats.held_back_r1, best_epoch=stats.epoch, best_state=best, bad_epochs=0)
+                state.update(
+                    best_score=score, best_r1=stats.held_back_r1, best_epoch=stats.epoch, best_state=best, bad_epochs=0
+                )
             else:
                 state["bad_epochs"] = int(state["bad_epochs"]) + 1
             state["epoch"] = stats.epoch

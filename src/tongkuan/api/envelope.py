@@ -113,7 +113,9 @@ def ok(data: Any) -> dict[str, Any]:
 
 def error_response(code: int, message: str, data: Any = None) -> JSONResponse:
     status = code if code in (400, 401, 403, 404, 405, 409, 413, 429, 500, 503) else 400
-    return JSONResponse(envelope(code, message, data), status_code=status)
+    # a rate limit refills within a second: say so, so clients back off without guessing
+    headers = {"Retry-After": "1"} if status == 429 else None
+    return JSONResponse(envelope(code, message, data), status_code=status, headers=headers)
 
 
 def error_data(path: str, kind: ErrorKind) -> dict[str, str] | None:

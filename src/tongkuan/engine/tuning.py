@@ -230,8 +230,9 @@ def worth_switching(result: TuneResult, verified: bool) -> bool:
     """
     if verified:
         return result.improved
-    has_head = result.held_back_category_after >= 0
-    return has_head and result.held_back_category_after >= result.held_back_category_before + CATEGORY_GAIN
+    has_head = result.held_back_category_after >= 0  # best epoch chosen on categories: `improved` says one beat it
+    gain = result.held_back_category_after - result.held_back_category_before
+    return has_head and result.improved and gain >= CATEGORY_GAIN
 
 
 def tune_catalog(settings: Settings, options: TuneOptions = TuneOptions(), progress: bool = True) -> TuneReport:
