@@ -16,7 +16,7 @@ photos (every other one, the same 1,021 bench/quality.py asks) predicted as the 
 (the model's prior fused with the vote of the 30 nearest catalog pictures) against
 - clothing: the other half of the clothing photos, each a product with its category;
 - fashion: bench/quality.py's voting catalog of 919 fashion catalog shots.
-The model is tuned on the products of a seeded half of the classes (at most `--per-product`
+The model is tuned on the products of a seeded half of the classes (`--tune-share`) (at most `--per-product`
 pictures each) and measured on all val photos against the whole catalog, ranked by product
 (a product scores its best picture), split into classes tuned on and not tuned on, before
 (the frozen whole-picture model, the naive baseline, measured in the same run) and after.
@@ -222,6 +222,9 @@ def main() -> None:
     parser.add_argument("--view-budget", type=int, default=TuneSettings.view_budget)
     parser.add_argument("--holdback", type=float, default=TuneSettings.holdback)
     parser.add_argument("--backgrounds", type=int, default=0, help="Clothing photos to paste products onto.")
+    parser.add_argument(
+        "--tune-share", type=float, default=0.5, help="Share of the classes tuned on (1: the whole catalog, as in use)."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tongkuan-bench-tune")
@@ -236,7 +239,7 @@ def main() -> None:
     if args.classes:
         classes = sorted(rng.permutation(classes)[: args.classes].tolist())
     rows = [r for r in rows if int(r["class_id"]) in classes]
-    tuned_classes = set(rng.permutation(classes)[: len(classes) // 2].tolist())
+    tuned_classes = set(rng.permutation(classes)[: max(1, round(len(classes) * args.tune_share))].tolist())
 
     def of(split: str | tuple[str, ...]) -> Rows:
         splits = (split,) if isinstance(split, str) else split
