@@ -84,6 +84,7 @@ def settings_for(data_dir: Path, **overrides: object) -> Settings:
         "allow_loopback_fetch": True,
         "rate_limit_qps": 0,
         "web_rate_limit_qps": 0,
+        "auth_failure_limit": 0,  # every test client is 127.0.0.1; tests/api/test_hardening.py covers it
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -71,6 +71,16 @@ BAD = {
         "short",
         "TONGKUAN_ADMIN_TOKEN (value not shown) is not valid: use at least 16 characters (empty or unset: the default)",
     ),
+    "TONGKUAN_ALLOWED_HOSTS": (
+        "shop.*.com",
+        "TONGKUAN_ALLOWED_HOSTS='shop.*.com' is not valid: use host names or *.domain patterns separated by commas, "
+        "or * for any host (empty or unset: the default)",
+    ),
+    "TONGKUAN_FORWARDED_ALLOW_IPS": (
+        "proxy.internal",
+        "TONGKUAN_FORWARDED_ALLOW_IPS='proxy.internal' is not valid: use IP addresses or networks separated by "
+        "commas, * for any, or none (empty or unset: the default, 127.0.0.1)",
+    ),
     "TONGKUAN_CATALOG_URL": (
         "mysql://user:hunter2@db/shop",
         "TONGKUAN_CATALOG_URL (value not shown) is not valid: use a postgresql:// URL (empty or unset: the default)",
@@ -222,3 +232,21 @@ def test_serve_reports_a_bad_setting_without_a_traceback(tmp_path: Path) -> None
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.splitlines() == [f"Error: {BAD['TONGKUAN_THREADS'][1]}"]
+
+
+@pytest.mark.usefixtures("clean_environment")
+@pytest.mark.parametrize(
+    ("value", "proxy_headers", "trusted"),
+    [(None, True, "127.0.0.1"), ("10.0.0.2,10.1.0.0/16", True, "10.0.0.2,10.1.0.0/16"), ("none", False, None)],
+)
+def test_serve_trusts_forwarded_headers_only_from_the_configured_proxies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, proxy_headers: bool, trusted: str | None
+) -> None:
+    import uvicorn
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    env = {"TONGKUAN_FORWARDED_ALLOW_IPS": value} if value else {}
+    result = invoke(["serve", "--data-dir", str(tmp_path / "data")], env)
+    assert result.exit_code == 0, result.output
+    assert seen["proxy_headers"] is proxy_headers and seen.get("forwarded_allow_ips") == trusted

@@ -25,7 +25,7 @@ from pathlib import Path
 from tongkuan.errors import TongkuanError
 
 CATALOG = "catalog.db"
-_INDEX_FILE = re.compile(r"^index-(\d+)\.(faiss|deleted\.npy)$")
+_INDEX_FILE = re.compile(r"index-(\d+)\.(faiss|deleted\.npy)")
 _SKIPPED = (".part", "-wal", "-shm", "-journal")
 
 
@@ -79,7 +79,7 @@ def _add_index(tar: tarfile.TarFile, data_dir: Path, folder: Path, scratch: Path
     cleanup cannot tear it."""
     by_seq: dict[int, list[Path]] = {}
     for path in folder.iterdir():
-        if m := _INDEX_FILE.match(path.name):
+        if m := _INDEX_FILE.fullmatch(path.name):
             by_seq.setdefault(int(m.group(1)), []).append(path)
     for seq in sorted(by_seq, reverse=True):
         if not any(p.suffix == ".faiss" for p in by_seq[seq]):

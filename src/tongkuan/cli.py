@@ -59,8 +59,23 @@ def serve(data_dir: Path, host: str, port: int, model: str | None) -> None:
     from tongkuan.api.app import create_app
 
     app = create_app(settings)
-    # uvicorn's access log would print appSecret and sign; the app logs requests without them
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    if host not in ("127.0.0.1", "::1", "localhost") and not settings.public_url and not settings.allowed_hosts:
+        logging.getLogger(__name__).warning(
+            "listening on %s, but only requests to 127.0.0.1, ::1 or localhost are answered: "
+            "set TONGKUAN_PUBLIC_URL or TONGKUAN_ALLOWED_HOSTS to the names clients use",
+            host,
+        )
+    # uvicorn's access log would print appSecret and sign; the app logs requests without them.
+    # Forwarded headers are believed only from the configured proxies (TONGKUAN_FORWARDED_ALLOW_IPS).
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        proxy_headers=settings.proxy_addresses is not None,
+        forwarded_allow_ips=settings.proxy_addresses,
+    )
 
 
 @main.command()

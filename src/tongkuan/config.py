@@ -10,12 +10,15 @@ later depends on the working directory.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any, get_args
+from urllib.parse import urlsplit
 
 from annotated_types import Ge, Gt, Le, MinLen
 from pydantic import Field, ValidationError, field_validator
@@ -33,6 +36,8 @@ DEFAULT_MODEL = "efficientnet-lite2"
 DEFAULT_FETCH_MAX_BYTES = 4 * 1024 * 1024
 DEFAULT_UPLOAD_MAX_BYTES = 3 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
+"""Host names the service always answers to (IPv6 literals in brackets, as in a Host header)."""
 
 
 SECRET_SETTINGS = frozenset({"apps", "admin_token", "catalog_url", "milvus_token"})
@@ -54,7 +59,24 @@ class Settings(BaseSettings):
         description="Accept the plain `appSecret` parameter (DAJI's testing mode); turn off in production.",
     )
     public_url: str | None = Field(
-        None, description="Base URL clients reach this service at, for item and upload picture URLs."
+        None,
+        description="Base URL clients reach this service at, for item and upload picture URLs; "
+        "its host is one the service answers to.",
+    )
+    allowed_hosts: str = Field(
+        "",
+        description="Comma-separated host names (or *.domain patterns) requests may name in their Host "
+        "header, besides 127.0.0.1, ::1, localhost and the host of TONGKUAN_PUBLIC_URL; * allows any host.",
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Comma-separated proxy addresses (or networks) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed, so limits key on the real client; * trusts any peer, none no one.",
+    )
+    api_docs: bool = Field(
+        False,
+        description="Serve the interactive API docs at /docs and /redoc; they load scripts from a CDN "
+        "into this service's origin. /openapi.json is served either way.",
     )
     model: str | None = Field(
         None,
@@ -127,6 +149,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Search-page requests per second per client address (bursts of twice that); 0: unlimited.",
     )
+    auth_failure_limit: int = Field(
+        10,
+        ge=0,
+        description="Failed authentications (DAJI credentials or the admin token) one client address may "
+        "make within TONGKUAN_AUTH_FAILURE_WINDOW before it is answered 429 for that long; 0: no limit.",
+    )
+    auth_failure_window: float = Field(
+        60.0, gt=0, description="Seconds over which failed authentications are counted, and a refusal lasts."
+    )
     admin_token: str | None = Field(
         None,
         min_length=16,
@@ -188,6 +219,7 @@ class Settings(BaseSettings):
     @field_validator("catalog_url")
     @classmethod
     def _check_catalog_url(cls, value: str | None) -> str | None:
+        value = _lower_scheme(value)
         if value and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("not a postgresql:// URL")
         return value or None
@@ -195,9 +227,30 @@ class Settings(BaseSettings):
     @field_validator("vectors_url")
     @classmethod
     def _check_vectors_url(cls, value: str | None) -> str | None:
+        value = _lower_scheme(value)
         if value and not value.startswith(("milvus://", "milvus+https://", "http://", "https://")):
             raise ValueError("not a milvus:// URL")
         return value or None
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str) -> str:
+        for host in _split(value):
+            if not _HOST_PATTERN.fullmatch(host) and not _is_ip(host.strip("[]")):
+                raise ValueError("not host names")
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_forwarded_allow_ips(cls, value: str) -> str:
+        if value.strip().lower() in ("*", "none"):
+            return value
+        for entry in _split(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError("not addresses") from None
+        return value
 
     @field_validator("milvus_consistency")
     @classmethod
@@ -231,8 +284,55 @@ class Settings(BaseSettings):
         return parse_apps(self.apps)
 
     @property
-    def allowed_hosts(self) -> frozenset[str]:
-        return frozenset(h.strip().lower() for h in self.fetch_allow_hosts.split(",") if h.strip())
+    def fetch_hosts(self) -> frozenset[str]:
+        """Host names picUrl may use (subdomains included); empty: any public host."""
+        return frozenset(h.lower() for h in _split(self.fetch_allow_hosts))
+
+    @property
+    def served_hosts(self) -> list[str]:
+        """Host names (or `*.domain` patterns, or `*`) a request's Host header may name:
+        loopback, the host of `public_url`, and `allowed_hosts`."""
+        hosts = list(LOOPBACK_HOSTS)
+        public = urlsplit(self.public_url).hostname if self.public_url else None
+        for host in ([public] if public else []) + _split(self.allowed_hosts):
+            host = host.lower()
+            if _is_ip(host) and ":" in host:
+                host = f"[{host}]"
+            if host not in hosts:
+                hosts.append(host)
+        return hosts
+
+    @property
+    def proxy_addresses(self) -> str | None:
+        """The proxies whose forwarded headers are believed, as uvicorn takes them; None: none."""
+        value = self.forwarded_allow_ips.strip()
+        if value.lower() == "none":
+            return None
+        return value if value == "*" else ",".join(_split(value))
+
+
+# a host name, or *.domain (Starlette's TrustedHostMiddleware takes nothing else), or * alone
+_HOST_PATTERN = re.compile(r"\*|(\*\.)?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?", re.IGNORECASE)
+
+
+def _split(value: str) -> list[str]:
+    return [entry.strip() for entry in value.split(",") if entry.strip()]
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _lower_scheme(url: str | None) -> str | None:
+    """`url` with its scheme in lower case (schemes are case-insensitive; libpq's is not)."""
+    if not url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme.lower()}://{rest}"
 
 
 class _DataDirToml(TomlConfigSettingsSource):
@@ -268,6 +368,8 @@ _RULES = {
     "catalog_url": "a postgresql:// URL",
     "vectors_url": "a milvus://HOST:PORT URL",
     "milvus_consistency": "Session, Strong, Bounded or Eventually",
+    "allowed_hosts": "host names or *.domain patterns separated by commas, or * for any host",
+    "forwarded_allow_ips": "IP addresses or networks separated by commas, * for any, or none",
 }
 
 

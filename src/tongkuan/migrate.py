@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tongkuan.catalog.store import LearnedMetadata, ProductReader, ProductStore
-from tongkuan.domain.products import NewImage
+from tongkuan.domain.products import NewImage, is_web_url
 from tongkuan.errors import DimensionMismatch, ProductNotFound
 
 BATCH = 200  # products per target transaction
@@ -104,7 +104,7 @@ def _already_there(target: ProductReader, item_id: str, product: object, picture
 
 def _copy_file(location: str, source: Path, target: Path) -> int:
     """Copy a stored picture (a file name in the image store; URLs stay as they are)."""
-    if location.startswith(("http://", "https://")) or (target / location).exists():
+    if is_web_url(location) or (target / location).exists():
         return 0
     origin = source / location
     if not origin.is_file():

@@ -274,6 +274,16 @@ def test_a_bulk_import_runs_as_a_job_with_progress(admin: Admin, file_server: Fi
     assert (again["added"], again["unchanged"], again["failed"]) == (0, 5, 0)  # idempotent
 
 
+def test_a_deeply_nested_import_line_fails_alone_and_the_job_goes_on(admin: Admin, file_server: FileServer) -> None:
+    deep = '{"itemId": "deep", "customContent": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    lines = [json.dumps({"itemId": n, **product(n, file_server)}) for n in (MILK[0], BANANA[0])]
+    started = admin.call("POST", "/admin/imports", content="\n".join([lines[0], deep, lines[1]]).encode())
+    job = wait_for_job(admin, started["jobId"])
+    assert job["state"] == "done" and (job["processed"], job["added"], job["failed"]) == (3, 2, 1), job
+    (failure,) = job["failures"]
+    assert "deeper than 32" in failure["reason"] and failure["origin"].endswith(":2")
+
+
 def test_export_is_jsonl_that_another_tongkuan_imports(
     admin: Admin, file_server: FileServer, data_root: Path, tmp_path: Path, model_cache: Path
 ) -> None:

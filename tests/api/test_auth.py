@@ -6,9 +6,10 @@ import hashlib
 
 import pytest
 
-from tongkuan.api.auth import AuthError, authenticate, sign
+from tongkuan.api.auth import AuthError, BadCredentials, authenticate, sign
 
 APPS = {"k1": "s3"}
+BAD_CREDENTIALS = "appKey, sign or appSecret is wrong"
 
 
 def md5_upper(text: str) -> str:
@@ -41,9 +42,9 @@ def test_a_correct_sign_authenticates_in_either_case() -> None:
     ("params", "allow", "message"),
     [
         ({"pageNo": "0"}, True, "appKey is required"),
-        ({"appKey": "nobody", "appSecret": "s3"}, True, "unknown"),
-        ({"appKey": "k1", "sign": "0" * 32}, True, "sign does not match"),
-        ({"appKey": "k1", "appSecret": "wrong"}, True, "appSecret is wrong"),
+        ({"appKey": "nobody", "appSecret": "s3"}, True, BAD_CREDENTIALS),
+        ({"appKey": "k1", "sign": "0" * 32}, True, BAD_CREDENTIALS),
+        ({"appKey": "k1", "appSecret": "wrong"}, True, BAD_CREDENTIALS),
         ({"appKey": "k1", "appSecret": "s3"}, False, "disabled"),
         ({"appKey": "k1"}, True, "sign (or appSecret"),
     ],
@@ -63,3 +64,29 @@ def test_a_signature_made_for_other_parameters_is_refused() -> None:
 def test_no_configured_apps_refuses_everyone() -> None:
     with pytest.raises(AuthError, match="TONGKUAN_APPS"):
         authenticate({"appKey": "k1", "appSecret": "s3"}, {}, allow_app_secret=True)
+
+
+@pytest.mark.parametrize(
+    ("unknown_key", "wrong_key"),
+    [
+        ({"appKey": "nobody", "appSecret": "s3"}, {"appKey": "k1", "appSecret": "wrong"}),
+        ({"appKey": "nobody", "sign": "0" * 32}, {"appKey": "k1", "sign": "0" * 32}),
+    ],
+)
+def test_an_unknown_app_key_and_a_wrong_secret_are_told_apart_by_nothing(
+    unknown_key: dict[str, str], wrong_key: dict[str, str]
+) -> None:
+    answers = []
+    for params in (unknown_key, wrong_key):
+        with pytest.raises(BadCredentials) as refused:
+            authenticate(params, APPS, allow_app_secret=True)
+        answers.append(str(refused.value))
+    assert answers[0] == answers[1]
+    assert "nobody" not in answers[0]
+
+
+def test_a_disabled_app_secret_is_disabled_for_unknown_app_keys_too() -> None:
+    for key in ("k1", "nobody"):
+        with pytest.raises(AuthError, match="disabled") as refused:
+            authenticate({"appKey": key, "appSecret": "s3"}, APPS, allow_app_secret=False)
+        assert not isinstance(refused.value, BadCredentials)

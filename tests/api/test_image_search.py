@@ -177,7 +177,7 @@ def test_unknown_routes_and_methods_answer_in_the_envelope(service: Service) -> 
 
 
 def test_openapi_docs_list_every_route(service: Service) -> None:
-    assert service.client.get("/docs").status_code == 200
+    assert service.client.get("/docs").status_code == 404  # the interactive docs are off by default
     paths = service.client.get("/openapi.json").json()["paths"]
     for path in ("/taobao/image-search/url", "/taobao/upload/image", "/taobao/traffic/item/imgsearch"):
         assert path in paths

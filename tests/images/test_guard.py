@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+from typing import Any
 
 import pytest
 
@@ -30,6 +32,8 @@ from tongkuan.images.guard import check_address
         "::",
         "fe80::1",
         "fc00::1",
+        "fec0::1",  # site-local (deprecated, still routed inside some networks)
+        "feff:ffff::1",
         "fd00:ec2::254",
         "ff02::1",
         "::ffff:127.0.0.1",
@@ -99,3 +103,32 @@ def test_a_checked_url_connects_to_the_checked_address_and_keeps_the_name() -> N
 def test_a_malformed_url_is_a_fetch_error() -> None:
     with pytest.raises(ImageFetchError):
         check_url("http://[::1/a.jpg", FetchPolicy())
+
+
+def resolving_to(address: str) -> Any:
+    """A getaddrinfo that answers `address` for every name (no lookup leaves the machine)."""
+
+    def fake(host: str, port: int, *args: object, **kwargs: object) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    return fake
+
+
+@pytest.mark.parametrize("address", ["10.20.30.40", "fec0::1234", "127.0.0.1"])
+def test_a_refused_host_name_does_not_reveal_what_it_resolved_to(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", resolving_to(address))
+    with pytest.raises(ForbiddenAddress, match="not a public address") as refused:
+        check_url("http://intranet.example/a.jpg", FetchPolicy())
+    assert address not in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["HTTP://10.0.0.1/a.jpg", "HtTpS://[::1]/a.jpg", "FILE:///etc/passwd"])
+def test_schemes_are_checked_in_any_case(url: str) -> None:
+    with pytest.raises(ForbiddenAddress):
+        check_url(url, FetchPolicy())
+
+
+def test_an_upper_case_scheme_is_a_url_not_a_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", resolving_to("8.8.8.8"))
+    target = check_url("HTTPS://img.example/a.jpg", FetchPolicy())
+    assert target.connect_url == "https://8.8.8.8:443/a.jpg"

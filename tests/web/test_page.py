@@ -62,12 +62,15 @@ def page(browser: Browser, service: Service) -> Iterator[Page]:
     context = browser.new_context(viewport=DESKTOP, locale="zh-CN", base_url=service.base_url)
     page = context.new_page()
     sent: list[str] = []
+    refused: list[str] = []
     page.on("request", lambda request: sent.append(request.url))
+    page.on("console", lambda message: refused.append(message.text) if "Content Security" in message.text else None)
     page.goto("/")
     yield page
     context.close()
     leaked = [url for url in sent if "appKey" in url or "sign=" in url or APP_SECRET in url]
     assert not leaked, leaked  # the page never sends credentials
+    assert not refused, refused  # nothing the page does breaks its content security policy
 
 
 def search_params(page: Page, action) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -1,18 +1,54 @@
 """Access logging without secrets: method, path, status, time and appKey, never the query.
 
 Uvicorn's own access log prints the whole query string, `appSecret` and `sign` included;
-`tongkuan serve` turns it off and uses this instead.
+`tongkuan serve` turns it off and uses this instead. What a caller controls (the path, the
+appKey) is made safe to write first (`loggable`): one line always, however many newlines or
+terminal escape codes the caller sends, and nothing that looks like a secret.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("tongkuan.access")
+
+MAX_PATH = 256
+MAX_APP_KEY = 64
+REDACTED = "[redacted]"
+# `appSecret=...`, `secret:...`, `sign=...` and whatever follows, in any case
+_SECRET_TAIL = re.compile(r"(app)?secret\s*[=:]|sign\s*[=:]", re.IGNORECASE)
+# a DAJI signature (MD5 in hex) sent where another value belongs
+_SIGNATURE = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def loggable(value: str, limit: int) -> str:
+    """`value` as one printable line of at most about `limit` characters, with anything
+    that looks like a secret replaced by `[redacted]`.
+
+    Control, format and separator characters become `\\xNN`/`\\uNNNN` escapes and a
+    backslash becomes two, so a written line cannot be forged or taken for another.
+    """
+    found = _SECRET_TAIL.search(value)
+    if found:
+        value = value[: found.start()] + REDACTED
+    elif _SIGNATURE.fullmatch(value):
+        value = REDACTED
+    shown = "".join(_escape(c) for c in value[: limit + 1])
+    return shown if len(shown) <= limit and len(value) <= limit else shown[:limit] + "..."
+
+
+def _escape(char: str) -> str:
+    if char == "\\":
+        return "\\\\"
+    if char.isprintable():  # false for control, format and separator characters, except " "
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 class AccessLog:
@@ -40,9 +76,9 @@ class AccessLog:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             logger.info(
                 "%s %s %d %.1f ms appKey=%s",
-                scope["method"],
-                scope["path"],
+                loggable(str(scope["method"]), 16),
+                loggable(str(scope["path"]), MAX_PATH),
                 status,
                 (time.perf_counter() - started) * 1000,
-                query.get("appKey", "-")[:64],
+                loggable(query.get("appKey", "-"), MAX_APP_KEY),
             )

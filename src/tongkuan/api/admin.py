@@ -21,19 +21,20 @@ from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
 from tongkuan.api import params as rules
-from tongkuan.api.auth import AuthError, ParameterError
+from tongkuan.api.auth import AuthError, BadCredentials, ParameterError
 from tongkuan.api.deps import EngineDep
 from tongkuan.api.envelope import ok
-from tongkuan.api.request import base_url, settings_of
+from tongkuan.api.request import base_url, settings_of, throttled
 from tongkuan.api.wire import deleted, details, job, products_data, stored_url
 from tongkuan.engine import Engine
 from tongkuan.engine.engine import MAX_PICTURES
 from tongkuan.errors import ImageTooLarge
 from tongkuan.ingest.ingester import picture_name
+from tongkuan.ingest.readers import JsonTooDeep, load_json
 from tongkuan.ingest.records import RecordError
 
 MAX_LIST = 1000
-_PICTURE_NAME = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,128}$")
+_PICTURE_NAME = re.compile(r"[^/\\\x00-\x1f\x7f]{1,128}")
 
 
 def require_admin(request: Request) -> None:
@@ -44,8 +45,9 @@ def require_admin(request: Request) -> None:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
         raise AuthError("Authorization: Bearer <admin token> is required")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise AuthError("the admin token is wrong")
+    with throttled(request):
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise BadCredentials("the admin token is wrong")
 
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -75,17 +77,24 @@ _PRODUCT_BODY = {
 
 
 async def _json_object(request: Request, what: str) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ParameterError(f"the body must be a JSON object ({what})") from None
+    body = _load_json(await request.body(), "the body")
     if not isinstance(body, dict):
         raise ParameterError(f"the body must be a JSON object ({what})")
     return body
 
 
+def _load_json(text: str | bytes, what: str) -> Any:
+    """Parsed JSON, or None for text that is not JSON; too deep a nesting is refused by name."""
+    try:
+        return load_json(text)
+    except JsonTooDeep as exc:
+        raise ParameterError(f"{what} is refused: {exc}") from None
+    except ValueError:
+        return None
+
+
 def _picture_name(name: str, what: str) -> str:
-    if not _PICTURE_NAME.match(name):
+    if not _PICTURE_NAME.fullmatch(name):
         raise ParameterError(f"{what} must be 1-128 characters without '/', '\\' or control characters")
     return name
 
@@ -93,7 +102,7 @@ def _picture_name(name: str, what: str) -> str:
 def _default_name(url: str) -> str:
     """A picture's name when none is given: its file name in the URL ("" if it has none usable)."""
     name = picture_name(url)
-    return name if _PICTURE_NAME.match(name) else ""
+    return name if _PICTURE_NAME.fullmatch(name) else ""
 
 
 def _picture_bytes(request: Request, data: bytes, what: str) -> bytes:
@@ -108,10 +117,7 @@ async def _product_request(request: Request, engine: Engine) -> tuple[dict[str, 
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         async with request.form(max_files=MAX_PICTURES, max_part_size=settings_of(request).fetch_max_bytes) as form:
             raw = form.get("product")
-            try:
-                fields = json.loads(raw) if isinstance(raw, str) else None
-            except ValueError:
-                fields = None
+            fields = _load_json(raw, "the form field product") if isinstance(raw, str) else None
             if not isinstance(fields, dict):
                 raise ParameterError("the form field product must hold the record fields as a JSON object")
             refs: list[str] = []

@@ -11,7 +11,8 @@ from tongkuan import __version__
 from tongkuan.api import admin, alibaba, metrics, taobao, web
 from tongkuan.api.access_log import AccessLog
 from tongkuan.api.envelope import install_error_handlers, ok
-from tongkuan.api.limits import BodyLimit, RateLimiter
+from tongkuan.api.guards import HostCheck, SecurityHeaders
+from tongkuan.api.limits import AuthThrottle, BodyLimit, RateLimiter
 from tongkuan.config import Settings
 from tongkuan.engine import Engine
 
@@ -37,18 +38,25 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         version=__version__,
         description="Self-hosted product image search, wire-compatible with Taobao Image Search V2.0.",
         lifespan=lifespan,
+        # the interactive docs load unpinned scripts from a CDN into this origin: off unless asked
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
     )
     install_error_handlers(app)
     app.state.settings = settings
     app.state.limiter = RateLimiter(settings.rate_limit_qps, settings.app_rate_limits)
     app.state.web_limiter = RateLimiter(settings.web_rate_limit_qps)
+    app.state.auth_throttle = AuthThrottle(settings.auth_failure_limit, settings.auth_failure_window)
+    # middleware added later wraps what was added before
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, wide_max_bytes=settings.admin_max_body_bytes)
-    app.add_middleware(AccessLog)
+    app.add_middleware(HostCheck, hosts=settings.served_hosts)
+    app.add_middleware(AccessLog)  # outside the Host check: refused hosts are logged too
     app.state.metrics = None
     if settings.metrics:  # off: /metrics is an unknown route, answered 404 like any other
         app.state.metrics = metrics.Metrics(app.state)
-        app.add_middleware(metrics.RequestCounter, metrics=app.state.metrics)  # outermost: counts 413s too
+        app.add_middleware(metrics.RequestCounter, metrics=app.state.metrics)  # counts 413s too
         app.include_router(metrics.router)
+    app.add_middleware(SecurityHeaders)  # outermost: every answer carries them
     app.include_router(taobao.router)
     app.include_router(alibaba.router)
     app.include_router(admin.router)

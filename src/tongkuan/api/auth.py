@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Mapping
 
 from tongkuan.errors import TongkuanError
@@ -13,8 +14,18 @@ class AuthError(TongkuanError):
     """A request whose appKey, sign or appSecret does not authenticate it."""
 
 
+class BadCredentials(AuthError):
+    """Credentials that were given but are wrong: an unknown appKey, a wrong sign or
+    appSecret, or a wrong admin token. One message for all, so a caller cannot tell which."""
+
+
 class RateLimited(TongkuanError):
-    """An application over its queries-per-second allowance."""
+    """An application (or a client address) over its allowance; `retry_after` says how many
+    seconds to wait."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ParameterError(TongkuanError):
@@ -33,25 +44,33 @@ def sign(params: Mapping[str, str | None], secret: str) -> str:
 
 
 def authenticate(params: Mapping[str, str], apps: Mapping[str, str], allow_app_secret: bool) -> str:
-    """Check a request's credentials and return its appKey; raise `AuthError` otherwise."""
+    """Check a request's credentials and return its appKey.
+
+    Raises `BadCredentials` when the appKey is unknown or the sign or appSecret does not
+    match it (one message for each of these), and `AuthError` when credentials are missing,
+    plain appSecret is switched off or no application is configured.
+    """
     if not apps:
         raise AuthError("no applications are configured on this server (set TONGKUAN_APPS)")
     app_key = params.get("appKey")
     if not app_key:
         raise AuthError("appKey is required")
+    given_sign, given_secret = params.get("sign"), params.get("appSecret")
+    if not given_sign and not given_secret:
+        raise AuthError("sign (or appSecret in testing mode) is required")
+    if not given_sign and not allow_app_secret:
+        raise AuthError("appSecret is disabled on this server; sign the request")
     secret = apps.get(app_key)
-    if secret is None:
-        raise AuthError(f"appKey {app_key!r} is unknown")
-    given_sign = params.get("sign")
+    # an unknown appKey is checked against a secret nobody has, so it costs the same time
+    expected = secret if secret is not None else _NO_SECRET
     if given_sign:
-        if not hmac.compare_digest(given_sign.upper().encode(), sign(params, secret).encode()):
-            raise AuthError("sign does not match the request parameters")
-        return app_key
-    given_secret = params.get("appSecret")
-    if given_secret:
-        if not allow_app_secret:
-            raise AuthError("appSecret is disabled on this server; sign the request")
-        if not hmac.compare_digest(given_secret.encode(), secret.encode()):
-            raise AuthError("appSecret is wrong")
-        return app_key
-    raise AuthError("sign (or appSecret in testing mode) is required")
+        matches = hmac.compare_digest(given_sign.upper().encode(), sign(params, expected).encode())
+    else:
+        matches = hmac.compare_digest((given_secret or "").encode(), expected.encode())
+    if secret is None or not matches:
+        raise BadCredentials(BAD_CREDENTIALS)
+    return app_key
+
+
+BAD_CREDENTIALS = "appKey, sign or appSecret is wrong"
+_NO_SECRET = secrets.token_hex(16)

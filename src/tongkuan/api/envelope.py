@@ -111,10 +111,12 @@ def ok(data: Any) -> dict[str, Any]:
     return envelope(200, SUCCESS, data)
 
 
-def error_response(code: int, message: str, data: Any = None) -> JSONResponse:
+def error_response(code: int, message: str, data: Any = None, retry_after: int = 1) -> JSONResponse:
+    """The envelope of an error; a 429 says in `Retry-After` how many seconds to wait (a
+    rate limit refills within a second; a throttled client waits longer), so clients back
+    off without guessing."""
     status = code if code in (400, 401, 403, 404, 405, 409, 413, 429, 500, 503) else 400
-    # a rate limit refills within a second: say so, so clients back off without guessing
-    headers = {"Retry-After": "1"} if status == 429 else None
+    headers = {"Retry-After": str(max(1, retry_after))} if status == 429 else None
     return JSONResponse(envelope(code, message, data), status_code=status, headers=headers)
 
 
@@ -141,7 +143,8 @@ def install_error_handlers(app: FastAPI) -> None:
             code = 404
         if code == 500:
             logger.exception("unmapped error on %s", request.url.path, exc_info=exc)
-        return error_response(code, message, error_data(request.url.path, kind))
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else 1
+        return error_response(code, message, error_data(request.url.path, kind), retry_after)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

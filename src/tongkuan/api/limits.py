@@ -1,11 +1,14 @@
-"""Per-appKey rate limits (token buckets) and a request body cap, at the HTTP edge."""
+"""Per-appKey rate limits (token buckets), a throttle on failed authentications per client
+address, and a request body cap, at the HTTP edge."""
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,6 +57,80 @@ class RateLimiter:
             qps = self.per_app.get(key, self.default_qps)
             if qps > 0 and tokens + (now - last) * qps >= max(1.0, 2 * qps):
                 del self._buckets[key]
+
+
+class AuthThrottle:
+    """Counts failed authentications per client address; after `limit` of them within
+    `window` seconds, the client is refused (`RateLimited`) for `window` seconds, whatever
+    it sends. Other clients are not affected.
+
+    `limit` of 0 turns the throttle off. Thread-safe; at most about `max_clients` addresses
+    are remembered (the least recently failing are forgotten first).
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_clients: int = MAX_BUCKETS,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self.max_clients = max_clients
+        self.refused = 0
+        self._failures: dict[str, deque[float]] = {}
+        self._blocked: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client: str) -> None:
+        """Raise `RateLimited` (with the seconds left) if `client` is refused just now."""
+        if self.limit <= 0:
+            return
+        with self._lock:
+            until = self._blocked.get(client)
+            if until is None:
+                return
+            left = until - self.clock()
+            if left <= 0:
+                del self._blocked[client]
+                return
+            self.refused += 1
+        raise RateLimited(
+            f"too many failed authentications from this address; try again in {math.ceil(left)} s",
+            retry_after=math.ceil(left),
+        )
+
+    def failed(self, client: str) -> None:
+        """Count one failed authentication of `client`."""
+        if self.limit <= 0:
+            return
+        now = self.clock()
+        with self._lock:
+            times = self._failures.pop(client, None) or deque()
+            while times and times[0] <= now - self.window:
+                times.popleft()
+            times.append(now)
+            if len(times) >= self.limit:
+                self._blocked[client] = now + self.window
+                times.clear()
+            else:
+                self._failures[client] = times  # re-inserted: the dict stays in order of last failure
+            self._forget(now)
+
+    def tracked(self) -> int:
+        """How many client addresses are remembered (for tests of the memory bound)."""
+        with self._lock:
+            return len(self._failures) + len(self._blocked)
+
+    def _forget(self, now: float) -> None:
+        if len(self._failures) + len(self._blocked) <= self.max_clients:
+            return
+        for client in [c for c, until in self._blocked.items() if until <= now]:
+            del self._blocked[client]
+        while len(self._failures) + len(self._blocked) > self.max_clients and self._failures:
+            del self._failures[next(iter(self._failures))]
 
 
 class BodyLimit:

@@ -90,11 +90,13 @@ class _ScrapeTimeValues:
     def collect(self) -> Iterator[Metric]:
         refused = CounterMetricFamily(
             "tongkuan_rate_limited_requests",
-            "Requests refused by a rate limit: app (per appKey) or web (the search page, per client address).",
+            "Requests refused by a rate limit: app (per appKey), web (the search page, per client address) "
+            "or auth (a client address after too many failed authentications).",
             labels=["limit"],
         )
         refused.add_metric(["app"], self.state.limiter.refused)
         refused.add_metric(["web"], self.state.web_limiter.refused)
+        refused.add_metric(["auth"], self.state.auth_throttle.refused)
         yield refused
         engine: Engine | None = getattr(self.state, "engine", None)
         if engine is None:
@@ -118,8 +120,8 @@ class _ScrapeTimeValues:
 
 class RequestCounter:
     """ASGI middleware counting each request by its route's template, method and status code.
-    Added outermost, so requests refused before routing (a body over the limit by its declared
-    size) count too, as `UNMATCHED` like paths no route serves."""
+    Added outside the other guards, so requests refused before routing (a body over the limit
+    by its declared size, a Host not served) count too, as `UNMATCHED` like paths no route serves."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from tongkuan.api.auth import ParameterError
 from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import Category
-from tongkuan.domain.products import ProductFilter, SortOrder
+from tongkuan.domain.products import ProductFilter, SortOrder, is_web_url
 
 MAX_PAGE_NO = 499
 MAX_PAGE_SIZE = 20
@@ -109,7 +109,7 @@ def fit_region(box: Box, width: int, height: int, name: str = "region") -> Box:
 
 def http_url(value: object, name: str) -> str:
     """`value` if it is an http or https URL; the error names `name`."""
-    if not isinstance(value, str) or not value[:8].lower().startswith(("http://", "https://")):
+    if not isinstance(value, str) or not is_web_url(value):
         raise ParameterError(f"{name} must be an http or https URL ({name} 必须是 http/https 地址)")
     return value
 

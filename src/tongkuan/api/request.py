@@ -6,6 +6,8 @@ for the metrics."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from urllib.parse import urlsplit
 
@@ -13,7 +15,8 @@ from fastapi import Request
 from PIL import Image
 
 from tongkuan.api import params as rules
-from tongkuan.api.auth import ParameterError, authenticate
+from tongkuan.api.auth import BadCredentials, ParameterError, authenticate
+from tongkuan.api.limits import AuthThrottle
 from tongkuan.api.metrics import metrics_of
 from tongkuan.api.wire import uploaded
 from tongkuan.config import Settings
@@ -22,7 +25,7 @@ from tongkuan.engine import Engine
 from tongkuan.search.searcher import SearchQuery, SearchResults
 from tongkuan.search.timing import Stage, StageClock
 
-_OWN_IMAGE = re.compile(r"^/images/([0-9a-f]{32}\.[a-z]{3,4})$")
+_OWN_IMAGE = re.compile(r"/images/([0-9a-f]{32}\.[a-z]{3,4})")
 
 
 def settings_of(request: Request) -> Settings:
@@ -44,9 +47,29 @@ def checked_params(request: Request, form: dict[str, str] | None = None) -> dict
             raise ParameterError(f"{key} is given more than once (参数重复)")
         params[key] = value
     settings = settings_of(request)
-    app_key = authenticate(params, settings.app_secrets, settings.allow_app_secret)
+    with throttled(request):
+        app_key = authenticate(params, settings.app_secrets, settings.allow_app_secret)
     request.app.state.limiter.check(app_key)
     return params
+
+
+def client_address(request: Request) -> str:
+    """The client's address (the proxy's, unless its forwarded headers are trusted)."""
+    return request.client.host if request.client else "unknown"
+
+
+@contextmanager
+def throttled(request: Request) -> Iterator[None]:
+    """Around an authentication: refuse a client with too many recent failures before it
+    is checked, and count its failure when the credentials it gave are wrong."""
+    throttle: AuthThrottle = request.app.state.auth_throttle
+    client = client_address(request)
+    throttle.check(client)
+    try:
+        yield
+    except BadCredentials:
+        throttle.failed(client)
+        raise
 
 
 def base_url(request: Request) -> str:
@@ -63,7 +86,7 @@ def load_picture(request: Request, engine: Engine, url: str, name: str, clock: S
         parts = urlsplit(url)
     except ValueError:
         raise ParameterError(f"{name} is not a valid URL ({name} 不是有效的地址)") from None
-    own = _OWN_IMAGE.match(parts.path)
+    own = _OWN_IMAGE.fullmatch(parts.path)
     clock.start(Stage.FETCH)
     if own and base_url(request) == "//" + parts.netloc:
         data = engine.stored_picture_path(own.group(1)).read_bytes()

@@ -27,7 +27,14 @@ from tongkuan.api.auth import AuthError, ParameterError
 from tongkuan.api.declare import Param, ParamTable
 from tongkuan.api.deps import EngineDep, QueryParams
 from tongkuan.api.envelope import ok
-from tongkuan.api.request import base_url, load_uploaded, search_picture, settings_of, store_upload
+from tongkuan.api.request import (
+    base_url,
+    client_address,
+    load_uploaded,
+    search_picture,
+    settings_of,
+    store_upload,
+)
 from tongkuan.api.wire import page_search_data
 from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import Category
@@ -50,8 +57,7 @@ def same_site_client(request: Request) -> None:
     origin = request.headers.get("origin")
     if origin and _netloc(origin) not in _own_netlocs(request):
         raise AuthError("the search page's API answers only the search page (foreign Origin)")
-    client = request.client.host if request.client else "unknown"
-    request.app.state.web_limiter.check(f"web:{client}")
+    request.app.state.web_limiter.check(f"web:{client_address(request)}")
 
 
 def _netloc(url: str) -> str | None:

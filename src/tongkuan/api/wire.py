@@ -10,7 +10,7 @@ from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
-from tongkuan.domain.products import Product, Shop, StoredImage
+from tongkuan.domain.products import Product, Shop, StoredImage, is_web_url
 from tongkuan.ingest.jobs import Job
 from tongkuan.search.searcher import SearchHit, SearchResults
 
@@ -24,7 +24,7 @@ def price(value: Decimal) -> str:
 def picture_url(image: StoredImage, base: str) -> str:
     """Protocol-relative picture URL, as upstream gives it: `//host/path`."""
     location = image.location
-    if location.startswith(("http://", "https://")):
+    if is_web_url(location):
         return "//" + location.split("://", 1)[1]
     return stored_url(location, base)
 

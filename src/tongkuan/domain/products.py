@@ -41,6 +41,12 @@ class Product:
         return self.final_price if self.final_price is not None else self.reserve_price
 
 
+def is_web_url(location: str) -> bool:
+    """Whether a picture location is an http(s) URL, whatever the case of its scheme
+    (`HTTP://a/b.jpg` is a URL, not a path), rather than a stored file's name or a local path."""
+    return location[:8].lower().startswith(("http://", "https://"))
+
+
 @dataclass(frozen=True)
 class StoredImage:
     """One catalog image of a product, with its vector id and where its pixels are served from."""

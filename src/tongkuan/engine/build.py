@@ -104,7 +104,7 @@ def open_fetcher(settings: Settings) -> Fetcher:
             max_bytes=settings.fetch_max_bytes,
             max_redirects=settings.fetch_max_redirects,
             allow_loopback=settings.allow_loopback_fetch,
-            allowed_hosts=settings.allowed_hosts,
+            allowed_hosts=settings.fetch_hosts,
         )
     )
 

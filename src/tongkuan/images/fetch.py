@@ -76,12 +76,26 @@ def check_url(url: str, policy: FetchPolicy) -> Target:
         raise ForbiddenAddress(f"picUrl host {host} is not in the operator's allow-list")
     port = port or (443 if parts.scheme == "https" else 80)
     addresses = resolve(host, port)
-    for address in addresses:  # every answer must be acceptable, not just the first
-        check_address(address, policy.allow_loopback)
+    try:
+        for address in addresses:  # every answer must be acceptable, not just the first
+            check_address(address, policy.allow_loopback)
+    except ForbiddenAddress:
+        if _is_literal(host):  # the caller wrote the address: naming its kind tells them nothing new
+            raise
+        # never say what a name resolved to: that would map the operator's network for the caller
+        raise ForbiddenAddress(f"picUrl host {host!r} is not a public address") from None
     address = addresses[0]
     literal = f"[{address}]" if address.version == 6 else str(address)
     connect_url = parts._replace(netloc=f"{literal}:{port}").geturl()
     return Target(url=url, host=host, address=address, connect_url=connect_url)
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class Fetcher:

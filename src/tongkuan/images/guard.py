@@ -1,9 +1,10 @@
 """Which addresses a picUrl may reach.
 
 Everything that is not a public unicast address is refused: private, loopback, link-local
-(cloud metadata lives there), multicast, reserved, unspecified, shared (CGNAT), and the
-IPv6 forms that embed such an IPv4 address (mapped, 6to4, NAT64 are checked on the
-embedded address). Loopback can be allowed for local testing only.
+(cloud metadata lives there), IPv6 site-local (`fec0::/10`, deprecated but still routed
+inside some networks), multicast, reserved, unspecified, shared (CGNAT), and the IPv6
+forms that embed such an IPv4 address (mapped, 6to4, NAT64 are checked on the embedded
+address). Loopback can be allowed for local testing only.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def check_address(address: IPAddress, allow_loopback: bool = False) -> None:
     for label, flag in (
         ("unspecified", address.is_unspecified),
         ("link-local", address.is_link_local),
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
         ("multicast", address.is_multicast),
         ("private", address.is_private),
         ("reserved", address.is_reserved),

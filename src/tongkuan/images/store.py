@@ -13,8 +13,8 @@ from pathlib import Path
 from tongkuan.errors import ImageNotFound
 from tongkuan.images.decode import content_hash, sniff_extension
 
-_NAME = re.compile(r"^[0-9a-f]{32}\.(jpg|png|webp|gif|bmp|tif)$")
-_ID = re.compile(r"^[0-9a-f]{32}$")
+_NAME = re.compile(r"[0-9a-f]{32}\.(jpg|png|webp|gif|bmp|tif)")
+_ID = re.compile(r"[0-9a-f]{32}")
 
 
 STALE_PART_SECONDS = 3600
@@ -76,15 +76,15 @@ class ImageStore:
 
     def path(self, name: str) -> Path:
         """The file for a stored name; raise `ImageNotFound` for anything else."""
-        if not _NAME.match(name) or not (self.root / name).is_file():
+        if not _NAME.fullmatch(name) or not (self.root / name).is_file():
             raise ImageNotFound(f"no stored image {name!r}")
         return self.root / name
 
     def find(self, image_id: str) -> Path:
         """The file of an image id (the name without its extension)."""
-        if _ID.match(image_id):
+        if _ID.fullmatch(image_id):
             for path in self.root.glob(f"{image_id}.*"):
-                if _NAME.match(path.name):
+                if _NAME.fullmatch(path.name):
                     return path
         raise ImageNotFound(f"imageId {image_id!r} was never uploaded")
 
@@ -97,7 +97,7 @@ class ImageStore:
         cutoff = time.time() - older_than
         files = size = 0
         for path in self.root.iterdir():
-            if not _NAME.match(path.name) or path.name in keep:
+            if not _NAME.fullmatch(path.name) or path.name in keep:
                 continue
             try:
                 stat = path.stat()

@@ -25,7 +25,7 @@ from tongkuan.index.faiss import FaissIndex
 
 logger = logging.getLogger(__name__)
 
-_FILE = re.compile(r"^index-(\d+)\.(faiss|deleted\.npy)$")
+_FILE = re.compile(r"index-(\d+)\.(faiss|deleted\.npy)")
 _REBUILD_CHUNK = 20_000
 # A trained index (hnsw-sq8) waits for this many vectors to learn from; until then the
 # catalog is small enough for an exact scan.
@@ -74,7 +74,7 @@ class EmbeddedIndex:
             (
                 (int(m.group(1)), p)
                 for p in self.folder.iterdir()
-                if (m := _FILE.match(p.name)) and m.group(2) == "faiss"
+                if (m := _FILE.fullmatch(p.name)) and m.group(2) == "faiss"
             ),
             reverse=True,
         )
@@ -169,5 +169,5 @@ class EmbeddedIndex:
         if not self.faiss.path.exists():
             self.faiss.save()
         for path in self.folder.iterdir():
-            if (m := _FILE.match(path.name)) and int(m.group(1)) != self.applied:
+            if (m := _FILE.fullmatch(path.name)) and int(m.group(1)) != self.applied:
                 path.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from tongkuan.catalog.store import ProductReader
+from tongkuan.domain.products import is_web_url
 from tongkuan.errors import ProductNotFound
 from tongkuan.ingest.records import to_record
 
@@ -36,10 +37,7 @@ def export_records(catalog: ProductReader, stored_picture: Callable[[str], str])
             record = {k: v for k, v in to_record(current).items() if v is not None and v != {}}
             if current.category_predicted:
                 record.pop("categoryId", None)  # predicted again on import, by whichever model imports it
-            record["images"] = [
-                p.location if p.location.startswith(("http://", "https://")) else stored_picture(p.location)
-                for p in pictures
-            ]
+            record["images"] = [p.location if is_web_url(p.location) else stored_picture(p.location) for p in pictures]
             yield record
         if len(products) < PAGE:
             return

@@ -24,13 +24,13 @@ from tqdm import tqdm
 
 from tongkuan.catalog.store import ProductStore
 from tongkuan.domain.categories import CATEGORIES
-from tongkuan.domain.products import NewImage, Product
+from tongkuan.domain.products import NewImage, Product, is_web_url
 from tongkuan.errors import ImageError, ProductNotFound
 from tongkuan.images.decode import content_hash, decode_image
 from tongkuan.images.fetch import Fetcher
 from tongkuan.images.store import ImageStore
 from tongkuan.ingest.readers import SourceRecord
-from tongkuan.ingest.records import RecordError, to_product
+from tongkuan.ingest.records import RecordError, is_text, to_product
 from tongkuan.vision.pipeline import Vision
 
 logger = logging.getLogger(__name__)
@@ -156,6 +156,8 @@ class Ingester:
             product, named = to_product(record.fields)
             if not record.images:
                 raise RecordError("images is empty: a product needs at least one image")
+            if not is_text(record.images):
+                raise RecordError("images must not contain unpaired surrogates")
             data = [self._read(ref, record.base_dir) for ref in record.images]
         except (RecordError, ImageError, OSError) as exc:
             return Failure(record.origin, None if item_id is None else str(item_id), str(exc))
@@ -170,7 +172,7 @@ class Ingester:
         return Loaded(fetched.record, fetched.product, fetched.named_category, fetched.data, pixels)
 
     def _read(self, ref: str, base_dir: Path) -> bytes:
-        if ref.startswith(("http://", "https://")):
+        if is_web_url(ref):
             return self.fetcher.fetch(ref)
         path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
         if self.file_root is not None and not path.resolve().is_relative_to(self.file_root.resolve()):
@@ -244,7 +246,7 @@ class Ingester:
         return replace(product, category=stored.category, category_predicted=stored.category_predicted)
 
     def _location(self, ref: str, data: bytes) -> str:
-        if ref.startswith(("http://", "https://")):
+        if is_web_url(ref):
             return ref
         return self.images.put(data)
 

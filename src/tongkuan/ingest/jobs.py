@@ -28,7 +28,7 @@ from tongkuan.ingest.readers import read_jsonl
 
 logger = logging.getLogger(__name__)
 
-_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
 FAILURES_KEPT = 100
 
 
@@ -93,14 +93,14 @@ class ImportJobs:
 
     def get(self, job_id: str) -> Job:
         path = self.folder / f"{job_id}.json"
-        if not _JOB_ID.match(job_id) or not path.exists():
+        if not _JOB_ID.fullmatch(job_id) or not path.exists():
             raise JobNotFound(f"no import job {job_id!r}")
         raw = json.loads(path.read_text(encoding="utf-8"))
         return Job(**{**raw, "state": JobState(raw["state"])})
 
     def jobs(self) -> list[Job]:
         """Every job, oldest first."""
-        found = [self.get(p.stem) for p in self.folder.glob("*.json") if _JOB_ID.match(p.stem)]
+        found = [self.get(p.stem) for p in self.folder.glob("*.json") if _JOB_ID.fullmatch(p.stem)]
         return sorted(found, key=lambda job: job.created)
 
     def start(self) -> None:

@@ -3,7 +3,8 @@
 A record uses the V2 item field names (`itemId`, `title`, `reservePrice`, ...) plus
 `images` (local paths relative to the file's folder, or http(s) URLs) and an optional
 `categoryId`. In CSV, `images` holds several entries separated by `|`. In an image folder
-every image is one product whose itemId is its path relative to the folder.
+every image is one product whose itemId is its path relative to the folder. A JSON record
+nests at most `MAX_JSON_DEPTH` levels deep; a deeper line fails on its own.
 """
 
 from __future__ import annotations
@@ -17,7 +18,50 @@ from typing import Any
 
 from tongkuan.errors import IngestError
 
+MAX_JSON_DEPTH = 32
+"""How deep a JSON record or admin body may nest; a record needs 3 levels."""
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm"})
+
+
+class JsonTooDeep(ValueError):
+    """JSON nested deeper than `MAX_JSON_DEPTH` levels."""
+
+
+def load_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """`json.loads(text)`, refusing documents nested deeper than `max_depth`.
+
+    Raises `JsonTooDeep` (naming the limit) for a deep document, whether or not Python
+    could parse it, and `ValueError` for text that is not JSON.
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise JsonTooDeep(_too_deep(max_depth)) from None
+    if _depth(value) > max_depth:
+        raise JsonTooDeep(_too_deep(max_depth))
+    return value
+
+
+def _too_deep(max_depth: int) -> str:
+    return f"JSON nests deeper than {max_depth} levels (the limit is {max_depth})"
+
+
+def _depth(value: Any) -> int:
+    """How many arrays and objects deep `value` goes, without recursing."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 @dataclass
@@ -53,7 +97,10 @@ def read_jsonl(path: Path) -> Iterator[SourceRecord]:
                 continue
             origin = f"{path}:{number}"
             try:
-                raw = json.loads(line)
+                raw = load_json(line)
+            except JsonTooDeep as exc:
+                yield SourceRecord(origin, {"_error": str(exc)}, [], path.parent)
+                continue
             except ValueError as exc:
                 yield SourceRecord(origin, {"_error": f"not valid JSON ({exc})"}, [], path.parent)
                 continue

@@ -28,6 +28,9 @@ def to_product(fields: dict[str, Any]) -> tuple[Product, bool]:
     for name, value in fields.items():
         if _holds_nul(name) or _holds_nul(value):  # PostgreSQL text cannot hold it
             raise RecordError(f"{name} must not contain NUL characters")
+        if not is_text(name) or not is_text(value):  # no store can write it: the whole batch would fail
+            shown = name if is_text(name) else "a field name"
+            raise RecordError(f"{shown} must not contain unpaired surrogates")
     item_id = fields.get("itemId")
     if item_id is None or str(item_id).strip() == "":
         raise RecordError("itemId is missing")
@@ -60,6 +63,22 @@ def to_product(fields: dict[str, Any]) -> tuple[Product, bool]:
     if product.volume < 0:
         raise RecordError("volume must not be negative")
     return product, category is not None
+
+
+def is_text(value: Any) -> bool:
+    """Whether every string in `value` (a string, or lists and dicts of them) can be written
+    as UTF-8: JSON's `\\ud800` escapes give strings that cannot."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(is_text(k) and is_text(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(is_text(v) for v in value)
+    return True
 
 
 def _holds_nul(value: Any) -> bool:
