@@ -51,6 +51,20 @@ def _escape(char: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+class ResponseStatus:
+    """The status code of the answer an ASGI app sends through `send`; 500 until it starts
+    one (an exception that escapes every handler is answered 500)."""
+
+    def __init__(self, send: Send) -> None:
+        self.code = 500
+        self._send = send
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.code = int(message["status"])
+        await self._send(message)
+
+
 class AccessLog:
     """ASGI middleware writing one line per request to the `tongkuan.access` logger."""
 
@@ -62,23 +76,16 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        status = ResponseStatus(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, status.send)
         finally:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             logger.info(
                 "%s %s %d %.1f ms appKey=%s",
                 loggable(str(scope["method"]), 16),
                 loggable(str(scope["path"]), MAX_PATH),
-                status,
+                status.code,
                 (time.perf_counter() - started) * 1000,
                 loggable(query.get("appKey", "-"), MAX_APP_KEY),
             )

@@ -22,8 +22,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.datastructures import State
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tongkuan.api.access_log import ResponseStatus
 from tongkuan.engine import Engine
 from tongkuan.errors import TongkuanError
 from tongkuan.search.timing import Stage, StageClock
@@ -131,20 +132,13 @@ class RequestCounter:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500  # an exception that escapes every handler is answered 500
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        status = ResponseStatus(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, status.send)
         finally:
             method = scope["method"] if scope["method"] in _METHODS else "other"
             # The router leaves the route it matched in the scope (a wrong method matches too: 405).
             # Its path holds the prefix its APIRouter declares; FastAPI leaves out one given to
             # include_router, so routers here declare their own.
             route = str(getattr(scope.get("route"), "path", UNMATCHED))
-            self.metrics.requests.labels(route, method, str(status)).inc()
+            self.metrics.requests.labels(route, method, str(status.code)).inc()
