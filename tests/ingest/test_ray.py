@@ -19,7 +19,7 @@ from tests.utils.postgres_server import PostgresServer
 from tongkuan.catalog.postgres import PostgresCatalog
 from tongkuan.engine import Engine
 from tongkuan.engine.build import build_ingester, with_model
-from tongkuan.ingest.distributed import ingest_with_ray
+from tongkuan.ingest.distributed import LOCAL_START_TRIES, ingest_with_ray, start_ray
 from tongkuan.sample import grocery_records
 
 MODEL = "efficientnet-lite0"
@@ -98,7 +98,7 @@ def test_ray_ingestion_matches_in_process_and_resumes(
 def test_the_local_ray_node_stays_on_loopback(ray_options: dict[str, object]) -> None:
     import ray
 
-    ray.init(**ray_options)  # type: ignore[arg-type]
+    start_ray(ray, ray_options, tries=LOCAL_START_TRIES)
     try:
         addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
         listening = subprocess.run(["ss", "-tlnpH"], capture_output=True, text=True, check=True).stdout

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 READ_BATCH = 16  # records per download task
 EMBED_BATCH = 32  # records per actor call (and per catalog transaction)
 MAX_BLOCKS = 2_000  # enough to spread over a cluster, few enough for Ray's scheduler
+LOCAL_START_TRIES = 2  # Ray gives a local node 30 s to register; a busy machine may need more
 
 
 class _Reader:
@@ -64,6 +65,22 @@ class _EmbedWriter:
         return {"report": [pickle.dumps(report)]}
 
 
+def start_ray(ray: Any, options: dict[str, Any], tries: int) -> None:
+    """Start (or join) Ray; a failed start stops what it had started before the next try.
+
+    Ray's local node must register within a fixed 30 s, which a machine busy with other work
+    can miss; the processes of a failed start would otherwise outlive the ingest."""
+    for attempt in range(1, tries + 1):
+        try:
+            ray.init(logging_level=logging.WARNING, **options)
+            return
+        except Exception:
+            ray.shutdown()
+            if attempt == tries:
+                raise
+            logger.warning("Ray did not start (try %d of %d); trying again", attempt, tries, exc_info=True)
+
+
 def ingest_with_ray(
     make_ingester: Callable[[], Ingester],
     records: Iterable[SourceRecord],
@@ -88,7 +105,7 @@ def ingest_with_ray(
         options["address"] = address
     ours = not ray.is_initialized()  # a caller's own Ray session is left running
     if ours:
-        ray.init(logging_level=logging.WARNING, **options)
+        start_ray(ray, options, tries=LOCAL_START_TRIES if address == "local" else 1)
     try:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0  # type: ignore[no-untyped-call]
         rows = [{"record": pickle.dumps(record)} for record in records]
