@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -55,6 +56,54 @@ def test_a_slow_server_hits_the_deadline(file_server: FileServer) -> None:
         fetch_url(file_server.url("slow"), policy)
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "late?seconds=30",  # no answer at all
+        "slow-headers",  # the headers trickle in, each byte within the read timeout
+        "slow-redirect?seconds=0.6&hops=4",  # every hop is quick enough, all of them are not
+    ],
+)
+def test_one_deadline_covers_the_whole_fetch(file_server: FileServer, path: str) -> None:
+    """Connect, headers, every redirect and the body share one deadline, however the time is spent."""
+    policy = FetchPolicy(allow_loopback=True, total_timeout=1.5, max_redirects=5)
+    started = time.monotonic()
+    with pytest.raises(ImageFetchError, match="longer than 1.5 s"):
+        fetch_url(file_server.url(path), policy)
+    assert time.monotonic() - started < 1.5 + 0.5
+
+
+def test_a_host_name_that_resolves_slowly_hits_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    def slow(host: str, port: object, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        time.sleep(3)
+        raise socket.gaierror("too late")
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    started = time.monotonic()
+    with pytest.raises(ImageFetchError, match="longer than 1 s"):
+        fetch_url("http://slow-dns.test/a.jpg", FetchPolicy(total_timeout=1.0))
+    assert time.monotonic() - started < 1.0 + 0.5
+
+
+def test_an_unknown_host_name_reads_as_a_refused_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether a name exists inside the operator's network is not for callers to learn."""
+
+    def unknown(host: str, port: object, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    with pytest.raises(ForbiddenAddress) as unresolved:
+        fetch_url("http://no-such-host.test/a.jpg", FetchPolicy())
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, port, *a, **k: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port))],
+    )
+    with pytest.raises(ForbiddenAddress) as private:
+        fetch_url("http://no-such-host.test/a.jpg", FetchPolicy())
+    assert str(unresolved.value) == str(private.value)
+
+
 def test_http_errors_are_reported_with_their_status(file_server: FileServer) -> None:
     with pytest.raises(ImageFetchError, match="HTTP 404"):
         fetch_url(file_server.url("no/such/file.jpg"), LOCAL)
@@ -89,6 +138,6 @@ def test_a_host_whose_answers_include_a_private_address_is_refused(monkeypatch: 
         return real(host, port, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(socket, "getaddrinfo", mixed)
-    with pytest.raises(ForbiddenAddress, match="not a public address") as refused:
+    with pytest.raises(ForbiddenAddress, match="does not resolve to a public address") as refused:
         fetch_url("http://mixed.test/a.jpg", FetchPolicy())
     assert "192.168" not in str(refused.value)  # what the name resolved to stays unsaid

@@ -47,6 +47,28 @@ class _Handler(SimpleHTTPRequestHandler):
                     time.sleep(0.5)
             except (BrokenPipeError, ConnectionResetError):
                 pass
+        elif parts.path == "/late":  # nothing at all until the time is up
+            time.sleep(float(query["seconds"][0]))
+            self._answer_small()
+        elif parts.path == "/slow-headers":  # the headers one byte at a time, each within a read timeout
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for byte in b"X-Padding: " + b"a" * 200:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        elif parts.path == "/slow-redirect":  # every hop answers after `seconds`, `hops` times
+            time.sleep(float(query["seconds"][0]))
+            hops = int(query["hops"][0])
+            self.send_response(302)
+            following = (
+                f"/slow-redirect?seconds={query['seconds'][0]}&hops={hops - 1}" if hops > 1 else "/late?seconds=0"
+            )
+            self.send_header("Location", following)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif parts.path == "/bytes":
             body = self.server.blobs[query["name"][0]]
             self.send_response(200)
@@ -56,6 +78,16 @@ class _Handler(SimpleHTTPRequestHandler):
             self.wfile.write(body)
         else:
             super().do_GET()
+
+    def _answer_small(self) -> None:
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"\xff\xd8\xff\xd9")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
 
 class _Server(ThreadingHTTPServer):

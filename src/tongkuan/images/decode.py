@@ -38,8 +38,8 @@ def decode_image(data: bytes, max_pixels: int, formats: frozenset[str] = ALLOWED
             if min(width, height) < MIN_SIDE:
                 raise InvalidImage(f"image is {width}x{height} pixels; each side must be at least {MIN_SIDE}")
             image.load()
-            image = ImageOps.exif_transpose(image) or image
-            return image.convert("RGB")
+            ImageOps.exif_transpose(image, in_place=True)  # no copy when it is upright already
+            return image if image.mode == "RGB" else image.convert("RGB")
     except (InvalidImage, ImageTooLarge):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -1,24 +1,41 @@
-"""Fetching a picUrl without becoming a proxy into the operator's network.
+"""Fetching a picUrl without becoming a proxy into the operator's network, or a hostage of it.
 
 Each hop (the URL and every redirect) is parsed, its host resolved once, every resolved
 address checked by `guard.check_address`, and the connection made to the checked address
 itself (the Host header and TLS SNI keep the name), so a DNS answer that changes between
-check and connect cannot redirect us. Bodies are streamed and cut at the byte limit; the
-whole download has a deadline.
+check and connect cannot redirect us. Bodies are streamed and cut at the byte limit.
+
+The whole fetch (name lookups, connects, headers, every redirect, the body) has one
+deadline. Per-read timeouts cannot give one: a host that sends its headers a byte at a
+time, or answers each redirect just in time, would hold a worker for as long as it likes.
+So every socket operation is given only the time left until the deadline, by the network
+backend under the connection pool, and a name lookup is waited for only that long.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as LookupTimeout
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+import certifi
+import httpcore
 
 from tongkuan.errors import ForbiddenAddress, ImageFetchError, ImageTooLarge
 from tongkuan.images.guard import IPAddress, check_address
+
+LOOKUP_THREADS = 8  # a lookup that outlives its fetch's deadline keeps one of these busy a while
+POOL_CONNECTIONS = 32
+DEADLINE_SLACK = 0.05  # a socket timeout cut to the deadline may fire this much before it
 
 
 @dataclass(frozen=True)
@@ -43,20 +60,111 @@ class Target:
     connect_url: str
 
 
-def resolve(host: str, port: int) -> list[IPAddress]:
-    """All addresses `host` resolves to (an IP literal resolves to itself)."""
+class DeadlinePassed(Exception):
+    """The fetch's deadline passed (raised where the time ran out, reported by `fetch_url`)."""
+
+
+# The deadline (time.monotonic) of the fetch running in this thread; None outside a fetch.
+_deadline: ContextVar[float | None] = ContextVar("fetch_deadline", default=None)
+_lookups = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="picurl-lookup")
+
+
+@contextmanager
+def _until(deadline: float) -> Iterator[None]:
+    token = _deadline.set(deadline)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ImageFetchError(f"picUrl host {host!r} does not resolve") from exc
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def time_left(timeout: float | None = None) -> float | None:
+    """`timeout` cut to what is left of the current fetch's deadline; raises `DeadlinePassed`."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlinePassed()
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read, write and TLS handshake ends by the fetch's deadline.
+
+    The deadline is looked up at each call, not kept: a pooled connection serves many fetches."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, time_left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, time_left(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, time_left(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """Plain sockets (httpcore's own backend) under the fetch's deadline."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._backend.connect_tcp(host, port, time_left(timeout), local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise ImageFetchError("picUrl cannot name a local socket")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(min(seconds, time_left(seconds) or 0.0))
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    """All addresses `host` resolves to (an IP literal resolves to itself), waited for no
+    longer than the current fetch's deadline."""
+    lookup = _lookups.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = lookup.result(timeout=time_left())
+    except LookupTimeout:
+        raise DeadlinePassed() from None
+    except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
+        raise ForbiddenAddress(_not_public(host)) from exc
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+def _not_public(host: str) -> str:
+    # One message whether the name is unknown or names a private address: which names exist
+    # inside the operator's network, and where they point, is not for callers to learn.
+    return f"picUrl host {host!r} does not resolve to a public address"
 
 
 def check_url(url: str, policy: FetchPolicy) -> Target:
     """Validate one URL and pick the checked address to connect to.
 
-    Raises `ForbiddenAddress` for a scheme, host or address we refuse, `ImageFetchError`
-    for a URL that is malformed or does not resolve.
+    Raises `ForbiddenAddress` for a scheme, host or address we refuse (or a name that does
+    not resolve), `ImageFetchError` for a URL that is malformed.
     """
     try:
         parts = urlsplit(url)
@@ -82,8 +190,7 @@ def check_url(url: str, policy: FetchPolicy) -> Target:
     except ForbiddenAddress:
         if _is_literal(host):  # the caller wrote the address: naming its kind tells them nothing new
             raise
-        # never say what a name resolved to: that would map the operator's network for the caller
-        raise ForbiddenAddress(f"picUrl host {host!r} is not a public address") from None
+        raise ForbiddenAddress(_not_public(host)) from None
     address = addresses[0]
     literal = f"[{address}]" if address.version == 6 else str(address)
     connect_url = parts._replace(netloc=f"{literal}:{port}").geturl()
@@ -99,77 +206,85 @@ def _is_literal(host: str) -> bool:
 
 
 class Fetcher:
-    """Fetches URLs under one policy over one pooled client (building a client, with its TLS
-    context, costs more than a small download). Thread-safe; close it when done."""
+    """Fetches URLs under one policy over one connection pool (building a connection, with
+    its TLS context, costs more than a small download). Thread-safe; close it when done."""
 
     def __init__(self, policy: FetchPolicy) -> None:
         self.policy = policy
-        self._client = new_client(policy)
+        self._pool = new_pool()
 
     def fetch(self, url: str) -> bytes:
         """See `fetch_url`."""
-        return fetch_url(url, self.policy, self._client)
+        return fetch_url(url, self.policy, self._pool)
 
     def close(self) -> None:
-        self._client.close()
+        self._pool.close()
 
 
-def new_client(policy: FetchPolicy) -> httpx.Client:
-    timeout = httpx.Timeout(policy.total_timeout, connect=policy.connect_timeout)
-    return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+def new_pool() -> httpcore.ConnectionPool:
+    context = ssl.create_default_context(cafile=certifi.where())
+    return httpcore.ConnectionPool(
+        ssl_context=context, max_connections=POOL_CONNECTIONS, network_backend=_DeadlineBackend()
+    )
 
 
-def fetch_url(url: str, policy: FetchPolicy, client: httpx.Client | None = None) -> bytes:
+def fetch_url(url: str, policy: FetchPolicy, pool: httpcore.ConnectionPool | None = None) -> bytes:
     """Download `url` under `policy` and return the body.
 
-    Raises `ForbiddenAddress`, `ImageFetchError` (network, status, timeout, redirect loop)
+    Raises `ForbiddenAddress`, `ImageFetchError` (network, status, deadline, redirect loop)
     or `ImageTooLarge` (body over `policy.max_bytes`).
     """
-    deadline = time.monotonic() + policy.total_timeout
-    own = client is None
-    client = client or new_client(policy)
+    own = pool is None
+    pool = pool or new_pool()
     try:
-        for _ in range(policy.max_redirects + 1):
-            target = check_url(url, policy)
-            location = _fetch_once(client, target, policy, deadline)
-            if isinstance(location, bytes):
-                return location
-            url = urljoin(url, location)
+        with _until(time.monotonic() + policy.total_timeout):
+            for _ in range(policy.max_redirects + 1):
+                target = check_url(url, policy)
+                location = _fetch_once(pool, target, policy)
+                if isinstance(location, bytes):
+                    return location
+                url = urljoin(url, location)
         raise ImageFetchError(f"picUrl redirected more than {policy.max_redirects} times")
+    except DeadlinePassed:
+        raise ImageFetchError(f"picUrl took longer than {policy.total_timeout:g} s") from None
     finally:
         if own:
-            client.close()
+            pool.close()
 
 
-def _fetch_once(client: httpx.Client, target: Target, policy: FetchPolicy, deadline: float) -> bytes | str:
+def _fetch_once(pool: httpcore.ConnectionPool, target: Target, policy: FetchPolicy) -> bytes | str:
     parts = urlsplit(target.url)
     host_header = parts.netloc.rsplit("@", 1)[-1]
+    left = time_left(policy.total_timeout)
+    timeouts = {"connect": time_left(policy.connect_timeout), "read": left, "write": left, "pool": left}
     try:
-        with client.stream(
+        with pool.stream(
             "GET",
             target.connect_url,
-            headers={"Host": host_header, "Accept": "image/*"},
-            extensions={"sni_hostname": target.host},
+            headers=[("Host", host_header), ("Accept", "image/*")],
+            extensions={"sni_hostname": target.host, "timeout": timeouts},
         ) as response:
-            if response.is_redirect:
-                location: str | None = response.headers.get("location")
+            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
+            if response.status in (301, 302, 303, 307, 308):
+                location = headers.get("location")
                 if not location:
                     raise ImageFetchError("picUrl redirect has no Location")
                 return location
-            if response.status_code != 200:
-                raise ImageFetchError(f"picUrl answered HTTP {response.status_code}")
-            declared = response.headers.get("content-length")
+            if response.status != 200:
+                raise ImageFetchError(f"picUrl answered HTTP {response.status}")
+            declared = headers.get("content-length")
             if declared and declared.isascii() and declared.isdigit() and int(declared) > policy.max_bytes:
                 raise ImageTooLarge(f"picUrl body is {declared} bytes; the limit is {policy.max_bytes}")
             body = bytearray()
-            for chunk in response.iter_raw():
+            for chunk in response.iter_stream():
                 body += chunk
                 if len(body) > policy.max_bytes:
                     raise ImageTooLarge(f"picUrl body exceeds {policy.max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise ImageFetchError(f"picUrl took longer than {policy.total_timeout} s")
             return bytes(body)
-    except httpx.TimeoutException as exc:
+    except httpcore.TimeoutException as exc:
+        deadline = _deadline.get()
+        if deadline is not None and deadline - time.monotonic() < DEADLINE_SLACK:
+            raise DeadlinePassed() from None  # the fetch's own deadline is what ran out
         raise ImageFetchError(f"picUrl timed out ({type(exc).__name__})") from exc
-    except httpx.HTTPError as exc:
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
         raise ImageFetchError(f"picUrl could not be fetched ({type(exc).__name__})") from exc
