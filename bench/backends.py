@@ -2,6 +2,7 @@
 same catalog, measured in one run.
 
     python bench/backends.py [--data ../shared/data] [--size 100000] [--queries 200]
+                             [--clients 8,32] [--seconds 10]
 
 Catalog: real pictures embedded with the default model (grocery iconic shots and train
 photos, fashion shots) plus SYNTHETIC products up to --size pictures, their vectors mixed
@@ -17,7 +18,11 @@ Figures, per backend:
   exact product scores), p50/p95, queries alternating between the backends so load
   drift hits both alike; and the index search alone (Milvus also at consistency levels
   Strong and Bounded besides the default Session);
-- bytes per picture on disk (catalog and index), and the server processes' memory.
+- bytes per picture on disk (catalog and index), and the server processes' memory;
+- throughput under concurrency: search steps a second that 8 and 32 client threads sustain
+  together (through the `Searcher`, as a replica serves them), and index searches a second
+  (200 candidates, the index alone, no replica lock), for both backends in the same run,
+  each reported with its ratio to the embedded backend.
 PostgreSQL runs with fsync on here, as in production. Milvus and PostgreSQL share this
 machine's cores with the benchmark itself.
 """
@@ -30,6 +35,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +59,10 @@ from tongkuan.domain.indexes import IndexKind
 from tongkuan.domain.products import NewImage, Product
 from tongkuan.index.base import VectorIndex
 from tongkuan.index.embedded import EmbeddedIndex
+from tongkuan.index.faiss import limit_threads
 from tongkuan.index.milvus import MilvusIndex
 from tongkuan.search.searcher import Searcher, SearchOptions, SearchQuery
+from tongkuan.search.timing import StageClock
 from tongkuan.vision.encoder import OnnxEncoder
 from tongkuan.vision.pipeline import Description, Vision
 from tongkuan.vision.registry import resolve_model
@@ -108,12 +117,77 @@ def wait_for_milvus_index(index: MilvusIndex, rows: int, limit_s: float = 1800) 
     raise TimeoutError("Milvus did not finish indexing")
 
 
+def throughput(
+    work: Callable[[Description], object], queries: list[Description], clients: int, seconds: float
+) -> float:
+    """Calls a second that `clients` threads sustain together, each calling `work` on the
+    queries in turn for about `seconds`."""
+    calls = [0] * clients
+    until = time.monotonic() + seconds
+
+    def client(number: int) -> None:
+        while time.monotonic() < until:
+            work(queries[(number + calls[number] * clients) % len(queries)])
+            calls[number] += 1
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    return sum(calls) / (time.perf_counter() - started)
+
+
+def search_step(searcher: Searcher, index: VectorIndex) -> Callable[[Description], object]:
+    """The search step after vision, as a replica runs it (under its searcher's lock)."""
+
+    def step(query: Description) -> object:
+        with searcher.lock:
+            index.sync()
+            with searcher.catalog.snapshot():
+                return searcher._search(query, SearchQuery(limit=20), StageClock())  # noqa: SLF001
+
+    return step
+
+
+def index_search(index: VectorIndex) -> Callable[[Description], object]:
+    """The index search alone, without the replica's lock (no rebuild runs meanwhile here)."""
+    return lambda query: index.search(query.embedding[None, :], 200)
+
+
+def concurrency(
+    searchers: dict[str, tuple[Searcher, VectorIndex]],
+    queries: list[Description],
+    clients: list[int],
+    seconds: float,
+) -> dict[str, object]:
+    """Throughput of both backends at each number of clients, and the server's ratio to the
+    embedded backend; the backends take turns, so load drift hits both alike."""
+    found: dict[str, object] = {}
+    for count in clients:
+        figures: dict[str, dict[str, float]] = {}
+        builders: dict[str, Callable[[Searcher, VectorIndex], Callable[[Description], object]]] = {
+            "search steps/s": search_step,
+            "index searches/s (200)": lambda _, index: index_search(index),
+        }
+        for figure, build in builders.items():
+            rates = {
+                name: round(throughput(build(searcher, index), queries, count, seconds), 1)
+                for name, (searcher, index) in searchers.items()
+            }
+            rates["server/embedded"] = round(rates["server"] / rates["embedded"], 2)
+            figures[figure] = rates
+        found[f"{count} clients"] = figures
+        print(json.dumps({f"{count} clients": figures}))
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--real", type=int, default=600, help="real pictures embedded for the catalog")
+    parser.add_argument("--clients", default="8,32", help="concurrent clients for the throughput figures")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput figure")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tongkuan-bench-backends-"))
@@ -186,7 +260,7 @@ def main() -> None:
                         with searcher.lock:
                             index.sync()
                             with searcher.catalog.snapshot():
-                                found = searcher._search(query, SearchQuery(limit=20))  # noqa: SLF001
+                                found = searcher._search(query, SearchQuery(limit=20), StageClock())  # noqa: SLF001
                         elapsed = time.perf_counter() - started
                         started = time.perf_counter()
                         index.search(query.embedding[None, :], 200)
@@ -213,6 +287,9 @@ def main() -> None:
                     timed.append(time.perf_counter() - started)
                 results["server"][f"index search (200), {level}"] = percentiles(timed)  # type: ignore[index]
             milvus_index.consistency = "Session"
+            clients = [int(c) for c in args.clients.split(",") if c.strip()]
+            limit_threads(1)  # as a replica runs faiss: one thread a query, concurrency from the clients
+            results["concurrency"] = concurrency(searchers, queries, clients, args.seconds)
             milvus_index.close()
             pg.close()
         sqlite.close()

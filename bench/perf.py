@@ -132,6 +132,22 @@ def grow_catalog(catalog: SqliteCatalog, real: NDArray[np.float32], target: int)
         catalog.upsert_many(items)
 
 
+def iconic_catalog(data: Path, work: Path, model: str) -> tuple[Path, list[dict[str, str]]]:
+    """A data directory holding the grocery iconic shots, ingested by `tongkuan ingest` in its
+    own process; returns it and the grocery label rows."""
+    data_dir = work / "data"
+    rows = read_rows(data / "grocery_store" / "labels.csv")
+    iconic = [data / "grocery_store" / r["path"] for r in rows if r["split"] == "catalog"]
+    source = work / "items.jsonl"
+    source.write_text("\n".join(json.dumps({"itemId": p.stem, "images": [str(p)]}) for p in iconic))
+    subprocess.run(
+        [sys.executable, "-m", "tongkuan.cli", "ingest", str(source), "--data-dir", str(data_dir),
+         "--model", model, "--ack"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return data_dir, rows
+
+
 class Server:
     def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
         self.data_dir, self.port, self.env = data_dir, port, env or {}

@@ -25,8 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from perf import APP, Server, free_port  # noqa: E402
-from tests.utils.data import read_rows  # noqa: E402
+from perf import APP, Server, free_port, iconic_catalog  # noqa: E402
 from tests.utils.fileserver import FileServer  # noqa: E402
 
 
@@ -39,16 +38,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="tongkuan-soak-"))
-    data_dir = work / "data"
-    rows = read_rows(args.data / "grocery_store" / "labels.csv")
-    iconic = [args.data / "grocery_store" / r["path"] for r in rows if r["split"] == "catalog"]
-    source = work / "items.jsonl"
-    source.write_text("\n".join(json.dumps({"itemId": p.stem, "images": [str(p)]}) for p in iconic))
-    subprocess.run(
-        [sys.executable, "-m", "tongkuan.cli", "ingest", str(source), "--data-dir", str(data_dir),
-         "--model", args.model, "--ack"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    data_dir, rows = iconic_catalog(args.data, work, args.model)
     files = FileServer(args.data)
     files.start()
     server = Server(data_dir, free_port())

@@ -1,9 +1,13 @@
 """Two `tongkuan serve` processes on one PostgreSQL catalog, one Milvus collection and one
-shared picture folder: what one is told, the other knows at once, and both answer alike."""
+shared picture folder: what one is told, the other knows at once, and both answer alike;
+an import job posted through one is reported by the other, and finished by another when
+the replica running it dies."""
 
 from __future__ import annotations
 
 import json
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +148,60 @@ def test_changes_through_either_replica_reach_the_other(
     )
     assert search(a, milk)["data"][0]["itemId"] == "milk-2"
     assert search(b, milk)["data"][0]["itemId"] == "milk-2"
+
+
+def import_body(file_server: FileServer, data_root: Path, count: int) -> bytes:
+    iconic = sorted((data_root / GROCERY / "iconic").glob("*.jpg"))[:count]
+    return "\n".join(
+        json.dumps(
+            {"itemId": f"imp-{p.stem}", "title": p.stem, "images": [file_server.url(f"{GROCERY}/iconic/{p.name}")]}
+        )
+        for p in iconic
+    ).encode()
+
+
+def wait_for_job(server: Server, job_id: str, seconds: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while (job := admin(server, "GET", f"/admin/imports/{job_id}"))["state"] != "done":
+        assert job["state"] in ("queued", "running") and time.monotonic() < deadline, job
+        time.sleep(0.3)
+    return job  # type: ignore[no-any-return]
+
+
+def test_an_import_posted_through_one_replica_is_reported_through_the_other(
+    replicas: tuple[Server, Server], file_server: FileServer, data_root: Path
+) -> None:
+    a, b = replicas
+    started = admin(a, "POST", "/admin/imports", content=import_body(file_server, data_root, 4))
+    job = wait_for_job(b, started["jobId"])
+    assert (job["records"], job["processed"], job["added"] + job["unchanged"], job["failed"]) == (4, 4, 4, 0)
+    assert started["jobId"] in [each["jobId"] for each in admin(b, "GET", "/admin/imports")]
+    assert admin(a, "GET", f"/admin/imports/{started['jobId']}") == job
+
+
+def test_a_job_whose_replica_died_is_finished_by_another(
+    replicas: tuple[Server, Server],
+    file_server: FileServer,
+    data_root: Path,
+    model_cache: Path,
+    tmp_path: Path,
+) -> None:
+    a, b = replicas
+    # a third replica with a short lease, so the others take over its job soon after it dies
+    doomed = Server(new_data_dir(tmp_path / "c", model_cache), MODEL, {**a.env, "TONGKUAN_IMPORT_JOB_LEASE_S": "3"})
+    doomed.start()
+    records = 40
+    try:
+        started = admin(doomed, "POST", "/admin/imports", content=import_body(file_server, data_root, records))
+        deadline = time.monotonic() + 120
+        while admin(b, "GET", f"/admin/imports/{started['jobId']}")["processed"] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        doomed.stop(signal.SIGKILL)  # mid-job: its lease is never renewed or given back
+    interrupted = admin(a, "GET", f"/admin/imports/{started['jobId']}")
+    job = wait_for_job(a, started["jobId"])
+    print(f"interrupted at {interrupted['processed']} of {records}; finished by another replica")
+    assert interrupted["state"] == "running" and interrupted["processed"] < records
+    assert job["processed"] == records and job["failed"] == 0
+    assert job["added"] + job["unchanged"] + job["updated"] == records

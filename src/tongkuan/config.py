@@ -35,7 +35,7 @@ from tongkuan.errors import ConfigError
 DEFAULT_MODEL = "efficientnet-lite2"
 DEFAULT_FETCH_MAX_BYTES = 4 * 1024 * 1024
 DEFAULT_UPLOAD_MAX_BYTES = 3 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = 4096 * 4096  # a 4K screenshot or a 12 MP phone photo in any format
 LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
 """Host names the service always answers to (IPv6 literals in brackets, as in a Host header)."""
 
@@ -121,6 +121,18 @@ class Settings(BaseSettings):
         "waiting only while Milvus applies it), Strong (also waits for a fresh timestamp, ~200 ms), "
         "Bounded or Eventually (never wait; may miss the last seconds of writes).",
     )
+    backend_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Deadline in seconds of every call to PostgreSQL and Milvus (connecting, waiting for a "
+        "pooled connection, each statement or request); past it the request answers 503.",
+    )
+    import_job_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds an import job stays with the process running it without word from it; "
+        "after that, another process sharing the catalog takes the job over.",
+    )
     image_dir: Path | None = Field(
         None,
         description="Where pictures (catalog and uploaded) are stored; replicas must share it "
@@ -138,6 +150,29 @@ class Settings(BaseSettings):
     fetch_read_timeout: float = Field(10.0, gt=0, description="Seconds for the whole picUrl download.")
     fetch_max_bytes: int = Field(DEFAULT_FETCH_MAX_BYTES, gt=0, description="Largest picUrl body accepted.")
     fetch_max_redirects: int = Field(3, ge=0, description="Redirects followed for one picUrl.")
+    fetch_concurrency: int = Field(
+        8,
+        ge=1,
+        description="Query picture downloads (picUrl, the page's url) running at once; past it a request "
+        "answers 503 at once, so slow picture hosts never hold the threads searches need.",
+    )
+    fetch_per_client: int = Field(
+        2, ge=1, description="Query picture downloads one client address may have running at once (past it: 429)."
+    )
+    fetch_per_host: int = Field(
+        4,
+        ge=1,
+        description="Query picture downloads from one picture host at once, whoever asks (past it: 503), so "
+        "one slow host cannot take every download slot.",
+    )
+    decode_memory_mb: int = Field(
+        512,
+        ge=64,
+        description="Memory, in MB, that picture decodes may hold at once; a decode that would pass it waits "
+        "its turn (up to TONGKUAN_DECODE_WAIT seconds, then 503), so tiny files declaring huge pictures "
+        "cannot exhaust memory.",
+    )
+    decode_wait: float = Field(10.0, gt=0, description="Seconds a decode may wait for memory before a 503.")
     rate_limit_qps: float = Field(
         5.0, ge=0, description="Requests per second per appKey (bursts of twice that); 0: unlimited."
     )

@@ -22,11 +22,14 @@
       IngestError
         JobNotFound
       CannotLearn               too little in the catalog to learn from
+      ServiceBusy               every slot for this kind of work is taken; retry shortly
 
 Only `tongkuan.api.envelope` knows HTTP status codes and envelope codes.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 
 class TongkuanError(Exception):
@@ -93,8 +96,29 @@ class PictureNotFound(StoreError):
     """A picture name that a product does not have."""
 
 
+class Backend(StrEnum):
+    """A server the service depends on, by kind: what an outage is reported as, never its address."""
+
+    CATALOG = "catalog store"
+    VECTOR_INDEX = "vector index"
+
+
 class StoreUnavailable(StoreError):
-    """A catalog or vector server cannot be reached now; the request may be retried."""
+    """A catalog or vector server cannot be reached now, or did not answer within the
+    deadline; the request may be retried. `backend` says which, by kind; the message may
+    hold the server's address and its own error, so it is for the log, not for clients."""
+
+    def __init__(self, message: str, backend: Backend = Backend.CATALOG) -> None:
+        super().__init__(message)
+        self.backend = backend
+
+    def __reduce__(self) -> tuple[type[StoreUnavailable], tuple[str, Backend]]:
+        return type(self), (str(self), self.backend)  # kept across processes (Ray workers)
+
+    @property
+    def public_message(self) -> str:
+        """What a client is told: the kind of outage, nothing about where or why."""
+        return f"the {self.backend} is unavailable"
 
 
 class ModelSwitched(StoreUnavailable):
@@ -117,3 +141,8 @@ class CannotLearn(TongkuanError):
 
 class JobNotFound(IngestError):
     """An import job id that does not exist."""
+
+
+class ServiceBusy(TongkuanError):
+    """Work refused because its shared limit is reached (picture downloads or decode memory
+    in use): waiting would tie up a thread other requests need; the client retries shortly."""

@@ -274,6 +274,20 @@ def test_a_bulk_import_runs_as_a_job_with_progress(admin: Admin, file_server: Fi
     assert (again["added"], again["unchanged"], again["failed"]) == (0, 5, 0)  # idempotent
 
 
+def test_an_import_reads_pictures_from_urls_only_never_the_picture_store(
+    admin: Admin, file_server: FileServer, data_dir: Path, data_root: Path
+) -> None:
+    """Naming a stored picture by its path would read the server's disk: an import gives URLs."""
+    files = [("images", ("b.jpg", (data_root / ICONIC / f"{BANANA[0]}_Iconic.jpg").read_bytes()))]
+    admin.call("PUT", "/admin/products/uploaded", data={"product": json.dumps({"title": "香蕉"})}, files=files)
+    stored = next(p for p in (data_dir / "images").rglob("*.jpg"))
+    refs = [str(stored), stored.name, f"../images/{stored.relative_to(data_dir / 'images')}"]
+    lines = [json.dumps({"itemId": f"stored-{i}", "title": "x", "images": [ref]}) for i, ref in enumerate(refs)]
+    job = wait_for_job(admin, admin.call("POST", "/admin/imports", content="\n".join(lines).encode())["jobId"])
+    assert (job["added"], job["failed"]) == (0, 3), job
+    assert all("http(s) URL" in failure["reason"] for failure in job["failures"])
+
+
 def test_a_deeply_nested_import_line_fails_alone_and_the_job_goes_on(admin: Admin, file_server: FileServer) -> None:
     deep = '{"itemId": "deep", "customContent": ' + "[" * 100_000 + "]" * 100_000 + "}"
     lines = [json.dumps({"itemId": n, **product(n, file_server)}) for n in (MILK[0], BANANA[0])]

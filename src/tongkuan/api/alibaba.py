@@ -80,8 +80,8 @@ def image_query(request: Request, engine: EngineDep, params: SignedParams) -> di
     """Offers that look like the query picture, paged 1688-style with totals."""
     wanted = OFFERS.parse(params)
     clock = StageClock()
-    image = load_either(request, engine, wanted.image_id, wanted.image_url, ("imageId", "imageUrl"), clock)
-    results = search_picture(request, engine, image, wanted.query(), None, clock)
+    picture = load_either(request, engine, wanted.image_id, wanted.image_url, ("imageId", "imageUrl"), clock)
+    results = search_picture(request, engine, picture, wanted.query(), None, clock)
     total = min(results.total, MAX_RESULTS)
     return ok(
         offer_page(results, wanted.page, wanted.size, total, request.url.scheme, base_url(request), wanted.with_score)

@@ -12,7 +12,7 @@ from tongkuan.api import admin, alibaba, metrics, taobao, web
 from tongkuan.api.access_log import AccessLog
 from tongkuan.api.envelope import install_error_handlers, ok
 from tongkuan.api.guards import HostCheck, SecurityHeaders
-from tongkuan.api.limits import AuthThrottle, BodyLimit, RateLimiter
+from tongkuan.api.limits import AuthThrottle, BodyLimit, FetchSlots, RateLimiter
 from tongkuan.config import Settings
 from tongkuan.engine import Engine
 
@@ -47,6 +47,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.limiter = RateLimiter(settings.rate_limit_qps, settings.app_rate_limits)
     app.state.web_limiter = RateLimiter(settings.web_rate_limit_qps)
     app.state.auth_throttle = AuthThrottle(settings.auth_failure_limit, settings.auth_failure_window)
+    app.state.fetch_slots = FetchSlots(settings.fetch_concurrency, settings.fetch_per_client, settings.fetch_per_host)
     # middleware added later wraps what was added before
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, wide_max_bytes=settings.admin_max_body_bytes)
     app.add_middleware(HostCheck, hosts=settings.served_hosts)
@@ -66,7 +67,16 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/health", tags=["service"], summary="Liveness and catalog size")
     def health() -> dict[str, object]:
-        products, images = app.state.engine.counts()
+        """Liveness: 200 while the process serves, whatever the backends do (restarting a
+        replica brings no backend back); the catalog's size when it answers, else nulls."""
+        products, images = app.state.engine.reachable_counts() or (None, None)
         return ok({"status": "ok", "products": products, "images": images})
+
+    @app.get("/ready", tags=["service"], summary="Readiness: the catalog store and the vector index answer")
+    def ready() -> dict[str, object]:
+        """Readiness: 200 when both backends answer now, else 503 naming the one that does not,
+        so a load balancer stops sending this replica requests it could only refuse."""
+        app.state.engine.check_ready()
+        return ok({"status": "ready"})
 
     return app

@@ -5,6 +5,10 @@ HTTP status mirrors the class of `code`. Errors answer `data: null`, except on t
 page's routes (`/web/api/...`), where `data` is `{"error": kind}`: several kinds share a
 code, and the page words each kind for the shopper in their language instead of showing
 the message, which is written for developers.
+
+A 5xx answer says only what kind of outage it is ("the vector index is unavailable"); the
+detail (a server's address, its own error) goes to the log with the answer's traceId, so an
+operator finds it from what a client reports.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from tongkuan.errors import (
     JobNotFound,
     PictureNotFound,
     ProductNotFound,
+    ServiceBusy,
     StoreUnavailable,
     TongkuanError,
 )
@@ -65,6 +70,7 @@ class ErrorKind(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     BODY_TOO_LARGE = "body_too_large"
     SERVER_ERROR = "server_error"
+    BUSY = "busy"
 
 
 # (exception class, envelope code, Chinese summary, kind); the first match wins.
@@ -81,6 +87,7 @@ ERROR_CODES: tuple[tuple[type[Exception], int, str, ErrorKind], ...] = (
     (ProductNotFound, 400, "商品不存在", ErrorKind.PRODUCT_NOT_FOUND),
     (InvalidValue, 400, "参数错误", ErrorKind.BAD_PARAMETER),
     (StoreUnavailable, 503, "服务暂不可用", ErrorKind.UNAVAILABLE),
+    (ServiceBusy, 503, "服务繁忙", ErrorKind.BUSY),
     (PictureNotFound, 400, "图片不存在", ErrorKind.PICTURE_NOT_FOUND),
     (JobNotFound, 400, "任务不存在", ErrorKind.JOB_NOT_FOUND),
     (IngestError, 400, "导入失败", ErrorKind.IMPORT_FAILED),
@@ -97,13 +104,13 @@ def trace_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def envelope(code: int, message: str, data: Any = None) -> dict[str, Any]:
+def envelope(code: int, message: str, data: Any = None, trace: str | None = None) -> dict[str, Any]:
     return {
         "code": code,
         "message": message,
         "data": data,
         "timestamp": int(time.time() * 1000),
-        "traceId": trace_id(),
+        "traceId": trace or trace_id(),
     }
 
 
@@ -111,13 +118,15 @@ def ok(data: Any) -> dict[str, Any]:
     return envelope(200, SUCCESS, data)
 
 
-def error_response(code: int, message: str, data: Any = None, retry_after: int = 1) -> JSONResponse:
-    """The envelope of an error; a 429 says in `Retry-After` how many seconds to wait (a
+def error_response(
+    code: int, message: str, data: Any = None, retry_after: int = 1, trace: str | None = None
+) -> JSONResponse:
+    """The envelope of an error; a 429 or 503 says in `Retry-After` how many seconds to wait (a
     rate limit refills within a second; a throttled client waits longer), so clients back
     off without guessing."""
     status = code if code in (400, 401, 403, 404, 405, 409, 413, 429, 500, 503) else 400
-    headers = {"Retry-After": str(max(1, retry_after))} if status == 429 else None
-    return JSONResponse(envelope(code, message, data), status_code=status, headers=headers)
+    headers = {"Retry-After": str(max(1, retry_after))} if status in (429, 503) else None
+    return JSONResponse(envelope(code, message, data, trace), status_code=status, headers=headers)
 
 
 def error_data(path: str, kind: ErrorKind) -> dict[str, str] | None:
@@ -129,7 +138,8 @@ def classify(exc: Exception) -> tuple[int, str, ErrorKind]:
     """The envelope code, bilingual message and kind of a domain error."""
     for cls, code, summary, kind in ERROR_CODES:
         if isinstance(exc, cls):
-            return code, f"{summary}: {exc}", kind
+            detail = exc.public_message if isinstance(exc, StoreUnavailable) else str(exc)
+            return code, f"{summary}: {detail}", kind
     return 500, "服务器错误: internal server error", ErrorKind.SERVER_ERROR
 
 
@@ -141,10 +151,14 @@ def install_error_handlers(app: FastAPI) -> None:
         code, message, kind = classify(exc)
         if isinstance(exc, _ADMIN_NOT_FOUND) and request.url.path.startswith("/admin/"):
             code = 404
-        if code == 500:
-            logger.exception("unmapped error on %s", request.url.path, exc_info=exc)
+        trace = trace_id()
+        if isinstance(exc, StoreUnavailable):  # expected in an outage: one line, no traceback
+            cause = f" ({type(exc.__cause__).__name__})" if exc.__cause__ is not None else ""
+            logger.warning("%s on %s [traceId %s]: %s%s", exc.public_message, request.url.path, trace, exc, cause)
+        elif code >= 500:
+            logger.exception("unmapped error on %s [traceId %s]", request.url.path, trace, exc_info=exc)
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else 1
-        return error_response(code, message, error_data(request.url.path, kind), retry_after)
+        return error_response(code, message, error_data(request.url.path, kind), retry_after, trace)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -162,6 +176,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unexpected error on %s", request.url.path, exc_info=exc)
+        trace = trace_id()
+        logger.exception("unexpected error on %s [traceId %s]", request.url.path, trace, exc_info=exc)
         message = "服务器错误: internal server error"
-        return error_response(500, message, error_data(request.url.path, ErrorKind.SERVER_ERROR))
+        return error_response(500, message, error_data(request.url.path, ErrorKind.SERVER_ERROR), trace=trace)

@@ -3,8 +3,9 @@
 The Host check answers only host names the operator configured (loopback, the host of
 `TONGKUAN_PUBLIC_URL`, `TONGKUAN_ALLOWED_HOSTS`), so a page on another site cannot reach the
 service through a DNS name rebound to its address; Starlette's `TrustedHostMiddleware`
-decides, and a refusal is answered in the envelope. `/health` answers any host, so load
-balancers' probes work; it tells nothing but the catalog's size.
+decides, and a refusal is answered in the envelope. `/health` and `/ready` answer any host,
+so load balancers' probes work; they tell nothing but the catalog's size and which kind of
+backend is out.
 
 The headers: a content security policy without inline script or style (the search page has
 none), refusing framing; `nosniff`; and a referrer policy that sends no path to other sites.
@@ -39,7 +40,7 @@ DOCS_POLICY = "frame-ancestors 'none'"
 """The API docs (when `TONGKUAN_API_DOCS` is on) run inline script and a CDN's scripts."""
 
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
-ANY_HOST_PATHS = ("/health",)
+ANY_HOST_PATHS = ("/health", "/ready")
 _ACCEPTED = "tongkuan.host_accepted"
 
 

@@ -1,5 +1,6 @@
 """Per-appKey rate limits (token buckets), a throttle on failed authentications per client
-address, and a request body cap, at the HTTP edge."""
+address, caps on the query picture downloads running at once, and a request body cap, at
+the HTTP edge."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tongkuan.api.auth import RateLimited
 from tongkuan.api.envelope import ErrorKind, envelope, error_data
+from tongkuan.errors import ServiceBusy
 
 MAX_BUCKETS = 10_000  # past this many keys, buckets idle long enough to be full again are dropped
 
@@ -131,6 +134,66 @@ class AuthThrottle:
             del self._blocked[client]
         while len(self._failures) + len(self._blocked) > self.max_clients and self._failures:
             del self._failures[next(iter(self._failures))]
+
+
+class FetchSlots:
+    """How many query picture downloads run at once: at most `total`, `per_client` for one
+    client address and `per_host` from one picture host.
+
+    A download may take its whole deadline on a slow host, on a worker thread searches
+    need too. Past a cap a request is refused at once (429 for the client over its share,
+    503 when the host or the service has no slot left) rather than queued: a queue would
+    hold threads too. The host cap keeps one slow host, however many clients name it, from
+    taking the slots of pictures elsewhere. Thread-safe.
+    """
+
+    def __init__(self, total: int, per_client: int, per_host: int | None = None) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.per_host = per_host or total
+        self.refused = 0
+        self._clients: dict[str, int] = {}
+        self._hosts: dict[str, int] = {}
+        self._running = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, client: str, host: str = "") -> Iterator[None]:
+        """Hold one download slot for `client` fetching from `host` while the block runs."""
+        with self._lock:
+            if self._clients.get(client, 0) >= self.per_client:
+                self.refused += 1
+                raise RateLimited(f"at most {self.per_client} picture downloads at once from one address")
+            if self._hosts.get(host, 0) >= self.per_host:
+                self.refused += 1
+                raise ServiceBusy(f"at most {self.per_host} downloads at once from one picture host; try again shortly")
+            if self._running >= self.total:
+                self.refused += 1
+                raise ServiceBusy(f"all {self.total} picture download slots are taken; try again shortly")
+            _count(self._clients, client, 1)
+            _count(self._hosts, host, 1)
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                _count(self._clients, client, -1)
+                _count(self._hosts, host, -1)
+                self._running -= 1
+
+    def running(self) -> int:
+        """Downloads running now (for tests and the metrics)."""
+        with self._lock:
+            return self._running
+
+
+def _count(counts: dict[str, int], key: str, step: int) -> None:
+    """Add `step` to `counts[key]`, forgetting keys that reach 0 (the dicts stay small)."""
+    value = counts.get(key, 0) + step
+    if value:
+        counts[key] = value
+    else:
+        counts.pop(key, None)
 
 
 class BodyLimit:

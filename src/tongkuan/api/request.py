@@ -12,16 +12,16 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 from fastapi import Request
-from PIL import Image
 
 from tongkuan.api import params as rules
 from tongkuan.api.auth import BadCredentials, ParameterError, authenticate
-from tongkuan.api.limits import AuthThrottle
+from tongkuan.api.limits import AuthThrottle, FetchSlots
 from tongkuan.api.metrics import metrics_of
 from tongkuan.api.wire import uploaded
 from tongkuan.config import Settings
 from tongkuan.domain.boxes import Box
 from tongkuan.engine import Engine
+from tongkuan.images.decode import Decoded
 from tongkuan.search.searcher import SearchQuery, SearchResults
 from tongkuan.search.timing import Stage, StageClock
 
@@ -72,6 +72,17 @@ def throttled(request: Request) -> Iterator[None]:
         raise
 
 
+def fetch_query_picture(request: Request, engine: Engine, url: str) -> bytes:
+    """A query picture from the web, within this client's and the service's download slots."""
+    slots: FetchSlots = request.app.state.fetch_slots
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        host = ""  # the fetch itself says what is wrong with the URL
+    with slots.slot(client_address(request), host):
+        return engine.fetch(url)
+
+
 def base_url(request: Request) -> str:
     """`//host[:port]` under which this service's pictures are served."""
     public = settings_of(request).public_url
@@ -80,8 +91,8 @@ def base_url(request: Request) -> str:
     return "//" + request.url.netloc
 
 
-def load_picture(request: Request, engine: Engine, url: str, name: str, clock: StageClock) -> Image.Image:
-    """Pixels of a picture URL: one of our own stored pictures, or a guarded fetch."""
+def load_picture(request: Request, engine: Engine, url: str, name: str, clock: StageClock) -> Decoded:
+    """A picture URL decoded: one of our own stored pictures, or a guarded fetch."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -91,17 +102,17 @@ def load_picture(request: Request, engine: Engine, url: str, name: str, clock: S
     if own and base_url(request) == "//" + parts.netloc:
         data = engine.stored_picture_path(own.group(1)).read_bytes()
     else:
-        data = engine.fetch(rules.http_url(url, name))
+        data = fetch_query_picture(request, engine, rules.http_url(url, name))
     return _decode(engine, data, clock)
 
 
-def load_uploaded(engine: Engine, image_id: str, clock: StageClock) -> Image.Image:
-    """Pixels of an image uploaded earlier, by its imageId."""
+def load_uploaded(engine: Engine, image_id: str, clock: StageClock) -> Decoded:
+    """An image uploaded earlier, by its imageId, decoded."""
     clock.start(Stage.FETCH)
     return _decode(engine, engine.uploaded_picture(image_id), clock)
 
 
-def _decode(engine: Engine, data: bytes, clock: StageClock) -> Image.Image:
+def _decode(engine: Engine, data: bytes, clock: StageClock) -> Decoded:
     clock.start(Stage.DECODE)
     image = engine.decode(data)
     clock.stop()
@@ -115,8 +126,8 @@ def load_either(
     url: str | None,
     names: tuple[str, str],
     clock: StageClock,
-) -> Image.Image:
-    """Pixels of the query picture named by an upload's id (which wins) or a URL; `names` are
+) -> Decoded:
+    """The query picture named by an upload's id (which wins) or a URL; `names` are
     the two parameters' names, for the error when neither is given."""
     if image_id:
         return load_uploaded(engine, image_id, clock)
@@ -126,14 +137,14 @@ def load_either(
 
 
 def search_picture(
-    request: Request, engine: Engine, image: Image.Image, query: SearchQuery, region: Box | None, clock: StageClock
+    request: Request, engine: Engine, picture: Decoded, query: SearchQuery, region: Box | None, clock: StageClock
 ) -> SearchResults:
-    """Search `image`; a requested `region` is first clipped to the picture, the one place a
+    """Search `picture`; a requested `region` is first clipped to the picture, the one place a
     region meets the pixels (so it is checked here, not when parsed). The search's stages,
     with the fetch and decode already on `clock`, go to the metrics where they are on."""
     if region is not None:
-        query = replace(query, region=rules.fit_region(region, *image.size))
-    results = engine.search(image, query, clock)
+        query = replace(query, region=rules.fit_region(region, *picture.size))
+    results = engine.search(picture, query, clock)
     metrics = metrics_of(request)
     if metrics is not None:
         metrics.observe(clock)

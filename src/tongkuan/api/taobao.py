@@ -24,6 +24,7 @@ from tongkuan.api.envelope import ok
 from tongkuan.api.request import (
     base_url,
     checked_params,
+    fetch_query_picture,
     load_either,
     load_picture,
     search_picture,
@@ -131,8 +132,8 @@ def image_search_v2(request: Request, engine: EngineDep, params: SignedParams) -
     The extras are off unless asked for, so the default answer has exactly DAJI's shape."""
     wanted = V2.parse(params)
     clock = StageClock()
-    image = load_picture(request, engine, wanted.pic_url, "picUrl", clock)
-    results = search_picture(request, engine, image, wanted.query(), wanted.region, clock)
+    picture = load_picture(request, engine, wanted.pic_url, "picUrl", clock)
+    results = search_picture(request, engine, picture, wanted.query(), wanted.region, clock)
     return ok(search_data(results, wanted.page_no, base_url(request), wanted.with_score))
 
 
@@ -157,8 +158,8 @@ def image_search_v1(request: Request, engine: EngineDep, params: SignedParams) -
     """The first results for an uploaded image or a URL, without paging."""
     wanted = V1.parse(params)
     clock = StageClock()
-    image = load_either(request, engine, wanted.image_id, wanted.pic_url, ("image_id", "pic_url"), clock)
-    results = search_picture(request, engine, image, SearchQuery(limit=V1_RESULTS), None, clock)
+    picture = load_either(request, engine, wanted.image_id, wanted.pic_url, ("image_id", "pic_url"), clock)
+    results = search_picture(request, engine, picture, SearchQuery(limit=V1_RESULTS), None, clock)
     return ok(v1_data(results, base_url(request)))
 
 
@@ -175,7 +176,7 @@ UPLOAD = ParamTable(UploadParams, Param("pic_url", "pic_url", rules.required_url
 @router.get("/taobao/upload/image", summary="Image upload by GET", openapi_extra=UPLOAD.openapi())
 def upload_by_get(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
     """Fetch an image once and keep it; search it later by `imageId` or by its picture URL."""
-    return ok(store_upload(request, engine, engine.fetch(UPLOAD.parse(params).pic_url)))
+    return ok(store_upload(request, engine, fetch_query_picture(request, engine, UPLOAD.parse(params).pic_url)))
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ async def upload_by_post(request: Request, engine: EngineDep) -> dict[str, Any]:
 
 
 def _fetch_and_store(request: Request, engine: Engine, url: str) -> dict[str, str]:
-    return store_upload(request, engine, engine.fetch(url))
+    return store_upload(request, engine, fetch_query_picture(request, engine, url))
 
 
 PAGE_NO = Param(

@@ -30,6 +30,7 @@ from tongkuan.api.envelope import ok
 from tongkuan.api.request import (
     base_url,
     client_address,
+    fetch_query_picture,
     load_uploaded,
     search_picture,
     settings_of,
@@ -102,7 +103,7 @@ async def upload(request: Request, engine: EngineDep) -> dict[str, Any]:
                     f"image is over {limit // 1024 // 1024} MB (图片不能超过 {limit // 1024 // 1024} MB)"
                 )
         elif isinstance(url, str) and url.strip():
-            data = await run_in_threadpool(engine.fetch, rules.http_url(url.strip(), "url"))
+            data = await run_in_threadpool(fetch_query_picture, request, engine, rules.http_url(url.strip(), "url"))
         else:
             raise ParameterError("image (a file) or url is required (image 与 url 不能同时为空)")
     return ok(await run_in_threadpool(store_upload, request, engine, data))
@@ -131,10 +132,10 @@ PAGE_SEARCH = ParamTable(
 def search(request: Request, engine: EngineDep, params: QueryParams) -> dict[str, Any]:
     wanted = PAGE_SEARCH.parse(params)
     clock = StageClock()
-    image = load_uploaded(engine, wanted.image_id, clock)
+    picture = load_uploaded(engine, wanted.image_id, clock)
     query = SearchQuery(category=wanted.category, offset=wanted.page_no, limit=PAGE_SIZE)
-    results = search_picture(request, engine, image, query, wanted.region, clock)
-    return ok(page_search_data(results, wanted.page_no, base_url(request), image.size))
+    results = search_picture(request, engine, picture, query, wanted.region, clock)
+    return ok(page_search_data(results, wanted.page_no, base_url(request), picture.size))
 
 
 @api.get(

@@ -185,6 +185,46 @@ class LearnedMetadata(Protocol):
         ...
 
 
+class JobStore(Protocol):
+    """Bulk import jobs kept with the catalog, so that every process sharing it reports them
+    and one takes over a job whose runner stopped. A job is its records (`body`), a status
+    (text its runner writes; the store does not read it) and a lease: the process that holds
+    an unexpired lease runs the job; any may take one whose lease expired. Lease times are
+    the store's own clock (the database server's for a shared store)."""
+
+    def add_job(self, job_id: str, created: float, status: str, body: bytes, done: bool = False) -> None:
+        """Keep a new job, unleased and open (the next `claim_job` may take it) unless `done`."""
+        ...
+
+    def job_status(self, job_id: str) -> str | None:
+        """A job's status, or None if there is no such job."""
+        ...
+
+    def job_statuses(self) -> list[str]:
+        """Every job's status, oldest job first."""
+        ...
+
+    def claim_job(self, owner: str, lease_s: float) -> tuple[str, str, bytes] | None:
+        """Take the oldest open job that nobody holds (never leased, or its lease expired)
+        for `lease_s` seconds, in one transaction: its id, status and records; None if none."""
+        ...
+
+    def update_job(self, job_id: str, owner: str, status: str, lease_s: float, done: bool = False) -> bool:
+        """Store a job's status and extend `owner`'s lease by `lease_s` from now (0: let it
+        go at once), closing the job when `done`; False (nothing stored) when `owner` no
+        longer holds the lease: another process took the job over."""
+        ...
+
+
+class Reachable(Protocol):
+    """Whether the store answers now: what a readiness probe asks."""
+
+    def ping(self) -> None:
+        """Return once the store answers; raise `StoreUnavailable` within about a second
+        when it does not."""
+        ...
+
+
 class ModelVersions(Protocol):
     """Switching the catalog to another model: its vectors are staged beside the ones
     searches use, then swapped in with one transaction (`switch_model`), so every reader sees
@@ -214,5 +254,7 @@ class ModelVersions(Protocol):
         ...
 
 
-class Catalog(ProductStore, SearchReads, KeywordSearch, LearnedMetadata, IndexSource, ModelVersions, Protocol):
+class Catalog(
+    ProductStore, SearchReads, KeywordSearch, LearnedMetadata, IndexSource, ModelVersions, JobStore, Reachable, Protocol
+):
     """Every role: what a store implements. Safe to share between threads."""

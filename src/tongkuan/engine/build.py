@@ -14,6 +14,7 @@ from tongkuan.catalog.store import Catalog
 from tongkuan.config import DEFAULT_MODEL, Settings
 from tongkuan.domain.spaces import SearchSpace
 from tongkuan.errors import ModelNotFound
+from tongkuan.images.decode import DecodeBudget
 from tongkuan.images.fetch import Fetcher, FetchPolicy
 from tongkuan.images.store import ImageStore
 from tongkuan.index.base import VectorIndex
@@ -53,7 +54,7 @@ def stored_spec(settings: Settings) -> tuple[str, int] | None:
     if settings.catalog_url:
         from tongkuan.catalog.postgres import PostgresCatalog
 
-        return PostgresCatalog.stored_spec(settings.catalog_url)
+        return PostgresCatalog.stored_spec(settings.catalog_url, settings.backend_timeout_s)
     return SqliteCatalog.stored_spec(Path(settings.data_dir) / "catalog.db")
 
 
@@ -86,7 +87,13 @@ def open_catalog(settings: Settings, model: str, dim: int) -> Catalog:
     if settings.catalog_url:
         from tongkuan.catalog.postgres import PostgresCatalog
 
-        return PostgresCatalog(settings.catalog_url, model, dim, pool_size=settings.catalog_pool_size)
+        return PostgresCatalog(
+            settings.catalog_url,
+            model,
+            dim,
+            pool_size=settings.catalog_pool_size,
+            timeout_s=settings.backend_timeout_s,
+        )
     return SqliteCatalog(Path(settings.data_dir) / "catalog.db", model, dim)
 
 
@@ -130,6 +137,7 @@ def open_index(settings: Settings, catalog: Catalog, model_name: str, space: Sea
             consistency=settings.milvus_consistency,
             token=settings.milvus_token,
             space=space,
+            timeout_s=settings.backend_timeout_s,
         )
     limit_threads(1)  # ONNX Runtime owns the cores; one faiss query needs no OpenMP team
     folder = index_folder(Path(settings.data_dir), model_name, space)
@@ -144,9 +152,22 @@ def ingester_over(
     fetcher: Fetcher,
     batch_size: int = DEFAULT_BATCH_SIZE,
     file_root: Path | None = None,
+    decode_budget: DecodeBudget | None = None,
+    urls_only: bool = False,
 ) -> Ingester:
-    """An ingester over parts already open; with `file_root`, local pictures must lie inside it."""
-    return Ingester(vision, catalog, images, fetcher, settings.max_pixels, batch_size, file_root=file_root)
+    """An ingester over parts already open; with `file_root`, local pictures must lie inside
+    it; with `urls_only`, pictures must be http(s) URLs."""
+    return Ingester(
+        vision,
+        catalog,
+        images,
+        fetcher,
+        settings.max_pixels,
+        batch_size,
+        file_root=file_root,
+        decode_budget=decode_budget,
+        urls_only=urls_only,
+    )
 
 
 def build_ingester(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE) -> Ingester:

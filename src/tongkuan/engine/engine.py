@@ -14,8 +14,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from tongkuan.config import Settings
 from tongkuan.domain.products import NewImage, Product, ProductFilter, Shop, SortOrder, StoredImage
 from tongkuan.engine.build import (
@@ -28,8 +26,16 @@ from tongkuan.engine.build import (
     open_model,
     open_vision,
 )
-from tongkuan.errors import CatalogConflict
-from tongkuan.images.decode import UPLOAD_FORMATS, content_hash, decode_image
+from tongkuan.errors import CatalogConflict, StoreUnavailable
+from tongkuan.images.decode import (
+    UPLOAD_FORMATS,
+    DecodeBudget,
+    Decoded,
+    content_hash,
+    decode_image,
+    decode_picture,
+    return_freed_pictures_to_the_system,
+)
 from tongkuan.ingest.export import export_records
 from tongkuan.ingest.ingester import DEFAULT_BATCH_SIZE, Ingester, IngestReport
 from tongkuan.ingest.jobs import ImportJobs
@@ -56,11 +62,18 @@ class Engine:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.images = open_images(settings)
         self.fetcher = open_fetcher(settings)
+        self.decode_budget = DecodeBudget(settings.decode_memory_mb * 1024 * 1024, settings.decode_wait)
+        return_freed_pictures_to_the_system()  # else freed pictures stay resident, per thread
         self._open_model(choose_model(settings))
         self._switch_lock = threading.Lock()
         self._model_checked = time.monotonic()
-        # uploaded imports read pictures from URLs (or this store), never from the server's disk
-        self.imports = ImportJobs(data_dir / "imports", lambda: self.ingester(file_root=self.images.root))
+        # uploaded imports read pictures from URLs only, never from the server's disk
+        self.imports = ImportJobs(
+            data_dir / "imports",
+            lambda: self.ingester(urls_only=True),
+            lambda: self.catalog,
+            settings.import_job_lease_s,
+        )
 
     def _open_model(self, model: str) -> None:
         """Open the model and the parts that hold its vectors: catalog, index, searcher."""
@@ -103,21 +116,44 @@ class Engine:
             self.vision.encoder.load()
         return True
 
-    def ingester(self, batch_size: int = DEFAULT_BATCH_SIZE, file_root: Path | None = None) -> Ingester:
-        """An ingester into this catalog; with `file_root`, local pictures must lie inside it."""
-        return ingester_over(self.settings, self.vision, self.catalog, self.images, self.fetcher, batch_size, file_root)
+    def ingester(
+        self, batch_size: int = DEFAULT_BATCH_SIZE, file_root: Path | None = None, urls_only: bool = False
+    ) -> Ingester:
+        """An ingester into this catalog; with `file_root`, local pictures must lie inside it;
+        with `urls_only`, pictures must be http(s) URLs."""
+        return ingester_over(
+            self.settings,
+            self.vision,
+            self.catalog,
+            self.images,
+            self.fetcher,
+            batch_size,
+            file_root,
+            decode_budget=self.decode_budget,
+            urls_only=urls_only,
+        )
 
     # Query pictures and searching
 
-    def search(self, image: Image.Image, query: SearchQuery, clock: StageClock | None = None) -> SearchResults:
+    def search(self, picture: Decoded, query: SearchQuery, clock: StageClock | None = None) -> SearchResults:
         """Rank catalog products for a query picture: the one search the routes and the CLI
-        share; `clock` (for the metrics) gets the time of each stage."""
+        share; `clock` (for the metrics) gets the time of each stage. The query's region and
+        the boxes answered are in the picture's own pixels, whatever size it was decoded at."""
         self.follow_switch()
-        return self.searcher.search(image, query, clock)
+        asked = query.region
+        if asked is not None:
+            query = replace(query, region=picture.to_image(asked))
+        results = self.searcher.search(picture.image, query, clock)
+        return replace(
+            results,
+            searched=asked or picture.to_picture(results.searched),  # an asked region is answered as asked
+            regions=tuple(picture.to_picture(box) for box in results.regions),
+        )
 
-    def decode(self, data: bytes) -> Image.Image:
-        """Pixels of a query picture within the configured pixel limit; raises `ImageError`."""
-        return decode_image(data, self.settings.max_pixels)
+    def decode(self, data: bytes) -> Decoded:
+        """A query picture within the pixel limit and the decode memory budget; raises
+        `ImageError`, or `ServiceBusy` while decodes hold all the memory they may."""
+        return decode_picture(data, self.settings.max_pixels, budget=self.decode_budget)
 
     def fetch(self, url: str) -> bytes:
         """A picture from the web, through the address guard and the size and time limits."""
@@ -134,7 +170,7 @@ class Engine:
     def keep_upload(self, data: bytes) -> str:
         """Keep a query picture for later searches, once it decodes as JPG, PNG or WEBP (a bad
         one is refused before it is kept); returns its stored name."""
-        decode_image(data, self.settings.max_pixels, UPLOAD_FORMATS)
+        decode_image(data, self.settings.max_pixels, UPLOAD_FORMATS, self.decode_budget)
         return self.images.put(data)
 
     # Reading the catalog
@@ -142,6 +178,20 @@ class Engine:
     def counts(self) -> tuple[int, int]:
         """How many products and pictures the catalog holds (for health checks and metrics)."""
         return self.catalog.count()
+
+    def reachable_counts(self) -> tuple[int, int] | None:
+        """`counts()`, or None when the catalog does not answer now (within about a second)."""
+        try:
+            self.catalog.ping()
+            return self.catalog.count()
+        except StoreUnavailable:
+            return None
+
+    def check_ready(self) -> None:
+        """Return when the catalog and the vector index both answer now; else raise
+        `StoreUnavailable` for the first that does not, within about a second (readiness)."""
+        self.catalog.ping()
+        self.searcher.index.ping()  # safe without the search lock: it only asks the server
 
     def index_size(self) -> int:
         """How many pictures the vector index holds now (it catches up with the catalog before
@@ -195,7 +245,7 @@ class Engine:
         """Keep a catalog picture sent as bytes, once it decodes; returns the reference that
         `put_product` reads it from: its name in the picture store, never a path that
         depends on the working directory."""
-        decode_image(data, self.settings.max_pixels)
+        decode_image(data, self.settings.max_pixels, budget=self.decode_budget)
         return self.images.put(data)
 
     def put_product(self, fields: Mapping[str, Any], pictures: list[str], names: list[str]) -> IngestReport:
@@ -224,7 +274,8 @@ class Engine:
         names = {picture.name for picture in self.catalog.images_of(item_id)}
         if len(names) >= MAX_PICTURES and name not in names:
             raise CatalogConflict(f"product {item_id!r} already has {MAX_PICTURES} pictures, the most it may have")
-        described = self.vision.describe([decode_image(data, self.settings.max_pixels)], crop=True)
+        pixels = decode_image(data, self.settings.max_pixels, budget=self.decode_budget)
+        described = self.vision.describe([pixels], crop=True)
         stored_at = location or self.images.put(data)
         return self.catalog.add_image(item_id, NewImage(content_hash(data), stored_at, described[0].embedding, name))
 

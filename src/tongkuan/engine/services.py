@@ -107,7 +107,7 @@ def migrate_to_servers(settings: Settings, image_dir: Path | None) -> tuple[Migr
     model, dim = stored
     origin = SqliteCatalog(source / "catalog.db", model, dim)
     try:
-        target = PostgresCatalog(catalog_url, model, dim)
+        target = PostgresCatalog(catalog_url, model, dim, timeout_s=settings.backend_timeout_s)
         try:
             if image_dir is not None:
                 image_dir.mkdir(parents=True, exist_ok=True)

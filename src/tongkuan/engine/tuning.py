@@ -186,7 +186,7 @@ def switch_to(settings: Settings, catalog: Catalog, model: str, spec: ModelSpec,
     return time.perf_counter() - started
 
 
-def _after_switch(settings: Settings, model: str) -> tuple[bool, int]:
+def after_switch(settings: Settings, model: str) -> tuple[bool, int]:
     """Learn the whitening in the new model's space (where the catalog has enough products
     with several pictures) and build the vector index, so a restart is quick."""
     try:
@@ -201,7 +201,7 @@ def _after_switch(settings: Settings, model: str) -> tuple[bool, int]:
         catalog.close()
 
 
-def _open_current(settings: Settings) -> tuple[str, ModelSpec, Catalog]:
+def open_current(settings: Settings) -> tuple[str, ModelSpec, Catalog]:
     from tongkuan.engine.build import stored_spec
 
     stored = stored_spec(settings)
@@ -241,7 +241,7 @@ def tune_catalog(settings: Settings, options: TuneOptions = TuneOptions(), progr
     from tongkuan.adapt.export import export_tuned_model
     from tongkuan.adapt.training import TuneSettings, tune
 
-    current, spec, catalog = _open_current(settings)
+    current, spec, catalog = open_current(settings)
     work = Path(settings.data_dir) / "tune"
     fetcher = open_fetcher(settings)
     try:
@@ -281,7 +281,7 @@ def tune_catalog(settings: Settings, options: TuneOptions = TuneOptions(), progr
     finally:
         catalog.close()
         fetcher.close()
-    whitened, indexed = _after_switch(settings, name)
+    whitened, indexed = after_switch(settings, name)
     shutil.rmtree(work, ignore_errors=True)  # done: the next tune starts afresh
     return replace(report, model=name, embed_seconds=embed_seconds, index_pictures=indexed, whitened=whitened)
 
@@ -290,7 +290,7 @@ def switch_catalog(settings: Settings, model: str) -> TuneReport:
     """Switch the catalog to `model` (shipped, a model.json, or tuned and stored in it): embed
     the pictures with no staged vector of it, swap in one transaction, whiten again and build
     the index. `--undo` is this with the model used before the last switch."""
-    _, _, catalog = _open_current(settings)
+    _, _, catalog = open_current(settings)
     fetcher = open_fetcher(settings)
     try:
         spec = open_model(settings, model)
@@ -301,7 +301,7 @@ def switch_catalog(settings: Settings, model: str) -> TuneReport:
     finally:
         catalog.close()
         fetcher.close()
-    whitened, indexed = _after_switch(settings, model)
+    whitened, indexed = after_switch(settings, model)
     return TuneReport(
         model=model, base=base_model(spec, model), pictures=0, groups=0, held_back_before=0.0, held_back_after=0.0,
         best_epoch=0, train_seconds=0.0, embed_seconds=embed_seconds, index_pictures=indexed, whitened=whitened,
@@ -311,7 +311,7 @@ def switch_catalog(settings: Settings, model: str) -> TuneReport:
 def undo_tuning(settings: Settings) -> TuneReport:
     """Switch the catalog back to the model it used before its last switch (re-embedding only
     the pictures added since)."""
-    current, _, catalog = _open_current(settings)
+    current, _, catalog = open_current(settings)
     try:
         previous = catalog.previous_model()
     finally:

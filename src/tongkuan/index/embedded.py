@@ -157,6 +157,9 @@ class EmbeddedIndex:
         """The nearest pictures; `category` is ignored (faiss holds none: the caller filters)."""
         return self.faiss.search(queries, k)
 
+    def ping(self) -> None:
+        """Always ready: the index lives in this process."""
+
     def close(self) -> None:
         """Nothing held open: the index lives in memory and `save` writes it."""
 

@@ -21,13 +21,20 @@ therefore found through any other as soon as the write is acknowledged, yet a se
 only while Milvus is still applying a write, not for a fresh timestamp as "Strong" does
 (about 200 ms a search, Milvus's time-tick interval, measured here). "Bounded" and
 "Eventually" never wait and may miss recent writes.
+
+Deadlines: every request to Milvus gets `timeout_s` (opening a collection, which loads it,
+gets `LOAD_TIMEOUT_S`). pymilvus is told the deadline, so its retries stop, and the caller
+waits no longer than that whatever pymilvus does (its retry loop may sleep past its own
+deadline): the request runs on a small thread pool and is abandoned at the deadline; it
+ends by itself soon after. A request past its deadline is `StoreUnavailable`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -38,7 +45,7 @@ from numpy.typing import NDArray
 from tongkuan.domain.categories import Category
 from tongkuan.domain.changes import ChangeKind, IndexSource
 from tongkuan.domain.spaces import ModelSpace, SearchSpace
-from tongkuan.errors import StoreUnavailable
+from tongkuan.errors import Backend, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,10 @@ _BATCH = 5_000  # changes replayed (and rows upserted) per round trip
 SEARCH_REPLAY = 20_000
 SEARCH_LOCK_WAIT_S = 2.0
 CONSISTENCY_LEVELS = ("Session", "Strong", "Bounded", "Eventually")
+DEFAULT_TIMEOUT_S = 5.0
+LOAD_TIMEOUT_S = 600.0  # creating and loading a collection when a replica opens it
+PROBE_TIMEOUT_S = 0.5  # a readiness probe's wait (Kubernetes' default probe timeout is 1 s)
+_REQUEST_THREADS = 32  # requests in flight at once, abandoned ones included
 
 
 @contextmanager
@@ -60,7 +71,7 @@ def _reachable() -> Iterator[None]:
     try:
         yield
     except MilvusException as exc:
-        raise StoreUnavailable(f"the vector index cannot be reached: {exc}") from exc
+        raise StoreUnavailable(f"the vector index cannot be reached: {exc}", Backend.VECTOR_INDEX) from exc
 
 
 def collection_name(prefix: str, model: str, dim: int, space: str = "") -> str:
@@ -94,32 +105,68 @@ class MilvusIndex:
         consistency: str = "Session",
         token: str = "",
         space: SearchSpace | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         from pymilvus import MilvusClient  # an optional dependency: only the server backends need it
 
         if consistency not in CONSISTENCY_LEVELS:
             raise ValueError(f"Milvus consistency level {consistency!r}: expected one of {CONSISTENCY_LEVELS}")
         uri, prefix = client_uri(url)
+        # pymilvus logs every failed request with its traceback (several a search during an
+        # outage); the service logs each refusal once, with its traceId
+        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
         self.catalog = catalog
         self.space: SearchSpace = space or ModelSpace(catalog.dim)
         self.ef_search = ef_search
         self.hnsw_m = hnsw_m
         self.consistency = consistency
         self.name = collection_name(prefix, catalog.model, self.space.dim, self.space.key)
-        self.client = MilvusClient(uri=uri, token=token)
+        self.timeout_s = timeout_s
+        self._requests = ThreadPoolExecutor(_REQUEST_THREADS, thread_name_prefix="milvus")
+        with _reachable():
+            # connecting, and reconnecting after an outage, waits at most the deadline too
+            self.client = MilvusClient(uri=uri, token=token, timeout=timeout_s)
         self._stamp_key = f"{self.name}:timestamp"
         self._guarantee = 0
-        self._ensure_collection()
-        self.sync(limit=None, wait_s=None)  # a new replica starts caught up
+        try:
+            self._ensure_collection()
+            self.sync(limit=None, wait_s=None)  # a new replica starts caught up
+        except BaseException:
+            self.close()
+            raise
+
+    def _call(self, method: Callable[..., Any], *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
+        """`method(*args, **kwargs)`, a pymilvus request, given `timeout_s` (default: the
+        index's deadline) and waited for no longer; raises `StoreUnavailable` past it or when
+        Milvus cannot be reached."""
+        deadline = self.timeout_s if timeout_s is None else timeout_s
+        with _reachable():
+            future = self._requests.submit(method, *args, timeout=deadline, **kwargs)
+            try:
+                return future.result(timeout=deadline)
+            except TimeoutError:
+                future.cancel()  # still queued behind abandoned requests: never sent
+                name = getattr(method, "__name__", "a request")
+                message = f"the vector index did not answer {name} within {deadline:g} s"
+                raise StoreUnavailable(message, Backend.VECTOR_INDEX) from None
 
     def _ensure_collection(self) -> None:
         with self.catalog.exclusive(f"milvus:{self.name}"):
-            if not self.client.has_collection(self.name):
+            if not self._call(self.client.has_collection, self.name):
                 self._create_collection()
                 # a new (or lost and recreated) collection holds nothing: replay the whole log
                 self.catalog.set_index_position(self._stamp_key, 0)
                 self.catalog.set_index_position(self.name, 0)
-        self.client.load_collection(self.name)
+        self._call(self.client.load_collection, self.name, timeout_s=LOAD_TIMEOUT_S)
+
+    def ping(self) -> None:
+        """Raise `StoreUnavailable` unless Milvus answers within `PROBE_TIMEOUT_S` with this
+        collection loaded (searchable): what a readiness probe asks."""
+        from pymilvus.client.types import LoadState
+
+        found = self._call(self.client.get_load_state, self.name, timeout_s=min(self.timeout_s, PROBE_TIMEOUT_S))
+        if found["state"] != LoadState.Loaded:
+            raise StoreUnavailable(f"collection {self.name} is {found['state']}", Backend.VECTOR_INDEX)
 
     def _create_collection(self) -> None:
         from pymilvus import DataType, MilvusClient
@@ -136,7 +183,14 @@ class MilvusIndex:
             params={"M": self.hnsw_m, "efConstruction": 200},
         )
         index.add_index(field_name="category", index_type="STL_SORT")
-        self.client.create_collection(self.name, schema=schema, index_params=index, consistency_level=self.consistency)
+        self._call(
+            self.client.create_collection,
+            self.name,
+            schema=schema,
+            index_params=index,
+            consistency_level=self.consistency,
+            timeout_s=LOAD_TIMEOUT_S,
+        )
         logger.info("created Milvus collection %s", self.name)
 
     def sync(self, limit: int | None = SEARCH_REPLAY, wait_s: float | None = SEARCH_LOCK_WAIT_S) -> int:
@@ -191,15 +245,15 @@ class MilvusIndex:
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """The `k` nearest pictures per query (at most `MAX_K`), padded with id -1."""
         k = max(1, min(k, MAX_K))
-        with _reachable():
-            found: list[list[dict[str, Any]]] = self.client.search(
-                self.name,
-                data=queries.astype(np.float32).tolist(),
-                limit=k,
-                filter="" if category is None else f"category == {int(category)}",
-                search_params={"metric_type": "IP", "params": {"ef": max(self.ef_search, k)}},
-                **self._consistency(),
-            )
+        found: list[list[dict[str, Any]]] = self._call(
+            self.client.search,
+            self.name,
+            data=queries.astype(np.float32).tolist(),
+            limit=k,
+            filter="" if category is None else f"category == {int(category)}",
+            search_params={"metric_type": "IP", "params": {"ef": max(self.ef_search, k)}},
+            **self._consistency(),
+        )
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         for row, hits in enumerate(found):
@@ -213,7 +267,7 @@ class MilvusIndex:
         the timestamp and the ORM that kept it is deprecated, so this calls the client's
         connection handler, as those methods do (pymilvus is pinned to the version checked)."""
         handler = self.client._get_connection()  # noqa: SLF001
-        return int(getattr(handler, operation)(self.name, argument).timestamp)
+        return int(self._call(getattr(handler, operation), self.name, argument).timestamp)
 
     def _consistency(self) -> dict[str, Any]:
         if self.consistency == "Session":  # at least as recent as the last replayed write
@@ -232,4 +286,6 @@ class MilvusIndex:
         """Nothing to persist here: Milvus persists, and the position lives in the catalog."""
 
     def close(self) -> None:
-        self.client.close()
+        self._requests.shutdown(wait=False, cancel_futures=True)  # abandoned requests end by themselves
+        if hasattr(self, "client"):
+            self.client.close()

@@ -26,7 +26,7 @@ from tongkuan.catalog.store import ProductStore
 from tongkuan.domain.categories import CATEGORIES
 from tongkuan.domain.products import NewImage, Product, is_web_url
 from tongkuan.errors import ImageError, ProductNotFound
-from tongkuan.images.decode import content_hash, decode_image
+from tongkuan.images.decode import DecodeBudget, content_hash, decode_image
 from tongkuan.images.fetch import Fetcher
 from tongkuan.images.store import ImageStore
 from tongkuan.ingest.readers import SourceRecord
@@ -96,6 +96,8 @@ class Ingester:
         batch_size: int = DEFAULT_BATCH_SIZE,
         workers: int = DEFAULT_WORKERS,
         file_root: Path | None = None,
+        decode_budget: DecodeBudget | None = None,
+        urls_only: bool = False,
     ) -> None:
         self.vision = vision
         self.catalog = catalog
@@ -105,6 +107,8 @@ class Ingester:
         self.batch_size = batch_size
         self.workers = workers
         self.file_root = file_root  # local images must lie inside it (None: anywhere, for the CLI)
+        self.decode_budget = decode_budget  # shared with the queries of a serving process
+        self.urls_only = urls_only  # records from outside (imports over HTTP) name no files at all
 
     def ingest(
         self,
@@ -166,7 +170,7 @@ class Ingester:
     def decode(self, fetched: Fetched) -> Loaded | Failure:
         """Decode a fetched record's pictures (the CPU half of loading)."""
         try:
-            pixels = [decode_image(d, self.max_pixels) for d in fetched.data]
+            pixels = [decode_image(d, self.max_pixels, budget=self.decode_budget) for d in fetched.data]
         except (ImageError, OSError) as exc:
             return Failure(fetched.record.origin, fetched.product.item_id, str(exc))
         return Loaded(fetched.record, fetched.product, fetched.named_category, fetched.data, pixels)
@@ -174,6 +178,8 @@ class Ingester:
     def _read(self, ref: str, base_dir: Path) -> bytes:
         if is_web_url(ref):
             return self.fetcher.fetch(ref)
+        if self.urls_only:
+            raise ImageError(f"image {ref!r} must be an http(s) URL")
         path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
         if self.file_root is not None and not path.resolve().is_relative_to(self.file_root.resolve()):
             raise ImageError(f"image {ref!r} must be an http(s) URL")

@@ -36,6 +36,7 @@ const TEXT = {
     errBadRequest: "搜索条件有误，请检查后再试",
     errMissing: "找不到要访问的内容，请刷新页面后再试",
     errUnavailable: "服务暂时不可用，请稍后再试",
+    errOverloaded: "现在使用的人太多了，请稍后再试",
     errServer: "服务器出错了，请稍后再试",
   },
   en: {
@@ -64,6 +65,7 @@ const TEXT = {
     errBadRequest: "The search could not be run as asked; check what you entered",
     errMissing: "Not found; reload the page and try again",
     errUnavailable: "The search is temporarily unavailable; try again in a moment",
+    errOverloaded: "The search is very busy right now; try again in a moment",
     errServer: "Something went wrong on the server; try again later",
   },
 };
@@ -82,7 +84,7 @@ const ERROR_TEXT = {
   body_too_large: "errTooLarge", fetch_failed: "errFetch", forbidden_address: "errForbidden",
   image_not_found: "errExpired", rate_limited: "errBusy", unauthorized: "errRefused",
   bad_parameter: "errBadRequest", not_found: "errMissing", method_not_allowed: "errMissing",
-  unavailable: "errUnavailable", server_error: "errServer",
+  unavailable: "errUnavailable", busy: "errOverloaded", server_error: "errServer",
 };
 const CODE_TEXT = {
   400: "errBadRequest", 401: "errRefused", 403: "errRefused", 404: "errMissing", 413: "errTooLarge",

@@ -6,13 +6,14 @@ writers commit one at a time, so change-log sequence numbers commit in order.
 
 `PostgresCatalog` implements every role of `Catalog`, one module each: `database` (schema,
 migrations, pool, transactions, locks), `writer`, `products`, `search_reads`,
-`keyword_search`, `changes` (what a vector index reads) and `learned`.
+`keyword_search`, `changes` (what a vector index reads), `learned` and `jobs` (import jobs).
 """
 
 from __future__ import annotations
 
 from tongkuan.catalog.postgres.changes import PostgresIndexSource
 from tongkuan.catalog.postgres.database import MIGRATIONS, SCHEMA, migrate
+from tongkuan.catalog.postgres.jobs import PostgresJobs
 from tongkuan.catalog.postgres.keyword_search import PostgresKeywordSearch
 from tongkuan.catalog.postgres.learned import PostgresLearned
 from tongkuan.catalog.postgres.models import PostgresModelVersions
@@ -31,5 +32,6 @@ class PostgresCatalog(
     PostgresIndexSource,
     PostgresLearned,
     PostgresModelVersions,
+    PostgresJobs,
 ):
     """Products and vectors in the PostgreSQL database at `url` (a libpq URL or DSN)."""

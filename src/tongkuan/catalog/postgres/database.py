@@ -1,7 +1,11 @@
 """The server catalog's database: its schema and numbered migrations, the connection pool,
 write transactions, read snapshots and cross-process locks.
 
-Every table lives in the schema `tongkuan`, apart from other applications' tables. Schema
+Every table lives in the schema `tongkuan`, apart from other applications' tables.
+Every call has a deadline (`timeout_s`): connecting, waiting for a pooled connection and each
+statement (`statement_timeout`); only migrations and the waits for a catalog-wide lock that
+are meant to wait (`exclusive` without `wait_s`) lift it. A pool that lost its connections
+tries again at least every `RECONNECT_MAX_S`, however long the outage was. Schema
 changes are numbered migrations applied once, in order, under a lock, and recorded in
 `tongkuan.schema_migrations`; after them, under the same lock, the keyword vectors are
 derived again from the titles when the terms they hold changed (`keywords.VERSION`, kept
@@ -13,13 +17,16 @@ out in commit order. Every store module (`products`, `writer`, ...) builds on
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 from tongkuan.catalog import common, keywords
 from tongkuan.errors import InvalidValue, StoreUnavailable
@@ -86,19 +93,98 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (model, vector_id)
     );
     """,
+    # 4: import jobs, so any replica reports them and one takes over a job whose runner died
+    """
+    CREATE TABLE import_jobs (
+        job_id TEXT PRIMARY KEY,
+        created DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL,
+        open BOOLEAN NOT NULL,
+        lease_owner TEXT,
+        lease_until DOUBLE PRECISION,
+        body BYTEA NOT NULL
+    );
+    CREATE INDEX import_jobs_open ON import_jobs (created) WHERE open;
+    """,
 ]
 
 SCHEMA = "tongkuan"  # every table lives here, apart from other applications' tables
-_CONNECTION: dict[str, Any] = {"autocommit": True, "options": f"-c search_path={SCHEMA}", "connect_timeout": 10}
+DEFAULT_TIMEOUT_S = 5.0
+RECONNECT_MAX_S = 1.0  # the longest pause between a pool's attempts to connect again
+PROBE_TIMEOUT_S = 0.5  # a readiness probe's wait (Kubernetes' default probe timeout is 1 s)
 _MIGRATION_LOCK = 0x746B6D67  # "tkmg": one process migrates at a time
 _WRITE_LOCK = 0x746B7772  # "tkwr": writers commit one at a time, so change seqs commit in order
+
+
+def connection_options(timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+    """libpq settings of every connection: the schema, and deadlines of `timeout_s` on
+    connecting (libpq counts whole seconds, at least 2), on each statement and on data the
+    server does not acknowledge (a peer that vanished without closing the connection)."""
+    milliseconds = max(1, round(timeout_s * 1000))
+    return {
+        "autocommit": True,
+        "options": f"-c search_path={SCHEMA} -c statement_timeout={milliseconds}",
+        "connect_timeout": max(2, math.ceil(timeout_s)),
+        "tcp_user_timeout": milliseconds,
+    }
+
+
+class _Attempts(AttemptWithBackoff):
+    """psycopg_pool's reconnection backoff (1 s, doubling for up to 5 minutes) with a short
+    first pause and a ceiling, so the pool is whole again about a second after the server
+    answers, whether the outage lasted seconds or hours."""
+
+    INITIAL_DELAY = 0.1
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_S)
+
+
+class CatalogPool(ConnectionPool[psycopg.Connection[Any]]):
+    """A psycopg_pool pool that reconnects at least every `RECONNECT_MAX_S` and, handing out a
+    connection, drops a broken one and tries the next at once: the pool's own loop pauses 1,
+    2, 4... s after each, so idle connections the server dropped during an outage delayed the
+    first requests after it by many seconds. Overrides two private methods of the pinned
+    psycopg_pool (3.3)."""
+
+    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        super()._add_connection(attempt or _Attempts(timeout=self.reconnect_timeout), growing)
+
+    def _getconn_with_check_loop(self, deadline: float) -> psycopg.Connection[Any]:
+        pause = 0.0
+        while True:
+            conn = self._getconn_unchecked(deadline - time.monotonic())
+            try:
+                self._check_connection(conn)
+            except BaseException as exc:
+                self._putconn(conn, from_getconn=True)  # a broken one is closed and replaced
+                if not isinstance(exc, Exception):  # cancellation: give up at once
+                    raise
+            else:
+                return conn
+            pause = min(2 * pause or 0.01, RECONNECT_MAX_S)
+            if time.monotonic() + pause >= deadline:
+                raise PoolTimeout()
+            time.sleep(pause)
+
+
+@contextmanager
+def no_statement_timeout(db: psycopg.Connection[Any]) -> Iterator[None]:
+    """Lift the statement deadline on `db` for a block that is meant to take long (migrations)
+    or to wait (for a catalog-wide lock another process holds)."""
+    db.execute("SET statement_timeout = 0")
+    try:
+        yield
+    finally:
+        db.execute("RESET statement_timeout")  # back to the connection's own deadline
 
 
 def migrate(pool: ConnectionPool[Any]) -> int:
     """Apply the migrations this database lacks, in order, each in its own transaction, then
     bring the keyword vectors up to `keywords.VERSION`; return how many migrations ran."""
     applied = 0
-    with pool.connection() as db:
+    with pool.connection() as db, no_statement_timeout(db):
         db.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         try:
             db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
@@ -169,27 +255,30 @@ def values_checked() -> Iterator[None]:
     except psycopg.DataError as exc:  # NumericValueOutOfRange, UntranslatableCharacter and kin
         raise InvalidValue(f"the catalog cannot store this value: {exc}") from exc
     except (psycopg.OperationalError, PoolTimeout) as exc:
-        raise StoreUnavailable(f"the catalog database cannot be reached ({type(exc).__name__})") from exc
+        raise StoreUnavailable(f"the catalog database cannot be reached: {exc}") from exc
 
 
 class PostgresDatabase:
     """The catalog in the PostgreSQL database at `url` (a libpq URL or DSN), for vectors of
     `model` (`dim` components each), through a pool of at most `pool_size` connections."""
 
-    def __init__(self, url: str, model: str, dim: int, pool_size: int = 8) -> None:
+    def __init__(
+        self, url: str, model: str, dim: int, pool_size: int = 8, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
         self.url = url
         self.model = model
         self.dim = dim
+        self.timeout_s = timeout_s
         self._local = threading.local()
-        self._pool = ConnectionPool(
+        self._pool = CatalogPool(
             url,
             min_size=1,
             max_size=pool_size,
-            kwargs=_CONNECTION,
+            kwargs=connection_options(timeout_s),
             open=True,
             name="tongkuan-catalog",
             check=ConnectionPool.check_connection,  # a connection the server dropped is replaced, not used
-            timeout=5.0,  # a request waits this long for a connection before answering 503
+            timeout=timeout_s,  # a request waits this long for a connection before answering 503
         )
         try:
             migrate(self._pool)
@@ -200,15 +289,15 @@ class PostgresDatabase:
             raise
 
     @staticmethod
-    def stored_model(url: str) -> str | None:
+    def stored_model(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str | None:
         """The model name a database's catalog searches with, or None for a new one."""
-        stored = PostgresDatabase.stored_spec(url)
+        stored = PostgresDatabase.stored_spec(url, timeout_s)
         return None if stored is None else stored[0]
 
     @staticmethod
-    def stored_spec(url: str) -> tuple[str, int] | None:
+    def stored_spec(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[str, int] | None:
         """The model name and vector dimension a database's catalog searches with, or None."""
-        with psycopg.connect(url, **_CONNECTION) as db:
+        with psycopg.connect(url, **connection_options(timeout_s)) as db:
             if db.execute(f"SELECT to_regclass('{SCHEMA}.meta')").fetchone() == (None,):
                 return None
             row = db.execute("SELECT value FROM meta WHERE key = 'model'").fetchone()
@@ -279,7 +368,8 @@ class PostgresDatabase:
         with values_checked(), self._pool.connection() as db:
 
             def lock() -> None:
-                db.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+                with no_statement_timeout(db):  # waiting is the point: another process holds it
+                    db.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
 
             def try_lock() -> bool:
                 return bool(db.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()[0])  # type: ignore[index]
@@ -289,6 +379,12 @@ class PostgresDatabase:
 
             with common.held(lock, try_lock, unlock, wait_s) as locked:
                 yield locked
+
+    def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the database hands a working connection within
+        `PROBE_TIMEOUT_S`: what a readiness probe asks."""
+        with values_checked(), self._pool.connection(timeout=min(self.timeout_s, PROBE_TIMEOUT_S)) as db:
+            db.execute("SELECT 1").fetchall()
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -7,13 +7,14 @@ mode lets readers run beside the one writer; `snapshot()` pins a consistent read
 
 `SqliteCatalog` implements every role of `catalog.store.Catalog`, one module each:
 `database` (the file, connections, transactions, locks, schema), `writer`, `products`,
-`search_reads`, `keyword_search`, `changes` (what a vector index reads) and `learned`.
+`search_reads`, `keyword_search`, `changes` (what a vector index reads), `learned` and `jobs` (import jobs).
 """
 
 from __future__ import annotations
 
 from tongkuan.catalog.sqlite.changes import SqliteIndexSource
 from tongkuan.catalog.sqlite.database import KEYWORDS_VERSION, SCHEMA
+from tongkuan.catalog.sqlite.jobs import SqliteJobs
 from tongkuan.catalog.sqlite.keyword_search import SqliteKeywordSearch
 from tongkuan.catalog.sqlite.learned import SqliteLearned
 from tongkuan.catalog.sqlite.models import SqliteModelVersions
@@ -32,5 +33,6 @@ class SqliteCatalog(
     SqliteIndexSource,
     SqliteLearned,
     SqliteModelVersions,
+    SqliteJobs,
 ):
     """Products and vectors in the file `path`. Safe to share between threads and processes."""

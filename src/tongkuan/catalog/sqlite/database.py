@@ -64,6 +64,15 @@ CREATE TABLE IF NOT EXISTS staged_vectors (
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS item_words USING fts5(title, shop, tokenize = 'unicode61');
 CREATE VIRTUAL TABLE IF NOT EXISTS item_chars USING fts5(title, shop, tokenize = 'unicode61');
+CREATE TABLE IF NOT EXISTS import_jobs (
+    job_id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    status TEXT NOT NULL,
+    open INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_until REAL,
+    body BLOB NOT NULL
+);
 """
 # item_words holds keywords.document() of each item's title and shop, and item_chars their
 # keywords.character_document(), both with rowid = items.rowid (words_row() gives all four).
@@ -226,6 +235,10 @@ class SqliteDatabase:
 
             with common.held(lock, try_lock, lambda: fcntl.flock(handle, fcntl.LOCK_UN), wait_s) as locked:
                 yield locked
+
+    def ping(self) -> None:
+        """A file on this machine: it answers when it can be read."""
+        self._db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
 
     def close(self) -> None:
         """Close this thread's connection (another call opens a new one)."""
