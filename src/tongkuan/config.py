@@ -151,19 +151,23 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(DEFAULT_FETCH_MAX_BYTES, gt=0, description="Largest picUrl body accepted.")
     fetch_max_redirects: int = Field(3, ge=0, description="Redirects followed for one picUrl.")
     fetch_concurrency: int = Field(
-        8,
+        16,
         ge=1,
         description="Query picture downloads (picUrl, the page's url) running at once; past it a request "
-        "answers 503 at once, so slow picture hosts never hold the threads searches need.",
+        "waits up to a second for a slot, then answers 503, so slow picture hosts never hold the threads "
+        "searches need.",
     )
     fetch_per_client: int = Field(
-        2, ge=1, description="Query picture downloads one client address may have running at once (past it: 429)."
+        2,
+        ge=1,
+        description="Picture downloads one client address may have running at once through the search page, "
+        "which needs no credentials (past it: 429).",
     )
     fetch_per_host: int = Field(
         4,
         ge=1,
-        description="Query picture downloads from one picture host at once, whoever asks (past it: 503), so "
-        "one slow host cannot take every download slot.",
+        description="Picture downloads from one picture host at once through the search page, whoever asks "
+        "(past it: 503), so one slow host cannot take every download slot.",
     )
     decode_memory_mb: int = Field(
         512,

@@ -137,39 +137,39 @@ class AuthThrottle:
 
 
 class FetchSlots:
-    """How many query picture downloads run at once: at most `total`, `per_client` for one
-    client address and `per_host` from one picture host.
+    """How many query picture downloads run at once: at most `total`, and for anonymous
+    callers `per_client` for one client address and `per_host` from one picture host.
 
     A download may take its whole deadline on a slow host, on a worker thread searches
-    need too. Past a cap a request is refused at once (429 for the client over its share,
-    503 when the host or the service has no slot left) rather than queued: a queue would
-    hold threads too. The host cap keeps one slow host, however many clients name it, from
-    taking the slots of pictures elsewhere. Thread-safe.
+    need too. Past a client's or a host's share a request is refused at once (429 for the
+    client, 503 for the host); when every slot is taken it waits up to `wait` seconds for
+    one (a burst of ordinary searches fetches at once; a download from a responsive host
+    takes milliseconds), then is refused (503): a longer queue would hold threads too. The
+    host cap keeps one slow host, however many clients name it, from taking the slots of
+    pictures elsewhere. Thread-safe.
     """
 
-    def __init__(self, total: int, per_client: int, per_host: int | None = None) -> None:
+    def __init__(self, total: int, per_client: int, per_host: int | None = None, wait: float = 1.0) -> None:
         self.total = total
         self.per_client = per_client
         self.per_host = per_host or total
+        self.wait = wait
         self.refused = 0
         self._clients: dict[str, int] = {}
         self._hosts: dict[str, int] = {}
         self._running = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
 
     @contextmanager
-    def slot(self, client: str, host: str = "") -> Iterator[None]:
-        """Hold one download slot for `client` fetching from `host` while the block runs."""
+    def slot(self, client: str | None = None, host: str | None = None) -> Iterator[None]:
+        """Hold one download slot for `client` fetching from `host` while the block runs
+        (None: not counted against a client's or a host's share)."""
         with self._lock:
-            if self._clients.get(client, 0) >= self.per_client:
-                self.refused += 1
-                raise RateLimited(f"at most {self.per_client} picture downloads at once from one address")
-            if self._hosts.get(host, 0) >= self.per_host:
-                self.refused += 1
-                raise ServiceBusy(f"at most {self.per_host} downloads at once from one picture host; try again shortly")
-            if self._running >= self.total:
+            self._check_shares(client, host)
+            if not self._lock.wait_for(lambda: self._running < self.total, timeout=self.wait):
                 self.refused += 1
                 raise ServiceBusy(f"all {self.total} picture download slots are taken; try again shortly")
+            self._check_shares(client, host)  # others may have taken them while this one waited
             _count(self._clients, client, 1)
             _count(self._hosts, host, 1)
             self._running += 1
@@ -180,6 +180,15 @@ class FetchSlots:
                 _count(self._clients, client, -1)
                 _count(self._hosts, host, -1)
                 self._running -= 1
+                self._lock.notify()
+
+    def _check_shares(self, client: str | None, host: str | None) -> None:
+        if client is not None and self._clients.get(client, 0) >= self.per_client:
+            self.refused += 1
+            raise RateLimited(f"at most {self.per_client} picture downloads at once from one address")
+        if host is not None and self._hosts.get(host, 0) >= self.per_host:
+            self.refused += 1
+            raise ServiceBusy(f"at most {self.per_host} downloads at once from one picture host; try again shortly")
 
     def running(self) -> int:
         """Downloads running now (for tests and the metrics)."""
@@ -187,8 +196,10 @@ class FetchSlots:
             return self._running
 
 
-def _count(counts: dict[str, int], key: str, step: int) -> None:
-    """Add `step` to `counts[key]`, forgetting keys that reach 0 (the dicts stay small)."""
+def _count(counts: dict[str, int], key: str | None, step: int) -> None:
+    """Add `step` to `counts[key]` (None: not counted), forgetting keys that reach 0."""
+    if key is None:
+        return
     value = counts.get(key, 0) + step
     if value:
         counts[key] = value

@@ -72,14 +72,20 @@ def throttled(request: Request) -> Iterator[None]:
         raise
 
 
-def fetch_query_picture(request: Request, engine: Engine, url: str) -> bytes:
-    """A query picture from the web, within this client's and the service's download slots."""
+def fetch_query_picture(request: Request, engine: Engine, url: str, anonymous: bool = False) -> bytes:
+    """A query picture from the web, within the service's download slots; for an `anonymous`
+    caller (the search page's, with no credentials) also within its address's and the
+    picture host's. Callers with credentials are accountable and rate-limited per appKey;
+    their pictures mostly come from one CDN, which a per-host cap would throttle."""
     slots: FetchSlots = request.app.state.fetch_slots
-    try:
-        host = (urlsplit(url).hostname or "").lower()
-    except ValueError:
-        host = ""  # the fetch itself says what is wrong with the URL
-    with slots.slot(client_address(request), host):
+    client = host = None
+    if anonymous:
+        client = client_address(request)
+        try:
+            host = (urlsplit(url).hostname or "").lower()
+        except ValueError:
+            host = ""  # the fetch itself says what is wrong with the URL
+    with slots.slot(client, host):
         return engine.fetch(url)
 
 

@@ -103,7 +103,8 @@ async def upload(request: Request, engine: EngineDep) -> dict[str, Any]:
                     f"image is over {limit // 1024 // 1024} MB (图片不能超过 {limit // 1024 // 1024} MB)"
                 )
         elif isinstance(url, str) and url.strip():
-            data = await run_in_threadpool(fetch_query_picture, request, engine, rules.http_url(url.strip(), "url"))
+            picture_url = rules.http_url(url.strip(), "url")
+            data = await run_in_threadpool(fetch_query_picture, request, engine, picture_url, True)
         else:
             raise ParameterError("image (a file) or url is required (image 与 url 不能同时为空)")
     return ok(await run_in_threadpool(store_upload, request, engine, data))
