@@ -314,6 +314,38 @@ def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool
     )
 
 
+@main.command()
+@DATA_DIR
+@click.option(
+    "--pictures",
+    default=256,
+    show_default=True,
+    help="Catalog pictures to calibrate the 8-bit model's activation ranges on.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the calibration pictures' draw.")
+def quantize(data_dir: Path, pictures: int, seed: int) -> None:
+    """Switch the catalog to an 8-bit copy of its model (shipped or tuned), calibrated on the
+    catalog's own pictures: a forward pass in about a third of the time on CPUs with AVX-512
+    VNNI. Stored in the catalog, the catalog embedded again and switched in one step, like
+    `tongkuan tune`; `tongkuan tune --undo` switches back to the float model."""
+    settings = _settings(data_dir)
+    from tongkuan.engine.quantizing import quantize_catalog
+
+    try:
+        report = quantize_catalog(settings, pictures, seed)
+    except TongkuanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"quantized {report.quantized_from} to 8 bits, calibrated on {report.calibration_pictures} catalog pictures;"
+        f" one forward pass {report.float_forward_ms:.1f} ms -> {report.int8_forward_ms:.1f} ms"
+    )
+    click.echo(
+        f"switched to {report.model}: {report.index_pictures} pictures embedded in {report.embed_seconds:.0f} s"
+        + (", whitening learned in its space" if report.whitened else "")
+        + "; a running service follows within seconds"
+    )
+
+
 @main.command("clean-images")
 @DATA_DIR
 @click.option("--days", default=7.0, show_default=True, help="Keep pictures changed within this many days.")

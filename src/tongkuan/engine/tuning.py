@@ -186,6 +186,17 @@ def switch_to(settings: Settings, catalog: Catalog, model: str, spec: ModelSpec,
     return time.perf_counter() - started
 
 
+def keep_model(settings: Settings, catalog: Catalog, candidate: Path) -> tuple[str, ModelSpec]:
+    """Store the model in the `candidate` folder in the catalog and move it into this data
+    directory's model cache under its name; returns the name and the model."""
+    name = store_model(catalog, candidate)
+    folder = Path(settings.data_dir) / "models" / name
+    if not (folder / "model.json").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.move(str(candidate), folder)
+    return name, ModelSpec.from_json(folder / "model.json")
+
+
 def after_switch(settings: Settings, model: str) -> tuple[bool, int]:
     """Learn the whitening in the new model's space (where the catalog has enough products
     with several pictures) and build the vector index, so a restart is quick."""
@@ -271,12 +282,7 @@ def tune_catalog(settings: Settings, options: TuneOptions = TuneOptions(), progr
         described = json.loads((candidate / "model.json").read_text())
         described.pop("name", None)  # named by the folder it is unpacked into: its digest
         (candidate / "model.json").write_text(json.dumps(described, indent=2))
-        name = store_model(catalog, candidate)
-        folder = Path(settings.data_dir) / "models" / name
-        if not (folder / "model.json").exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            shutil.move(str(candidate), folder)
-        new_spec = ModelSpec.from_json(folder / "model.json")
+        name, new_spec = keep_model(settings, catalog, candidate)
         embed_seconds = switch_to(settings, catalog, name, new_spec, source)
     finally:
         catalog.close()
