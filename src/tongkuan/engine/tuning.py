@@ -42,7 +42,7 @@ from tongkuan.errors import CannotLearn, ConfigError, ImageError, TongkuanError
 from tongkuan.images.decode import content_hash, decode_image
 from tongkuan.images.fetch import Fetcher
 from tongkuan.images.store import ImageStore
-from tongkuan.vision.encoder import ModelSpec
+from tongkuan.vision.encoder import ModelSpec, background_inference
 from tongkuan.vision.pipeline import Vision
 
 if TYPE_CHECKING:
@@ -157,7 +157,8 @@ def stage_all(
         for start in range(0, len(batch), _EMBED_BATCH):
             chunk = batch[start : start + _EMBED_BATCH]
             images = [_pixels(source, picture) for picture in chunk]
-            described = vision.describe(images, crop=True)  # as ingestion embeds
+            with background_inference():  # a service in the same process searches first
+                described = vision.describe(images, crop=True)  # as ingestion embeds
             catalog.stage(
                 model, vision.dim, [(p.vector_id, d.embedding) for p, d in zip(chunk, described, strict=True)]
             )

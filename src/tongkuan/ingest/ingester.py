@@ -31,6 +31,7 @@ from tongkuan.images.fetch import Fetcher
 from tongkuan.images.store import ImageStore
 from tongkuan.ingest.readers import SourceRecord
 from tongkuan.ingest.records import RecordError, is_text, to_product
+from tongkuan.vision.encoder import background_inference
 from tongkuan.vision.pipeline import Vision
 
 logger = logging.getLogger(__name__)
@@ -205,8 +206,9 @@ class Ingester:
                 changed.append((item, hashes, bool(stored)))
         pixels = [p for item, _, _ in changed for p in item.pixels]
         described = []
-        for chunk in _batches(pixels, self.batch_size):
-            described += self.vision.describe(chunk, crop=True)
+        with background_inference():  # searches in the same process go first
+            for chunk in _batches(pixels, self.batch_size):
+                described += self.vision.describe(chunk, crop=True)
         report.images_embedded += len(described)
         position = 0
         for item, hashes, existed in changed:

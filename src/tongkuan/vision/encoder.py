@@ -12,6 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,29 @@ from tongkuan.errors import ModelLoadError, ModelNotFound
 logger = logging.getLogger(__name__)
 
 SUPPORTED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+# Pictures per inference for background work (ingestion, re-embedding): a search waits for
+# at most one such run, not a whole batch (a 16-picture Lite2 batch holds the cores ~0.2 s).
+BACKGROUND_CHUNK = 4
+# After a search's inference, background work leaves the cores free this long: a search runs
+# two or three inferences with a few milliseconds of its own work between them.
+FOLLOW_UP_S = 0.03
+# Background work waits for searches at most this long per inference, so it still advances
+# (a few pictures a second) under a load that always has a search waiting.
+BACKGROUND_MAX_WAIT_S = 0.5
+
+# Whether the inferences of this thread (or task) are background work that searches go before.
+_background: ContextVar[bool] = ContextVar("background_inference", default=False)
+
+
+@contextmanager
+def background_inference() -> Iterator[None]:
+    """Mark the inferences run inside the block as background work: they take the cores only
+    when no search waits for them, a few pictures at a time."""
+    token = _background.set(True)
+    try:
+        yield
+    finally:
+        _background.reset(token)
 
 
 @dataclass(frozen=True)
@@ -105,9 +132,13 @@ class OnnxEncoder:
         self._lock = threading.Lock()
         # Runs at once: more than the cores can serve only multiplies ORT's working memory
         # (32 concurrent requests grew RSS 13 % in five minutes) without adding throughput.
-        self._slots = threading.BoundedSemaphore(slots)
-        self._waiting = 0
-        self._waiting_lock = threading.Lock()
+        self._slots = slots
+        self._running = 0
+        self._waiting = 0  # searches and background work alike
+        self._urgent_waiting = 0  # searches only: background work lets them go first
+        self._urgent_done_at = 0.0  # when a search's inference last ended (time.monotonic)
+        self._overdue = 0  # background inferences that waited their longest: they go next
+        self._turn = threading.Condition()
 
     @property
     def waiting(self) -> int:
@@ -154,12 +185,17 @@ class OnnxEncoder:
             wanted.append(self.spec.feature_map_output)
         if self.spec.logits_output:
             wanted.append(self.spec.logits_output)
-        batch = preprocess(images, self.spec)
-        self._take_slot()
-        try:
-            results = self._session.run(wanted, {self.spec.input_name: batch})
-        finally:
-            self._slots.release()
+        background = _background.get()
+        size = BACKGROUND_CHUNK if background else max(1, len(images))
+        parts: list[list[Any]] = []
+        for start in range(0, len(images), size):
+            batch = preprocess(images[start : start + size], self.spec)
+            self._take_slot(background)
+            try:
+                parts.append(self._session.run(wanted, {self.spec.input_name: batch}))
+            finally:
+                self._give_slot(background)
+        results = [np.concatenate([part[i] for part in parts]) for i in range(len(wanted))]
         by_name = dict(zip(wanted, results, strict=True))
         emb = np.asarray(by_name[self.spec.embedding_output], dtype=np.float32)
         emb = emb.reshape(len(images), -1)
@@ -169,14 +205,45 @@ class OnnxEncoder:
             logits=by_name.get(self.spec.logits_output or ""),
         )
 
-    def _take_slot(self) -> None:
-        """Acquire an inference slot, counted among the waiting while none is free."""
-        if self._slots.acquire(blocking=False):
-            return  # the common case pays no extra lock
-        with self._waiting_lock:
+    def _take_slot(self, background: bool) -> None:
+        """Wait for an inference slot. Background work also waits while a search waits, and
+        for `FOLLOW_UP_S` after a search's inference, but for `BACKGROUND_MAX_WAIT_S` at most:
+        then it is overdue and goes before searches."""
+        with self._turn:
             self._waiting += 1
-        try:
-            self._slots.acquire()
-        finally:
-            with self._waiting_lock:
+            self._urgent_waiting += not background
+            overdue_at = time.monotonic() + BACKGROUND_MAX_WAIT_S
+            overdue = False
+            try:
+                while True:
+                    now = time.monotonic()
+                    if background and not overdue and now >= overdue_at:
+                        overdue = True
+                        self._overdue += 1
+                    wait: float | None = None  # until a slot is given back
+                    if self._running < self._slots:
+                        if not background:
+                            if not self._overdue:
+                                break
+                        elif overdue:
+                            break
+                        else:
+                            pause = self._urgent_done_at + FOLLOW_UP_S - now  # a search's next inference
+                            if not self._urgent_waiting and pause <= 0:
+                                break
+                            wait = overdue_at - now if self._urgent_waiting else min(pause, overdue_at - now)
+                    elif background and not overdue:
+                        wait = overdue_at - now
+                    self._turn.wait(wait)
+            finally:
                 self._waiting -= 1
+                self._urgent_waiting -= not background
+                self._overdue -= overdue
+            self._running += 1
+
+    def _give_slot(self, background: bool) -> None:
+        with self._turn:
+            self._running -= 1
+            if not background:
+                self._urgent_done_at = time.monotonic()
+            self._turn.notify_all()
