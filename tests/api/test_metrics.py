@@ -165,10 +165,10 @@ def test_a_request_over_its_rate_limit_is_counted(engine: Engine) -> None:
 
 
 def test_inferences_waiting_for_a_slot_are_counted(engine: Engine, query_url: str) -> None:
-    slots = engine.vision.encoder._slots  # hold the only slot, as a long inference would
+    encoder = engine.vision.encoder  # hold the only slot, as a long inference would
     with running(engine, metrics=True) as service:
         assert sample(scrape(service), "tongkuan_inference_waiting") == 0
-        slots.acquire()
+        encoder._take_slot(background=False)
         try:
             search = threading.Thread(target=image_search, args=(service, query_url))
             search.start()
@@ -177,7 +177,7 @@ def test_inferences_waiting_for_a_slot_are_counted(engine: Engine, query_url: st
                 assert time.monotonic() < deadline, "the search never waited for the slot"
                 time.sleep(0.05)
         finally:
-            slots.release()
+            encoder._give_slot(background=False)
         search.join(timeout=60)
         assert sample(scrape(service), "tongkuan_inference_waiting") == 0
 
