@@ -299,10 +299,17 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet-lite2")
     parser.add_argument("--model-cache", type=Path, default=Path(tempfile.gettempdir()) / "tongkuan-bench")
     parser.add_argument("--limit", type=int, default=None, help="Queries per benchmark (a smoke run).")
+    parser.add_argument(
+        "--pool-above",
+        type=float,
+        default=None,
+        help="Embed a subject covering at least this share of the picture by pooling the whole picture's "
+        "feature map in its box (one inference); 0: every subject. Default: crop and run again.",
+    )
     args = parser.parse_args()
-    vision = Vision(OnnxEncoder(resolve_model(args.model, args.model_cache)))
+    vision = Vision(OnnxEncoder(resolve_model(args.model, args.model_cache)), pool_above=args.pool_above)
     started = time.perf_counter()
-    summary: dict[str, object] = {"model": args.model}
+    summary: dict[str, object] = {"model": args.model, "pool_above": args.pool_above}
     benches: list[tuple[str, Callable[[Vision, Path, int | None], dict[str, object]]]] = [
         ("same_product", same_product),
         ("small_pictures", lambda v, root, limit: small_pictures(v, root, limit, args.model_cache)),

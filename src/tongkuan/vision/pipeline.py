@@ -47,10 +47,13 @@ class Description:
 class Vision:
     """Detect, classify and embed with one encoder; batch-friendly for ingestion."""
 
-    def __init__(self, encoder: OnnxEncoder) -> None:
+    def __init__(self, encoder: OnnxEncoder, pool_above: float | None = None) -> None:
         self.encoder = encoder
         self.spec = encoder.spec
         self._projection = label_projection(encoder.spec.labels)
+        # embed a subject covering at least this share of the picture by pooling the whole
+        # picture's feature map inside its box (no second inference); None: always crop
+        self.pool_above = pool_above
 
     @property
     def dim(self) -> int:
@@ -105,6 +108,12 @@ class Vision:
             for i, (img, box) in enumerate(zip(images, chosen, strict=True))
             if box.area < WHOLE_IMAGE_COVERAGE * img.size[0] * img.size[1]
         ]
+        if self.pool_above is not None and whole.feature_maps is not None:
+            pooled = [i for i in to_crop if chosen[i].area >= self.pool_above * images[i].size[0] * images[i].size[1]]
+            for i in pooled:
+                width, height = images[i].size
+                embeddings[i] = pool_region(whole.feature_maps[i], chosen[i], width, height)
+            to_crop = [i for i in to_crop if i not in pooled]
         if to_crop:
             crops = [images[i].crop((chosen[i].x1, chosen[i].y1, chosen[i].x2, chosen[i].y2)) for i in to_crop]
             out = self.encoder.run(crops)
@@ -173,3 +182,23 @@ class Vision:
 def _corners(box: Box) -> tuple[int, int, int, int]:
     """PIL's crop box (left, upper, right, lower) of a region."""
     return (box.x1, box.y1, box.x2, box.y2)
+
+
+def pool_region(feature_map: NDArray[np.float32], box: Box, width: int, height: int) -> NDArray[np.float32]:
+    """The L2-normalised mean of a (C, h, w) feature map over `box` (in an image of `width` x
+    `height`), each cell weighted by how much of it the box covers: the embedding of the
+    region as the model's own average pooling would give it, without another inference."""
+    _, rows, cols = feature_map.shape
+    across = _coverage(box.x1, box.x2, width, cols)
+    down = _coverage(box.y1, box.y2, height, rows)
+    weights = np.outer(down, across)
+    pooled = np.tensordot(feature_map, weights, axes=([1, 2], [0, 1])) / max(float(weights.sum()), 1e-12)
+    norm = float(np.linalg.norm(pooled))
+    return (pooled / max(norm, 1e-12)).astype(np.float32)
+
+
+def _coverage(start: int, stop: int, size: int, cells: int) -> NDArray[np.float64]:
+    """How much of each of `cells` equal cells over [0, size) the span [start, stop) covers."""
+    edges = np.linspace(0.0, float(size), cells + 1)
+    covered: NDArray[np.float64] = np.clip(np.minimum(edges[1:], stop) - np.maximum(edges[:-1], start), 0.0, None)
+    return covered / (size / cells)
