@@ -110,7 +110,8 @@ def preprocess(images: list[Image.Image], spec: ModelSpec) -> NDArray[np.float32
     mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
     for i, image in enumerate(images):
-        resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert copies even an RGB image
+        resized = rgb.resize((size, size), Image.Resampling.BILINEAR)
         chw = np.asarray(resized, dtype=np.float32).transpose(2, 0, 1)
         batch[i] = (chw - mean) / std
     return batch
@@ -195,7 +196,10 @@ class OnnxEncoder:
                 parts.append(self._session.run(wanted, {self.spec.input_name: batch}))
             finally:
                 self._give_slot(background)
-        results = [np.concatenate([part[i] for part in parts]) for i in range(len(wanted))]
+        if len(parts) == 1:
+            results = parts[0]
+        else:
+            results = [np.concatenate([part[i] for part in parts]) for i in range(len(wanted))]
         by_name = dict(zip(wanted, results, strict=True))
         emb = np.asarray(by_name[self.spec.embedding_output], dtype=np.float32)
         emb = emb.reshape(len(images), -1)
