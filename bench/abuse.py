@@ -39,14 +39,13 @@ from functools import partial
 from pathlib import Path
 
 import httpx
-import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from perf import APP, Server, free_port, iconic_catalog  # noqa: E402
+from perf import APP, Server, free_port, iconic_catalog, latency_summary  # noqa: E402
 from tests.utils.fileserver import FileServer  # noqa: E402
 
 SLOW_PATHS = ["late?seconds=30", "slow-headers", "slow-redirect?seconds=2.5&hops=4"]
@@ -61,23 +60,6 @@ def bomb(fmt: str) -> bytes:
     picture = Image.new("RGB", (BOMB_SIDE, BOMB_SIDE), (250, 250, 250))
     picture.save(out, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
     return out.getvalue()
-
-
-def peak_rss_mb(server: Server) -> float:
-    assert server.process is not None
-    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
-def summary(latencies: list[float]) -> dict[str, float]:
-    values = np.asarray(latencies) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(values, 50)), 1),
-        "p95_ms": round(float(np.percentile(values, 95)), 1),
-        "max_ms": round(float(values.max()), 1),
-    }
 
 
 class Shopper:
@@ -118,7 +100,7 @@ class Shopper:
             self.failures[f"{name} {answer.status_code}"] += 1
 
     def report(self) -> dict[str, object]:
-        out: dict[str, object] = {name: summary(values) for name, values in self.latencies.items() if values}
+        out: dict[str, object] = {name: latency_summary(values) for name, values in self.latencies.items() if values}
         out["failures"] = dict(self.failures)
         return out
 
@@ -208,7 +190,7 @@ def run(
         for _ in range(args.baseline_rounds):
             shopper.once()
         baseline = shopper.report()
-        rss_before = peak_rss_mb(server)
+        rss_before = server.peak_rss_mb()
 
         answers: dict[str, Counter[str]] = {"slow_hosts": Counter(), "bombs": Counter()}
         threads: list[tuple[str, Callable[[httpx.Client], httpx.Response], Counter[str]]] = []
@@ -232,7 +214,7 @@ def run(
             shopper.once()
         under_attack = shopper.report()
         stop.set()
-        rss_after = peak_rss_mb(server)
+        rss_after = server.peak_rss_mb()
     finally:
         stop.set()
         shopper.http.close()

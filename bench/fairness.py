@@ -23,11 +23,11 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
+from perf import latency_summary  # noqa: E402
 from tests.utils.data import read_rows  # noqa: E402
 
 from tongkuan.config import Settings  # noqa: E402
@@ -49,13 +49,7 @@ def latencies(engine: Engine, photos: list[bytes], stop: threading.Event | None 
 
 
 def summary(times: list[float]) -> dict[str, float]:
-    ms = np.asarray(times) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 1),
-        "p95_ms": round(float(np.percentile(ms, 95)), 1),
-        "max_ms": round(float(ms.max()), 1),
-        "queries": len(times),
-    }
+    return {**latency_summary(times), "queries": len(times)}
 
 
 def during_import(engine: Engine, photos: list[bytes], records: list[SourceRecord]) -> dict[str, object]:

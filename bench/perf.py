@@ -73,6 +73,16 @@ def percentiles(values_s: list[float]) -> dict[str, float]:
     return {f"p{p}_ms": round(float(np.percentile(ms, p)), 2) for p in (50, 95, 99)}
 
 
+def latency_summary(values_s: list[float]) -> dict[str, float]:
+    """p50, p95 and the slowest, in milliseconds: what a user waiting on one request sees."""
+    ms = np.asarray(values_s) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p95_ms": round(float(np.percentile(ms, 95)), 1),
+        "max_ms": round(float(ms.max()), 1),
+    }
+
+
 def bare_model(vision: Vision, images: list[Image.Image]) -> dict[str, object]:
     vision.describe(images[:2])  # warm up
     forward, query = [], []
@@ -176,9 +186,17 @@ class Server:
                 time.sleep(0.02)
 
     def rss_mb(self) -> float:
+        """Resident memory now."""
+        return self._status_mb("VmRSS")
+
+    def peak_rss_mb(self) -> float:
+        """The most resident memory the process has had (its high-water mark)."""
+        return self._status_mb("VmHWM")
+
+    def _status_mb(self, field: str) -> float:
         assert self.process is not None
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
         return 0.0
 

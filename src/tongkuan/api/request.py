@@ -82,7 +82,7 @@ def fetch_query_picture(request: Request, engine: Engine, url: str, anonymous: b
     if anonymous:
         client = client_address(request)
         try:
-            host = (urlsplit(url).hostname or "").lower()
+            host = urlsplit(url).hostname or ""  # lower case already
         except ValueError:
             host = ""  # the fetch itself says what is wrong with the URL
     with slots.slot(client, host):

@@ -17,7 +17,7 @@ import io
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -163,7 +163,7 @@ def decode_picture(
             if decoded > max_pixels:
                 raise ImageTooLarge(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
             peak = decoded * PEAK_BYTES_PER_PIXEL.get(image.format or "", DEFAULT_PEAK_BYTES_PER_PIXEL)
-            with budget.hold(peak) if budget is not None else _no_budget():
+            with budget.hold(peak) if budget is not None else nullcontext():
                 image.load()  # before reading EXIF: a PNG may keep it after the pixels
                 if image.getexif().get(_ORIENTATION) in _TURNED:
                     width, height = height, width
@@ -180,19 +180,13 @@ def decode_picture(
 
 
 def _upright_rgb(image: Image.Image) -> Image.Image:
-    """Decode `image` upright, in RGB, reduced to at most about twice `DECODE_SIDE`."""
-    image.load()
+    """A loaded `image` upright, in RGB, reduced to at most about twice `DECODE_SIDE`."""
     ImageOps.exif_transpose(image, in_place=True)  # no copy when it is upright already
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     factor = max(rgb.size) // DECODE_SIDE
     if factor >= 2:
         return rgb.reduce(factor)  # box-filtered: the model's resize sees the same picture
     return rgb
-
-
-@contextmanager
-def _no_budget() -> Iterator[None]:
-    yield
 
 
 def content_hash(data: bytes) -> str:
