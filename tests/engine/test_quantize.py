@@ -38,6 +38,11 @@ def test_quantize_switches_to_an_8_bit_model_that_finds_the_same_products(
     finally:
         engine.close()
 
+    # an interrupted `tongkuan tune` resumes from what it left in DATA_DIR/tune
+    resumable = data_dir / "tune" / "checkpoint.pt"
+    resumable.parent.mkdir()
+    resumable.write_bytes(b"an interrupted tune's checkpoint")
+
     report = quantize_catalog(settings_for(data_dir), pictures=40)
     assert report.quantized_from == MODEL and report.calibration_pictures == 40 and report.index_pictures == 66
     described = json.loads((data_dir / "models" / report.model / "model.json").read_text())
@@ -48,7 +53,8 @@ def test_quantize_switches_to_an_8_bit_model_that_finds_the_same_products(
     # subject is found on the 8-bit feature map, and a box a little off crops differently)
     cosines = np.sum(before * after, axis=1)
     assert cosines.mean() > 0.98 and np.percentile(cosines, 10) > 0.95, (cosines.mean(), np.sort(cosines)[:8])
-    assert not (data_dir / "tune").exists()
+    assert not (data_dir / "quantize").exists()  # its own download cache is gone
+    assert resumable.read_bytes() == b"an interrupted tune's checkpoint"  # the tune's is not its to remove
 
     engine = Engine(settings_for(data_dir))
     try:

@@ -51,7 +51,7 @@ def quantize_catalog(settings: Settings, pictures: int = CALIBRATION_PICTURES, s
     with too few pictures."""
     current, spec, catalog = open_current(settings)
     fetcher = open_fetcher(settings)
-    work = Path(settings.data_dir) / "tune"
+    work = Path(settings.data_dir) / "quantize"  # never DATA_DIR/tune: an interrupted tune resumes from it
     try:
         if precision(spec.path.with_name("model.json")) == "int8":
             raise CannotLearn(f"the catalog's model {current} is 8-bit already")
