@@ -62,3 +62,10 @@ def test_thirty_seconds_of_32_clients_gives_no_errors_and_flat_memory(data_root:
     assert summary["requests"] > 100
     assert summary["errors_other_than_429"] == 0
     assert summary["rss_growth"] <= 0.10
+
+
+def test_no_benchmark_script_shadows_a_standard_module() -> None:
+    # a script's folder comes first on sys.path: bench/profile.py once made torch's
+    # `import cProfile` load it instead of the standard `profile`, and bench/tune.py failed
+    scripts = {path.stem for path in (REPO / "bench").glob("*.py")}
+    assert not scripts & set(sys.stdlib_module_names)

@@ -1,6 +1,6 @@
 """Where a query's time goes in `tongkuan serve` under load: py-spy's samples, by stage.
 
-    python bench/profile.py [--model efficientnet-lite2] [--seconds 20] [--clients 8]
+    python bench/stages.py [--model efficientnet-lite2] [--seconds 20] [--clients 8]
 
 Needs py-spy (`pip install py-spy`; it reads the server's stacks from outside, so the
 process must be one this user may trace). Builds a catalog of the grocery iconic shots,
