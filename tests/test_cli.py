@@ -17,7 +17,7 @@ from tongkuan.cli import main
 from tongkuan.config import SECRET_SETTINGS, Settings
 
 ICONIC = "grocery_store/iconic/Kiwi_Iconic.jpg"
-FREE = {"data_dir", "image_dir", "public_url", "model", "milvus_token", "fetch_allow_hosts"}  # any text or path
+FREE = {"data_dir", "image_dir", "milvus_token"}  # any text, or any folder that can be created
 
 # a value each setting refuses, and the one line that says so
 BAD = {
@@ -85,6 +85,21 @@ BAD = {
         "mysql://user:hunter2@db/shop",
         "TONGKUAN_CATALOG_URL (value not shown) is not valid: use a postgresql:// URL (empty or unset: the default)",
     ),
+    "TONGKUAN_MODEL": (
+        "efficientnet-b7",
+        "TONGKUAN_MODEL='efficientnet-b7' is not valid: use efficientnet-lite0, efficientnet-lite2, "
+        "a tuned model's name (tuned-...) or the path of an existing model.json (empty or unset: the default)",
+    ),
+    "TONGKUAN_PUBLIC_URL": (
+        "search.example.com",
+        "TONGKUAN_PUBLIC_URL='search.example.com' is not valid: use an http:// or https:// URL with a host name "
+        "(empty or unset: the default)",
+    ),
+    "TONGKUAN_FETCH_ALLOW_HOSTS": (
+        "img.example.com;cdn.example.com",
+        "TONGKUAN_FETCH_ALLOW_HOSTS='img.example.com;cdn.example.com' is not valid: use host names or IP addresses "
+        "separated by commas (empty or unset: the default)",
+    ),
 }
 
 
@@ -150,6 +165,7 @@ def test_a_bad_setting_is_one_line_naming_it_its_value_and_what_is_allowed(varia
         ["export", "{tmp}/out.jsonl"],
         ["whiten"],
         ["tune"],
+        ["quantize"],
         ["clean-images"],
         ["search", "{picture}"],
         ["demo", "{data}"],
@@ -163,6 +179,7 @@ def test_a_bad_setting_is_one_line_naming_it_its_value_and_what_is_allowed(varia
         "export",
         "whiten",
         "tune",
+        "quantize",
         "clean-images",
         "search",
         "demo",
@@ -218,6 +235,37 @@ def test_the_command_line_runs_with_empty_variables(tmp_path: Path, model_cache:
     result = invoke(["delete", "nothing", "--data-dir", str(data_dir)], env)
     assert result.exit_code == 0, result.output
     assert "not found" in result.output
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_a_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    """The data directory and the picture folder must be folders, or paths where one can be made."""
+    archive = tmp_path / "shop.tar"
+    archive.write_bytes(b"a file, not a folder")
+    result = invoke(["delete", "x", "--data-dir", str(archive / "data")], {})
+    assert_one_line_error(
+        result,
+        f"data_dir={str(archive / 'data')!r} is not valid: use a folder that exists or can be created "
+        "(empty or unset: the default, data)",
+    )
+    result = invoke(["delete", "x", "--data-dir", str(tmp_path / "data")], {"TONGKUAN_IMAGE_DIR": str(archive)})
+    assert_one_line_error(
+        result,
+        f"TONGKUAN_IMAGE_DIR={str(archive)!r} is not valid: use a folder that exists or can be created "
+        "(empty or unset: the default)",
+    )
+    assert not (tmp_path / "data").exists()  # refused before touching anything
+
+
+@pytest.mark.usefixtures("clean_environment")
+@pytest.mark.parametrize("command", [["serve"], ["ingest", "{source}"]], ids=["serve", "ingest"])
+def test_an_unknown_model_option_is_one_line(command: list[str], tmp_path: Path) -> None:
+    source = tmp_path / "items.jsonl"
+    source.write_text('{"itemId": "k", "images": ["k.jpg"]}\n')
+    args = [part.format(source=source) for part in command]
+    result = invoke([*args, "--data-dir", str(tmp_path / "data"), "--model", "efficientnet-b7"], {})
+    assert_one_line_error(result, BAD["TONGKUAN_MODEL"][1].replace("TONGKUAN_MODEL=", "model=", 1))
+    assert not (tmp_path / "data").exists()
 
 
 def test_serve_reports_a_bad_setting_without_a_traceback(tmp_path: Path) -> None:

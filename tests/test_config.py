@@ -94,3 +94,49 @@ def test_url_schemes_of_settings_are_read_in_any_case(tmp_path: Path, url: str) 
     scheme, rest = url.split("://")
     assert Settings(data_dir=tmp_path, vectors_url=url).vectors_url == f"{scheme.lower()}://{rest}"
     assert Settings(data_dir=tmp_path, catalog_url="PostgreSQL://u@db/shop").catalog_url == "postgresql://u@db/shop"
+
+
+@pytest.mark.parametrize(
+    "value", ["search.example.com", "ftp://search.example.com", "https://", "http://search.example.com:port"]
+)
+def test_a_public_url_must_be_an_http_url_with_a_host(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"public_url=.* is not valid: use an http:// or https:// URL"):
+        Settings(data_dir=tmp_path, public_url=value)
+    assert Settings(data_dir=tmp_path, public_url="HTTPS://search.example.com").public_url == (
+        "https://search.example.com"
+    )
+
+
+@pytest.mark.parametrize("value", ["img.example.com;cdn.example.com", "https://img.example.com", "*.example.com"])
+def test_picture_hosts_must_be_host_names(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="fetch_allow_hosts=.* is not valid: use host names"):
+        Settings(data_dir=tmp_path, fetch_allow_hosts=value)
+    assert Settings(data_dir=tmp_path, fetch_allow_hosts="127.0.0.1, ::1").fetch_hosts == {"127.0.0.1", "::1"}
+
+
+def test_a_model_is_a_shipped_or_tuned_name_or_an_existing_model_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "model.json").write_text("{}")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    described = Settings(data_dir=tmp_path, model="mine/model.json").model
+    assert described == str(tmp_path / "mine" / "model.json")  # absolute, as read
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert Settings(data_dir=tmp_path, model=described).model == described
+    assert Settings(data_dir=tmp_path, model="efficientnet-lite0").model == "efficientnet-lite0"
+    assert Settings(data_dir=tmp_path, model="tuned-0123456789ab").model == "tuned-0123456789ab"
+    for bad in ("efficientnet-b7", "mine/model.json", str(tmp_path / "mine"), str(tmp_path / "mine" / "other.json")):
+        with pytest.raises(ConfigError, match=r"model=.* is not valid: use efficientnet-lite0, efficientnet-lite2, "):
+            Settings(data_dir=tmp_path, model=bad)
+
+
+def test_folders_are_refused_where_none_can_be_made(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    assert Settings(data_dir=tmp_path / "new" / "data").data_dir == tmp_path / "new" / "data"
+    with pytest.raises(ConfigError, match=r"data_dir=.* is not valid: use a folder that exists or can be created"):
+        Settings(data_dir=tmp_path / "file" / "data")
+    with pytest.raises(ConfigError, match=r"image_dir=.* is not valid: use a folder that exists or can be created"):
+        Settings(data_dir=tmp_path, image_dir=tmp_path / "file")
+    assert not (tmp_path / "new").exists()  # a check, not a mkdir

@@ -5,7 +5,8 @@ Every field can be set by an environment variable `TONGKUAN_<FIELD>` (upper case
 as unset: the setting keeps its default (or its value in `tongkuan.toml`). A value a setting
 cannot take is a `ConfigError` of one line naming the setting, the value (unless it is a
 secret) and what the setting may be. Paths are made absolute when they are read, so nothing
-later depends on the working directory.
+later depends on the working directory; a folder setting must name a folder, or a place where
+one can be made, and a model a shipped or tuned model or an existing `model.json`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tongkuan.adapt.models import is_tuned
 from tongkuan.domain.indexes import IndexKind
 from tongkuan.errors import ConfigError
+from tongkuan.vision.export import SHIPPED_MODELS
 
 DEFAULT_MODEL = "efficientnet-lite2"
 DEFAULT_FETCH_MAX_BYTES = 4 * 1024 * 1024
@@ -80,7 +83,8 @@ class Settings(BaseSettings):
     )
     model: str | None = Field(
         None,
-        description="A shipped model (efficientnet-lite0, efficientnet-lite2) or a path to a model.json; "
+        description="A shipped model (efficientnet-lite0, efficientnet-lite2), a tuned model's name "
+        "(tuned-..., stored in the catalog) or a path to a model.json; "
         f"unset: the model the data directory was built with, else {DEFAULT_MODEL}.",
     )
     threads: int = Field(2, ge=1, description="ONNX Runtime threads per inference.")
@@ -238,10 +242,48 @@ class Settings(BaseSettings):
 
     @field_validator("data_dir", "image_dir")
     @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
+    def _check_folder(cls, value: Path | None) -> Path | None:
         # read once against the working directory of the moment: a process that changes
         # directory later (or a path joined to another) still finds the same folders
-        return None if value is None else Path(os.path.abspath(value.expanduser()))
+        if value is None:
+            return None
+        folder = Path(os.path.abspath(value.expanduser()))
+        if not _can_be_folder(folder):
+            raise ValueError("not a folder")
+        return folder
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str | None) -> str | None:
+        if not value or value in SHIPPED_MODELS or is_tuned(value):
+            return value or None
+        described = Path(value).expanduser()
+        if described.suffix == ".json" and described.is_file():
+            return os.path.abspath(described)  # like the folders: independent of the working directory
+        raise ValueError("not a model")
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        value = _lower_scheme(value)
+        if not value:
+            return None
+        try:
+            parts = urlsplit(value)
+            port = parts.port  # a port that is not a number raises ValueError
+        except ValueError:
+            raise ValueError("not an http(s) URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+            raise ValueError("not an http(s) URL")
+        return value
+
+    @field_validator("fetch_allow_hosts")
+    @classmethod
+    def _check_fetch_allow_hosts(cls, value: str) -> str:
+        for host in _split(value):
+            if not _NAME_PATTERN.fullmatch(host) and not _is_ip(host):
+                raise ValueError("not host names")
+        return value
 
     # The checks below raise ValueError, which pydantic gathers with its own errors; what
     # each setting may be is said once, in _RULES.
@@ -350,8 +392,10 @@ class Settings(BaseSettings):
         return value if value == "*" else ",".join(_split(value))
 
 
+_NAME = r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?"
+_NAME_PATTERN = re.compile(_NAME, re.IGNORECASE)
 # a host name, or *.domain (Starlette's TrustedHostMiddleware takes nothing else), or * alone
-_HOST_PATTERN = re.compile(r"\*|(\*\.)?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?", re.IGNORECASE)
+_HOST_PATTERN = re.compile(rf"\*|(\*\.)?{_NAME}", re.IGNORECASE)
 
 
 def _split(value: str) -> list[str]:
@@ -364,6 +408,22 @@ def _is_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _can_be_folder(path: Path) -> bool:
+    """Whether `path` is a folder, or one can be made there: its nearest existing ancestor
+    is a folder this process may write into. Looks only; makes nothing."""
+    try:
+        existing = path
+        while not existing.exists():
+            if existing.parent == existing:
+                return False
+            existing = existing.parent
+        if existing == path:
+            return path.is_dir()
+        return existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+    except OSError:  # a path that cannot even be looked at cannot hold the data either
+        return False
 
 
 def _lower_scheme(url: str | None) -> str | None:
@@ -409,6 +469,11 @@ _RULES = {
     "milvus_consistency": "Session, Strong, Bounded or Eventually",
     "allowed_hosts": "host names or *.domain patterns separated by commas, or * for any host",
     "forwarded_allow_ips": "IP addresses or networks separated by commas, * for any, or none",
+    "data_dir": "a folder that exists or can be created",
+    "image_dir": "a folder that exists or can be created",
+    "model": ", ".join(SHIPPED_MODELS) + ", a tuned model's name (tuned-...) or the path of an existing model.json",
+    "public_url": "an http:// or https:// URL with a host name",
+    "fetch_allow_hosts": "host names or IP addresses separated by commas",
 }
 
 
@@ -466,7 +531,8 @@ def _describe_errors(exc: ValidationError, given: Mapping[str, Any]) -> str:
         if name not in Settings.model_fields:
             described.append(error["msg"])
             continue
-        shown = " (value not shown)" if name in SECRET_SETTINGS else f"={error['input']!r}"
+        value = str(error["input"]) if isinstance(error["input"], Path) else error["input"]
+        shown = " (value not shown)" if name in SECRET_SETTINGS else f"={value!r}"
         if name in given:
             where = f"{name}{shown}"
         elif _environment(name) is not None:

@@ -17,9 +17,11 @@ from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.catalog.store import Catalog
 from tongkuan.domain.products import NewImage, Product, ProductFilter, SortOrder
 
-# The bar on Product1M (392 instance labels as queries). Many relevant listings are gift
-# sets whose titles never name the product, which caps any lexical method well below 1.
-MIN_NDCG, MIN_RECALL, MIN_GAIN_OVER_SUBSTRING = 0.60, 0.60, 3.0
+# The bar on Product1M (392 instance labels as queries), just under what the embedded store
+# reaches (nDCG@10 0.660, Recall@20 0.688; docs/benchmarks.md), so a change that makes the
+# ranking worse fails here. Many relevant listings are gift sets whose titles never name the
+# product, which caps any lexical method well below 1.
+MIN_NDCG, MIN_RECALL, MIN_GAIN_OVER_SUBSTRING = 0.65, 0.68, 3.0
 
 
 def open_catalog(kind: str, request: pytest.FixtureRequest, folder: Path) -> Catalog:
