@@ -10,6 +10,9 @@ Works on any folder laid out like shared/data. The last line printed is a JSON s
 - category: top-1 and confusion matrix over the 14 categories on clothing photos and on
   fashion shots. Fused (classifier + vote of the 30 nearest catalog shots) against the
   classifier alone. The voting catalog is fashion shots disjoint from the queries.
+- listings: every train photo a single-picture listing of its own (a SKU listed many
+  times) and the iconic shots alone (every product different), R@1/5 over listings, with
+  and without the whitening learned from near-duplicate pairs; baseline: whole image.
 - small pictures: val photos and a catalog of five train photos per product, all shrunk to
   120 px; the service's small-picture rule against cropping always, the whole picture, and
   the naive stack (Lite0, whole picture, nearest picture).
@@ -40,6 +43,15 @@ sys.path.insert(0, str(REPO))
 from tests.utils.composites import composites  # noqa: E402
 from tests.utils.data import read_rows
 
+from tongkuan.adapt.groups import mutual_pairs  # noqa: E402
+from tongkuan.adapt.whitening import (  # noqa: E402
+    PAIR_COSINE,
+    PAIR_DIMS,
+    PAIR_NEIGHBOURS,
+    PAIR_SHRINKAGE,
+    add_near_duplicates,
+    duplicated_share,
+)
 from tongkuan.domain.boxes import Box  # noqa: E402
 from tongkuan.domain.categories import CATEGORIES, CATEGORY_BY_NAME, CATEGORY_POSITION  # noqa: E402
 from tongkuan.domain.spaces import ModelSpace  # noqa: E402
@@ -49,7 +61,7 @@ from tongkuan.vision.encoder import OnnxEncoder  # noqa: E402
 from tongkuan.vision.insets import find_inset  # noqa: E402
 from tongkuan.vision.pipeline import Description, Vision  # noqa: E402
 from tongkuan.vision.registry import resolve_model  # noqa: E402
-from tongkuan.vision.whitening import learn_whitening  # noqa: E402
+from tongkuan.vision.whitening import ScatterSums, learn_whitening  # noqa: E402
 
 BATCH = 16
 
@@ -162,6 +174,52 @@ def same_product(vision: Vision, root: Path, limit: int | None) -> dict[str, obj
                 "ms_per_catalog_image": round(per_image * 1000, 1),
             }
     return result
+
+
+def listing_recall(
+    queries: NDArray[np.float32], q_labels: NDArray[np.int64], catalog: NDArray[np.float32], c_labels: NDArray[np.int64]
+) -> dict[str, float]:
+    """R@1/R@5 where every catalog picture is a listing of its own: a hit is a listing of
+    the query's product among the top k."""
+    top = np.argsort(-(queries @ catalog.T), axis=1)[:, :5]
+    hits = c_labels[top] == q_labels[:, None]
+    return {"R@1": round(float(hits[:, 0].mean()), 4), "R@5": round(float(hits.any(axis=1).mean()), 4)}
+
+
+def listings(vision: Vision, root: Path, limit: int | None) -> dict[str, object]:
+    """Catalogs of single-picture listings: every train photo a listing of its own (a SKU
+    listed many times), and the iconic shots alone (every product different), each in the
+    model's space and with the whitening `tongkuan whiten` learns from near-duplicate pairs
+    ("auto": only where most listings have one; "on": always, to show what it costs where
+    the products differ)."""
+    rows = read_rows(root / "grocery_store" / "labels.csv")
+    val_rows = [r for r in rows if r["split"] == "val"][:limit]
+    out: dict[str, object] = {}
+    for shape, split in (("listings (one listing per train photo)", "train"), ("studio shots only", "catalog")):
+        shape_rows = [r for r in rows if r["split"] == split][:: 1 if limit is None or split == "catalog" else 10]
+        c_labels = np.array([int(r["class_id"]) for r in shape_rows])
+        q_labels = np.array([int(r["class_id"]) for r in val_rows])
+        measured: dict[str, object] = {"listings": len(shape_rows)}
+        for name, crop in (("crop (default)", True), ("whole image (baseline)", False)):
+            catalog = matrix(describe(vision, [root / "grocery_store" / r["path"] for r in shape_rows], crop))
+            queries = matrix(
+                describe(vision, [root / "grocery_store" / r["path"] for r in val_rows], crop, insets=crop)
+            )
+            measured[name] = listing_recall(queries, q_labels, catalog, c_labels)
+            pairs, cosine = mutual_pairs(catalog, PAIR_NEIGHBOURS, PAIR_COSINE)
+            measured[name + " near-duplicate share"] = round(duplicated_share(pairs, cosine, len(catalog)), 3)
+            for mode in ("auto", "on"):
+                sums = ScatterSums(catalog.shape[1])
+                sums.add(vector[None] for vector in catalog)
+                if not add_near_duplicates(sums, catalog, mode):
+                    measured[f"{name} + whitening from pairs ({mode})"] = "not learned"
+                    continue
+                whitening = sums.learn(vision.spec.name, min(PAIR_DIMS, catalog.shape[1]), PAIR_SHRINKAGE)
+                measured[f"{name} + whitening from pairs ({mode})"] = listing_recall(
+                    whitening(queries), q_labels, whitening(catalog), c_labels
+                ) | {"pairs": whitening.pairs}
+        out[shape] = measured
+    return out
 
 
 def small_pictures(vision: Vision, root: Path, limit: int | None, cache: Path) -> dict[str, object]:
@@ -306,17 +364,21 @@ def main() -> None:
         help="Embed a subject covering at least this share of the picture by pooling the whole picture's "
         "feature map in its box (one inference); 0: every subject. Default: crop and run again.",
     )
+    parser.add_argument("--only", default=None, help="Comma-separated tables to run (default: all).")
     args = parser.parse_args()
     vision = Vision(OnnxEncoder(resolve_model(args.model, args.model_cache)), pool_above=args.pool_above)
     started = time.perf_counter()
     summary: dict[str, object] = {"model": args.model, "pool_above": args.pool_above}
     benches: list[tuple[str, Callable[[Vision, Path, int | None], dict[str, object]]]] = [
         ("same_product", same_product),
+        ("listings", listings),
         ("small_pictures", lambda v, root, limit: small_pictures(v, root, limit, args.model_cache)),
         ("category", category),
         ("detection", detection),
     ]
     for name, bench in benches:
+        if args.only and name not in args.only.split(","):
+            continue
         summary[name] = bench(vision, args.data, args.limit)
         print(f"{name}: {json.dumps(summary[name], ensure_ascii=False)}", file=sys.stderr)
     summary["seconds"] = round(time.perf_counter() - started, 1)

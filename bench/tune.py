@@ -225,6 +225,7 @@ def main() -> None:
     parser.add_argument(
         "--tune-share", type=float, default=0.5, help="Share of the classes tuned on (1: the whole catalog, as in use)."
     )
+    parser.add_argument("--outliers", default=TuneSettings.outliers, help="drop or keep ungrouped listings.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tongkuan-bench-tune")
@@ -270,6 +271,7 @@ def main() -> None:
         recluster_every=args.recluster_every, lr_backbone=args.lr, frozen_blocks=args.frozen_blocks,
         refresh_views_every=args.refresh_every, schedule=args.schedule, patience=args.patience,
         holdback=args.holdback, keep=args.keep, view_budget=args.view_budget,
+        outliers=args.outliers,
         twin_threshold=None if args.twin_threshold is None or args.twin_threshold < 0 else args.twin_threshold,
     )  # fmt: skip
     backgrounds = clothing_backgrounds(args.data, args.backgrounds)

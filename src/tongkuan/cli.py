@@ -6,13 +6,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 if TYPE_CHECKING:
     from tongkuan.engine.services import WhiteningReport
 
+from tongkuan.adapt.whitening import PAIR_DIMS, PAIR_SHRINKAGE, Neighbours
 from tongkuan.config import Settings
 from tongkuan.errors import CannotLearn, ConfigError, TongkuanError
 from tongkuan.vision.whitening import DEFAULT_DIMS, DEFAULT_SHRINKAGE
@@ -234,18 +235,33 @@ def migrate(source: Path, catalog_url: str, vectors_url: str | None, image_dir: 
     "--dims",
     type=int,
     default=None,
-    help=f"Dimensions kept (the index shrinks with them) [default: {DEFAULT_DIMS}, or the model's if fewer]",
+    help=f"Dimensions kept (the index shrinks with them) [default: {DEFAULT_DIMS}, {PAIR_DIMS} where pairs are"
+    " learned from, or the model's if fewer]",
 )
-@click.option("--shrinkage", default=DEFAULT_SHRINKAGE, show_default=True, help="0..1: pull towards plain PCA.")
+@click.option(
+    "--shrinkage",
+    type=float,
+    default=None,
+    help=f"0..1: pull towards plain PCA [default: {DEFAULT_SHRINKAGE}; {PAIR_SHRINKAGE} where pairs are learned from]",
+)
 @click.option("--remove", is_flag=True, help="Forget the whitening: search in the model's own space again.")
-def whiten(data_dir: Path, dims: int | None, shrinkage: float, remove: bool) -> None:
-    """Learn how this catalog's products vary from their products with several pictures,
-    store it in the catalog and build the index for it. Restart the service to use it."""
+@click.option(
+    "--neighbours",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Learn also from pairs of near-duplicate single-picture products (auto: where most have one).",
+)
+def whiten(data_dir: Path, dims: int | None, shrinkage: float | None, remove: bool, neighbours: str) -> None:
+    """Learn how this catalog's products vary from their products with several pictures (and,
+    where a SKU is listed many times, from near-duplicate listings), store it in the catalog
+    and build the index for it. Restart the service to use it."""
     settings = _settings(data_dir)
     from tongkuan.engine.services import whiten_catalog
 
     try:
-        _echo_whitening(whiten_catalog(settings, dims, shrinkage, remove))
+        chosen = cast(Neighbours, neighbours)
+        _echo_whitening(whiten_catalog(settings, dims, shrinkage, remove, neighbours=chosen))
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -257,9 +273,11 @@ def _echo_whitening(report: WhiteningReport) -> None:
         return  # the catalog already had one
     if isinstance(report.space, Whitening):
         learned = report.space
+        paired = f" and {learned.pairs} pairs of near-duplicate listings" if learned.pairs else ""
         click.echo(
-            f"learned {learned.key}: {report.model_dim} -> {learned.dim} dimensions from {learned.products} products"
-            f" with several pictures ({learned.pictures} pictures in all)"
+            f"learned {learned.key}: {report.model_dim} -> {learned.dim} dimensions from"
+            f" {learned.products - learned.pairs} products with several pictures{paired}"
+            f" ({learned.pictures} pictures in all)"
         )
     click.echo(f"index ready ({report.pictures} pictures); restart a running service to search with it")
 

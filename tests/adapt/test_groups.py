@@ -13,6 +13,7 @@ from tongkuan.adapt.groups import (
     labels_from_products,
     linked_groups,
     mutual_knn_groups,
+    mutual_pairs,
     pair_recall,
     pseudo_groups,
     purity,
@@ -118,3 +119,15 @@ def test_a_pseudo_group_never_spans_two_categories() -> None:
     assert split[0] == split[1] != split[2]
     assert split[3] == split[4]
     assert len(set(split.tolist())) == 4
+
+
+def test_mutual_pairs_are_near_duplicates_each_nearest_to_the_other() -> None:
+    points, truth = synthetic(groups=40, per_group=2, noise=0.2)
+    pairs, cosine = mutual_pairs(points, k=1, threshold=0.5)
+    assert len(pairs) >= 35 and (truth[pairs[:, 0]] == truth[pairs[:, 1]]).all()
+    assert (pairs[:, 0] < pairs[:, 1]).all()
+    assert np.allclose(cosine, np.sum(points[pairs[:, 0]] * points[pairs[:, 1]], axis=1), atol=1e-5)
+    chunked, _ = mutual_pairs(points, k=1, threshold=0.5, chunk=7)  # chunks that split pairs give the same
+    assert sorted(map(tuple, chunked.tolist())) == sorted(map(tuple, pairs.tolist()))
+    assert len(mutual_pairs(points, k=1, threshold=0.9999)[0]) == 0
+    assert mutual_pairs(points[:1])[0].shape == (0, 2)  # one picture: no pair

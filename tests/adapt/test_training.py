@@ -17,6 +17,7 @@ from tongkuan.adapt.network import load_tunable
 from tongkuan.adapt.training import (
     TuneResult,
     TuneSettings,
+    _balanced_batches,
     cosface_loss,
     examples_from_files,
     likely_twins,
@@ -132,3 +133,17 @@ def test_an_ignored_twin_is_not_pushed_away() -> None:
     assert float(masked.detach()) < float(plain.detach())
     masked.backward()  # type: ignore[no-untyped-call]
     assert proxies.grad is not None and float(proxies.grad[1].abs().sum()) == 0.0
+
+
+def test_an_ungrouped_listing_is_neither_drawn_nor_pushed_away() -> None:
+    # groups 0 and 1 hold two pictures each; group 2 is a listing no pseudo-group joined
+    labels = np.array([0, 0, 1, 1, 2], dtype=np.int64)
+    silent = np.array([False, False, True])
+    settings = TuneSettings(groups_per_batch=2, views_per_group=2)
+    for epoch in range(5):
+        for pictures, _ in _balanced_batches(labels, 2, settings, epoch, silent):
+            assert 4 not in pictures
+    proxies = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.99, 0.1]], requires_grad=True)
+    loss = cosface_loss(torch.tensor([[1.0, 0.05]]), proxies, torch.tensor([0]), 20.0, 0.1, None, torch.tensor(silent))
+    loss.backward()  # type: ignore[no-untyped-call]
+    assert proxies.grad is not None and float(proxies.grad[2].abs().sum()) == 0.0

@@ -47,11 +47,14 @@ def test_the_onnx_export_matches_torch_on_real_photos(name: str, data_root: Path
     assert onnx_out.feature_maps is not None and onnx_out.feature_maps.shape[:2] == (4, 1280)
 
 
-def test_exporting_a_shipped_model_emits_no_warnings(data_root: Path, tmp_path: Path) -> None:
+def test_exporting_a_shipped_model_emits_no_warnings(
+    data_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # every warning, even those pytest's settings hide
         out = export_shipped_model("efficientnet-lite0", tmp_path / "lite0")
     assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    assert capfd.readouterr().out == ""  # the weights loader's own "Loaded pretrained weights" line
     embedded = OnnxEncoder(ModelSpec.from_json(out / "model.json")).run(photos(data_root)[:1]).embeddings
     assert embedded.shape == (1, 1280)  # the export is still a working model
 

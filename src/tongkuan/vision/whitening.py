@@ -52,6 +52,7 @@ class Whitening:
     products: int  # products (with 2+ pictures) and pictures it was learned from
     pictures: int
     shrinkage: float
+    pairs: int = 0  # of the products, pairs of lookalike single-picture products
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,7 +70,10 @@ class Whitening:
     def to_text(self) -> str:
         """Base64 of an `.npz` (mean, projection, info): what the catalog's metadata holds."""
         buffer = io.BytesIO()
-        info = {"model": self.model, "products": self.products, "pictures": self.pictures, "shrinkage": self.shrinkage}
+        info = {
+            "model": self.model, "products": self.products, "pictures": self.pictures, "shrinkage": self.shrinkage,
+            "pairs": self.pairs,
+        }  # fmt: skip
         np.savez(buffer, mean=self.mean, projection=self.projection, info=np.array(json.dumps(info)))
         return base64.b64encode(buffer.getvalue()).decode("ascii")
 
@@ -84,6 +88,7 @@ class Whitening:
                 products=int(info["products"]),
                 pictures=int(info["pictures"]),
                 shrinkage=float(info["shrinkage"]),
+                pairs=int(info.get("pairs", 0)),
             )
 
 
@@ -100,6 +105,7 @@ class ScatterSums:
         self.pictures = 0
         self.grouped_pictures = 0
         self.products = 0
+        self.pairs = 0
 
     def add(self, groups: Iterable[Matrix]) -> None:
         """Add some products, each given as the (n, dim) vectors of its pictures."""
@@ -121,14 +127,24 @@ class ScatterSums:
             spread = np.concatenate(deviations)
             self.within_outer += spread.T @ spread
 
+    def add_pairs(self, first: Matrix, second: Matrix) -> None:
+        """Add pairs of pictures taken to show one product (rows of `first` and `second`)
+        whose pictures were added already, as single-picture products: only their spread
+        around each pair's mean counts."""
+        half = (np.asarray(first, dtype=np.float64) - np.asarray(second, dtype=np.float64)) / 2
+        self.within_outer += 2 * (half.T @ half)
+        self.products += len(half)
+        self.pairs += len(half)
+        self.grouped_pictures += 2 * len(half)
+
     def learn(self, model: str, dims: int | None = None, shrinkage: float = DEFAULT_SHRINKAGE) -> Whitening:
         """The whitening these sums define, to `dims` dimensions (default: `DEFAULT_DIMS` or
         the model's, if fewer); refuses when there is too little to learn from."""
         dims = min(DEFAULT_DIMS, self.dim) if dims is None else dims
         if self.products < MIN_PRODUCTS:
             raise CannotLearn(
-                f"learning a whitening needs at least {MIN_PRODUCTS} products with two or more pictures;"
-                f" the catalog has {self.products}"
+                f"learning a whitening needs at least {MIN_PRODUCTS} products with two or more pictures"
+                f" (or pairs of near-duplicate single-picture listings); the catalog has {self.products}"
             )
         if not 1 <= dims <= self.dim:
             raise CannotLearn(f"dims must be between 1 and {self.dim}, not {dims}")
@@ -152,6 +168,7 @@ class ScatterSums:
             products=self.products,
             pictures=self.pictures,
             shrinkage=shrinkage,
+            pairs=self.pairs,
         )
 
 
