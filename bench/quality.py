@@ -59,7 +59,7 @@ from tongkuan.vision import pipeline  # noqa: E402
 from tongkuan.vision.classify import fuse, neighbour_vote  # noqa: E402
 from tongkuan.vision.encoder import OnnxEncoder  # noqa: E402
 from tongkuan.vision.insets import find_inset  # noqa: E402
-from tongkuan.vision.pipeline import Description, Vision  # noqa: E402
+from tongkuan.vision.pipeline import CONTEXT_WEIGHT, Description, Vision  # noqa: E402
 from tongkuan.vision.registry import resolve_model  # noqa: E402
 from tongkuan.vision.whitening import ScatterSums, learn_whitening  # noqa: E402
 
@@ -364,11 +364,19 @@ def main() -> None:
         help="Embed a subject covering at least this share of the picture by pooling the whole picture's "
         "feature map in its box (one inference); 0: every subject. Default: crop and run again.",
     )
+    parser.add_argument(
+        "--context",
+        type=float,
+        default=CONTEXT_WEIGHT,
+        help="Share of the whole picture's embedding in a cropped subject's (0: the crop alone).",
+    )
     parser.add_argument("--only", default=None, help="Comma-separated tables to run (default: all).")
     args = parser.parse_args()
-    vision = Vision(OnnxEncoder(resolve_model(args.model, args.model_cache)), pool_above=args.pool_above)
+    vision = Vision(
+        OnnxEncoder(resolve_model(args.model, args.model_cache)), pool_above=args.pool_above, context=args.context
+    )
     started = time.perf_counter()
-    summary: dict[str, object] = {"model": args.model, "pool_above": args.pool_above}
+    summary: dict[str, object] = {"model": args.model, "pool_above": args.pool_above, "context": args.context}
     benches: list[tuple[str, Callable[[Vision, Path, int | None], dict[str, object]]]] = [
         ("same_product", same_product),
         ("listings", listings),

@@ -140,3 +140,6 @@ def test_folders_are_refused_where_none_can_be_made(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"image_dir=.* is not valid: use a folder that exists or can be created"):
         Settings(data_dir=tmp_path, image_dir=tmp_path / "file")
     assert not (tmp_path / "new").exists()  # a check, not a mkdir
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    with pytest.raises(ConfigError, match="data_dir"):
+        Settings(data_dir=tmp_path / "dangling")  # mkdir would fail: the link is there

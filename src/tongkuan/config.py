@@ -415,7 +415,7 @@ def _can_be_folder(path: Path) -> bool:
     is a folder this process may write into. Looks only; makes nothing."""
     try:
         existing = path
-        while not existing.exists():
+        while not os.path.lexists(existing):  # a dangling link counts: no folder can be made there
             if existing.parent == existing:
                 return False
             existing = existing.parent

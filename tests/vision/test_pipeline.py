@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tests.utils.composites import composites
 from tongkuan.domain.boxes import Box
 from tongkuan.vision.encoder import OnnxEncoder
-from tongkuan.vision.pipeline import Vision, pool_region
+from tongkuan.vision.insets import find_inset
+from tongkuan.vision.pipeline import CONTEXT_WEIGHT, Vision, pool_region
 from tongkuan.vision.registry import resolve_model
 
 PHOTO = "grocery_store/images/val/Packages/Milk/Arla-Standard-Milk/Arla-Standard-Milk_001.jpg"
@@ -58,3 +60,35 @@ def test_pooling_a_subject_in_the_feature_map_agrees_with_the_model(data_root: P
     assert pooled.searched == region and calls == [1]
     assert abs(float(np.linalg.norm(pooled.embedding)) - 1.0) < 1e-5
     assert not np.allclose(pooled.embedding, out.embeddings[0])
+
+
+def test_a_found_subject_carries_some_of_its_whole_picture_and_a_given_region_none(
+    data_root: Path, model_cache: Path
+) -> None:
+    encoder = OnnxEncoder(resolve_model("efficientnet-lite0", model_cache), threads=1)
+    photo = Image.open(data_root / PHOTO).convert("RGB").resize((1000, 1000), Image.Resampling.BILINEAR)
+    found = Vision(encoder).describe([photo])[0]
+    subject = found.searched
+    assert subject != Box(0, 1000, 0, 1000)
+    crop = encoder.run([photo.crop((subject.x1, subject.y1, subject.x2, subject.y2))]).embeddings[0]
+    whole = encoder.run([photo]).embeddings[0]
+    mixed = (1 - CONTEXT_WEIGHT) * crop + CONTEXT_WEIGHT * whole
+    assert np.allclose(found.embedding, mixed / np.linalg.norm(mixed), atol=1e-5)
+    assert np.allclose(Vision(encoder, context=0).describe([photo])[0].embedding, crop, atol=1e-5)
+    given = Vision(encoder).describe([photo], regions=[subject])[0]  # the same box, chosen by the caller
+    assert np.allclose(given.embedding, crop, atol=1e-5)
+
+
+def test_with_a_chosen_region_the_plain_embedding_is_the_one_the_picture_has_without_it(
+    data_root: Path, model_cache: Path
+) -> None:
+    # a screenshot-like scene: the region decides what is searched, the plain embedding
+    # (context included) whether the picture is itself a catalog picture
+    vision = Vision(OnnxEncoder(resolve_model("efficientnet-lite0", model_cache), threads=1))
+    scene = next(s for s in composites(data_root, 20, seed=5) if find_inset(s.image) is not None)
+    width, height = scene.image.size
+    region = Box(0, width // 2, 0, height // 2)
+    chosen = vision.describe([scene.image], regions=[region], insets=True)[0]
+    assert chosen.plain is not None and chosen.searched == region
+    without = vision.describe([scene.image])[0].embedding
+    assert np.allclose(chosen.plain, without, atol=1e-5)

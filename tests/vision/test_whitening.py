@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tongkuan.adapt import whitening as whitening_module
 from tongkuan.adapt.whitening import META_KEY, learn_from_catalog, search_space
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.domain.indexes import IndexKind
@@ -141,7 +142,9 @@ def test_the_index_holds_the_catalog_in_the_learned_space(tmp_path: Path) -> Non
     assert reopened.faiss.dim == 12 and reopened.count() == len(vectors)
 
 
-def test_a_catalog_of_listings_learns_from_its_near_duplicate_pairs(tmp_path: Path) -> None:
+def test_a_catalog_of_listings_learns_from_its_near_duplicate_pairs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # one SKU listed twice, one picture a listing: no product has two pictures, but a
     # listing's nearest neighbour is its twin, photographed under a somewhat different nuisance
     rng = np.random.default_rng(0)
@@ -165,6 +168,10 @@ def test_a_catalog_of_listings_learns_from_its_near_duplicate_pairs(tmp_path: Pa
     assert Whitening.from_text(learned.to_text()).pairs == learned.pairs
     before = rank1(queries, truth, listings, skus)
     assert rank1(learned(queries), truth, learned(listings), skus) > before + 0.1
+    # a large catalog: products sampled for the spread, single pictures on their own
+    assert learn_from_catalog(catalog, dims=12, max_pictures=40).pairs >= 45  # every single picture still read
+    monkeypatch.setattr(whitening_module, "MAX_PAIRED", 60)  # half of them: half the twins
+    assert 10 <= learn_from_catalog(catalog, dims=12).pairs < 45
 
 
 def test_a_catalog_of_different_products_does_not_learn_from_lookalike_pairs(tmp_path: Path) -> None:

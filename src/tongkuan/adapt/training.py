@@ -291,12 +291,13 @@ def _balanced_batches(
     labels: Labels, views: int, settings: TuneSettings, epoch: int, silent: NDArray[np.bool_] | None = None
 ) -> list[tuple[list[int], list[int]]]:
     """One epoch of P groups × K (picture, view) pairs, as many batches as the pictures fill;
-    `silent` groups (one bool per group) are never drawn."""
+    `silent` groups (one bool per group) are never drawn, and the others fill the epoch (its
+    length, and so the learning-rate schedule, does not change as groups fall silent)."""
     rng = np.random.default_rng([settings.seed, epoch])
     members = [np.flatnonzero(labels == g) for g in range(int(labels.max()) + 1)]
     drawn = np.flatnonzero(~silent) if silent is not None and not silent.all() else np.arange(len(members))
     per_batch = settings.groups_per_batch * settings.views_per_group
-    steps = max(1, math.ceil(sum(len(members[g]) for g in drawn) / per_batch))
+    steps = max(1, math.ceil(len(labels) / per_batch))
     order = np.concatenate([rng.permutation(drawn) for _ in range(steps * settings.groups_per_batch // len(drawn) + 1)])
     batches = []
     for step in range(steps):

@@ -200,7 +200,8 @@ def keep_model(settings: Settings, catalog: Catalog, candidate: Path) -> tuple[s
 
 def after_switch(settings: Settings, model: str) -> tuple[bool, int]:
     """Learn the whitening in the new model's space (where the catalog has enough products
-    with several pictures) and build the vector index, so a restart is quick."""
+    with several pictures, or near-duplicate listings) and build the vector index, so a
+    restart is quick."""
     try:
         return True, whiten_catalog(settings).pictures
     except CannotLearn as exc:
