@@ -110,16 +110,9 @@ def mutual_pairs(
 def mutual_knn_groups(embeddings: Matrix, k: int = DEFAULT_K, threshold: float = DEFAULT_THRESHOLD) -> Labels:
     """Connected components of the graph joining two pictures when each is among the other's
     `k` nearest neighbours and their cosine is at least `threshold`."""
-    n = len(embeddings)
-    found = _UnionFind(n)
-    if n < 2:
-        return found.labels()
-    order, sims = _neighbours(embeddings, k)
-    near = np.zeros((n, n), dtype=bool)
-    near[np.repeat(np.arange(n), order.shape[1]), order.ravel()] = (sims >= threshold).ravel()
-    for a, b in zip(*np.nonzero(near & near.T), strict=True):
-        if a < b:
-            found.union(int(a), int(b))
+    found = _UnionFind(len(embeddings))
+    for a, b in mutual_pairs(embeddings, k, threshold)[0]:
+        found.union(int(a), int(b))
     return found.labels()
 
 
