@@ -194,17 +194,20 @@ def listings(vision: Vision, root: Path, limit: int | None) -> dict[str, object]
     the products differ)."""
     rows = read_rows(root / "grocery_store" / "labels.csv")
     val_rows = [r for r in rows if r["split"] == "val"][:limit]
+    q_labels = np.array([int(r["class_id"]) for r in val_rows])
+    modes = (("crop (default)", True), ("whole image (baseline)", False))
+    asked = {  # the queries, described once per mode for both catalogs
+        name: matrix(describe(vision, [root / "grocery_store" / r["path"] for r in val_rows], crop, insets=crop))
+        for name, crop in modes
+    }
     out: dict[str, object] = {}
     for shape, split in (("listings (one listing per train photo)", "train"), ("studio shots only", "catalog")):
         shape_rows = [r for r in rows if r["split"] == split][:: 1 if limit is None or split == "catalog" else 10]
         c_labels = np.array([int(r["class_id"]) for r in shape_rows])
-        q_labels = np.array([int(r["class_id"]) for r in val_rows])
         measured: dict[str, object] = {"listings": len(shape_rows)}
-        for name, crop in (("crop (default)", True), ("whole image (baseline)", False)):
+        for name, crop in modes:
             catalog = matrix(describe(vision, [root / "grocery_store" / r["path"] for r in shape_rows], crop))
-            queries = matrix(
-                describe(vision, [root / "grocery_store" / r["path"] for r in val_rows], crop, insets=crop)
-            )
+            queries = asked[name]
             measured[name] = listing_recall(queries, q_labels, catalog, c_labels)
             pairs, cosine = mutual_pairs(catalog, PAIR_NEIGHBOURS, PAIR_COSINE)
             measured[name + " near-duplicate share"] = round(duplicated_share(pairs, cosine, len(catalog)), 3)
