@@ -4,7 +4,7 @@
                          [--model efficientnet-lite0] [--classes N] [--epochs 8] [--views 2]
                          [--per-product 0 (all)] [--backgrounds 200] [--threads 1] [...]
 
-Catalog shapes built from grocery_store (issue 19):
+Catalog shapes built from grocery_store:
 - retailer: one product per class holding its iconic shot and its train photos;
 - listings: one listing per train photo and NO group key (supervision: pseudo-groups and
   augmented views only);
@@ -23,7 +23,7 @@ pictures each) and measured on all val photos against the whole catalog, ranked 
 Embeddings go through the exported ONNX models, as the service would run them.
 The last line printed is a JSON summary. The retailer shape also reports the learned whitening
 learned on top of the tuned features (from the catalog's pictures grouped by product).
-Measured runs, with their exact commands: issue 19's closing notes (/tmp/tune-runs.md).
+Measured runs, with their exact commands: docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Frozen ImageNet features are the ceiling of every frozen-feature trick; metric learning on
 the catalog's own groups is what moves same-product recall (DESIGN.md, "Adapting the model to
-a catalog"). The recipe, from issue 19's measurements and the literature:
+a catalog"). The recipe, from measurements (docs/benchmarks.md) and the literature:
 - the shipped EfficientNet-Lite with its front half frozen and all BatchNorm frozen
   (`tongkuan.adapt.network`), trained from the pooled feature (or a linear head);
 - a normalized-softmax proxy loss with a CosFace margin (scale 20, margin 0.1): one proxy
@@ -10,7 +10,7 @@ a catalog"). The recipe, from issue 19's measurements and the literature:
   model's own geometry;
 - AdamW, the backbone at 2e-4 and the proxies at 1e-2, a linear warm-up then cosine decay
   over 8 epochs (grocery retailer catalog, Lite0: 0.537 -> 0.703 R@1 against 0.655 for 1e-4
-  with the last epoch kept; bench/tune.py, /tmp/tune-runs.md of issue 19's work);
+  with the last epoch kept; bench/tune.py);
 - every picture of every product (12 per product instead of all: 0.632);
 - batches of P groups × K views (class-balanced), views being augmented shopper photos
   (`tongkuan.adapt.augment`) so a product with one picture still has positives;
@@ -106,7 +106,7 @@ def examples_from_files(
 
 @dataclass(frozen=True)
 class TuneSettings:
-    """What `tune` does; the defaults are issue 19's measured starting point."""
+    """What `tune` does; the defaults are the measured starting point (docs/benchmarks.md)."""
 
     model: str = "efficientnet-lite0"
     frozen_blocks: int | None = None  # None: the first half
