@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import as_records, new_data_dir, new_database, settings_for
+from tests.utils.fileserver import FileServer
 from tests.utils.milvus_server import MilvusServer
 from tests.utils.postgres_server import PostgresServer
 from tongkuan.adapt.training import TuneResult
@@ -26,10 +28,13 @@ from tongkuan.engine import Engine
 from tongkuan.engine.engine import MODEL_CHECK_S
 from tongkuan.engine.tuning import TuneOptions, switch_catalog, tune_catalog, worth_switching
 from tongkuan.errors import CannotLearn, ModelSwitched
+from tongkuan.ingest.ingester import Ingester, IngestReport, Loaded
+from tongkuan.ingest.jobs import JobState
 from tongkuan.sample import fashion_records, grocery_records
 from tongkuan.search.searcher import SearchQuery
 
 MODEL = "efficientnet-lite0"
+GROCERY = "grocery_store"
 
 
 def small_catalog(data_root: Path, data_dir: Path, products: int, photos: int = 2) -> None:
@@ -170,6 +175,59 @@ def test_a_server_catalog_switches_models_with_a_milvus_collection_of_its_own(
     assert engine.vector_index is not before and "lite2" in getattr(engine.vector_index, "name", "")
     assert hits[0].product.item_id == raw[0]["itemId"]
     engine.close()
+
+
+def test_an_import_job_running_when_the_catalog_switches_models_goes_on_with_the_new_model(
+    data_root: Path, model_cache: Path, file_server: FileServer, tmp_path: Path
+) -> None:
+    data_dir = new_data_dir(tmp_path / "data", model_cache)
+    small_catalog(data_root, data_dir, 3, photos=0)
+    engine = Engine(settings_for(data_dir, model=MODEL))
+    switched = threading.Event()
+    made = engine.imports.ingester
+
+    def ingester() -> Ingester:  # batches of two; the catalog switches before the second is written
+        made_now = made()
+        made_now.batch_size = 2
+        write = made_now.write
+
+        def write_after_a_switch(loaded: list[Loaded], report: IngestReport) -> None:
+            if report.processed == 2 and not switched.is_set():
+                switched.set()
+                switch_catalog(settings_for(data_dir), "efficientnet-lite2")
+            write(loaded, report)
+
+        made_now.write = write_after_a_switch  # type: ignore[method-assign]
+        return made_now
+
+    engine.imports.ingester = ingester
+    iconic = sorted((data_root / GROCERY / "iconic").glob("*.jpg"))[10:16]
+    incoming = engine.imports.incoming()
+    records = [
+        {"itemId": f"imp-{p.stem}", "title": p.stem, "images": [file_server.url(f"{GROCERY}/iconic/{p.name}")]}
+        for p in iconic
+    ]
+    # the batch the switch interrupts holds a record that fails: it must be counted once
+    records.insert(2, {"itemId": "imp-missing", "title": "x", "images": [file_server.url("no-such-picture.jpg")]})
+    incoming.write_text("\n".join(json.dumps(record) for record in records))
+    try:
+        engine.imports.start()
+        job = engine.imports.submit(incoming)
+        deadline = time.monotonic() + 300
+        while (job := engine.imports.get(job.job_id)).state in (JobState.QUEUED, JobState.RUNNING):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert switched.is_set()
+        assert job.state == JobState.DONE, job.error
+        assert (job.processed, job.failed) == (7, 1)
+        assert engine.catalog.model == "efficientnet-lite2"  # the engine followed the switch
+        assert engine.catalog.count() == (9, 9)
+        for path in iconic:  # each imported picture finds its own product with the new model
+            found = engine.search(engine.decode(path.read_bytes()), SearchQuery(limit=1))
+            assert found.hits[0].product.item_id == f"imp-{path.stem}"
+        assert engine.vector_index.count() == 9  # brought up to date by the searches
+    finally:
+        engine.close()
 
 
 def test_switching_needs_better_retrieval_or_where_nothing_checks_it_better_categories() -> None:

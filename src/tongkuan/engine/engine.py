@@ -73,6 +73,7 @@ class Engine:
             lambda: self.ingester(urls_only=True),
             lambda: self.catalog,
             settings.import_job_lease_s,
+            lambda: self.follow_switch(at_once=True),
         )
 
     def _open_model(self, model: str) -> None:
@@ -95,12 +96,13 @@ class Engine:
             ),
         )
 
-    def follow_switch(self) -> bool:
+    def follow_switch(self, at_once: bool = False) -> bool:
         """Reopen with the catalog's model when another process switched the catalog to it
         (`tongkuan tune`), so a running service searches and writes with the model whose
-        vectors the catalog holds. Checked at most every `MODEL_CHECK_S`; True on a switch."""
+        vectors the catalog holds. Checked at most every `MODEL_CHECK_S` unless `at_once` (a
+        write was refused for the switch); True on a switch."""
         now = time.monotonic()
-        if now - self._model_checked < MODEL_CHECK_S:
+        if not at_once and now - self._model_checked < MODEL_CHECK_S:
             return False
         self._model_checked = now
         current = self.catalog.current_model()

@@ -132,14 +132,14 @@ class Ingester:
         with ThreadPoolExecutor(self.workers) as pool:
             for batch in _batches(pending, self.batch_size):
                 loaded = list(pool.map(self._load, batch))
-                good = []
+                good = [result for result in loaded if not isinstance(result, Failure)]
+                self.write(good, report)
+                # counted once the batch is written: a batch whose write raised is tried again
+                # whole (after a model switch, by an import job), and must not count twice
                 for result in loaded:
                     if isinstance(result, Failure):
                         report.failures.append(result)
                         logger.warning("%s: %s", result.origin, result.reason)
-                    else:
-                        good.append(result)
-                self.write(good, report)
                 report.processed += len(batch)
                 if on_commit is not None:
                     on_commit([item.product.item_id for item in good])

@@ -22,10 +22,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from itertools import islice
 from pathlib import Path
 
 from tongkuan.catalog.store import JobStore
-from tongkuan.errors import IngestError, JobNotFound
+from tongkuan.errors import IngestError, JobNotFound, ModelSwitched
 from tongkuan.images.store import part_prefix, remove_stale_parts
 from tongkuan.ingest.ingester import Ingester, IngestReport
 from tongkuan.ingest.readers import read_jsonl
@@ -73,9 +74,13 @@ class ImportJobs:
         ingester: Callable[[], Ingester],
         store: Callable[[], JobStore],
         lease_s: float = JOB_LEASE_S,
+        follow_switch: Callable[[], bool] = lambda: False,
     ) -> None:
         self.folder = folder
         self.ingester = ingester
+        # reopens with the model the catalog switched to (`tongkuan tune` in another process);
+        # True where it did: a running job then goes on with new ingesters
+        self.follow_switch = follow_switch
         self.store = store  # asked each time: the engine reopens its catalog on a model switch
         self.lease_s = lease_s
         self.owner = uuid.uuid4().hex  # this process's name on the leases it holds
@@ -170,9 +175,19 @@ class ImportJobs:
         try:
             self._record(job, report, halt)
             renewing.start()
-            self.ingester().ingest(
-                read_jsonl(records), on_commit=lambda _: self._record(job, report, halt), report=report, stop=halt
-            )
+            while True:
+                try:
+                    self.ingester().ingest(
+                        islice(read_jsonl(records), report.processed, None),
+                        on_commit=lambda _: self._record(job, report, halt),
+                        report=report,
+                        stop=halt,
+                    )
+                    break
+                except ModelSwitched:  # nothing of the batch in hand was written
+                    if not self.follow_switch():
+                        raise
+                    logger.info("import job %s goes on with the model the catalog switched to", job_id)
             stopped = halt.is_set() and report.processed < job.records
             if not stopped:
                 job.state = JobState.DONE
