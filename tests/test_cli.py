@@ -298,3 +298,14 @@ def test_serve_trusts_forwarded_headers_only_from_the_configured_proxies(
     result = invoke(["serve", "--data-dir", str(tmp_path / "data")], env)
     assert result.exit_code == 0, result.output
     assert seen["proxy_headers"] is proxy_headers and seen.get("forwarded_allow_ips") == trusted
+
+
+@pytest.mark.usefixtures("clean_environment")
+@pytest.mark.parametrize("extra", [["--dims", "64"], ["--shrinkage", "0.2"], ["--neighbours", "on"]])
+def test_whiten_remove_refuses_the_options_of_learning_instead_of_ignoring_them(
+    extra: list[str], tmp_path: Path
+) -> None:
+    result = invoke(["whiten", "--remove", *extra, "--data-dir", str(tmp_path / "data")], {})
+    assert result.exit_code == 2, result.output  # a usage error, before anything is opened
+    assert f"--remove forgets the whitening: {extra[0]} only applies when learning one" in result.output
+    assert not (tmp_path / "data").exists()

@@ -256,6 +256,11 @@ def whiten(data_dir: Path, dims: int | None, shrinkage: float | None, remove: bo
     """Learn how this catalog's products vary from their products with several pictures (and,
     where a SKU is listed many times, from near-duplicate listings), store it in the catalog
     and build the index for it. Restart the service to use it."""
+    if remove:
+        context = click.get_current_context()
+        for name in ("dims", "shrinkage", "neighbours"):
+            if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+                raise click.UsageError(f"--remove forgets the whitening: --{name} only applies when learning one")
     settings = _settings(data_dir)
     from tongkuan.engine.services import whiten_catalog
 
