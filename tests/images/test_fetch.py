@@ -9,6 +9,7 @@ import pytest
 
 from tests.utils.fileserver import FileServer
 from tongkuan.errors import ForbiddenAddress, ImageFetchError, ImageTooLarge
+from tongkuan.images import fetch
 from tongkuan.images.fetch import FetchPolicy, fetch_url
 
 LOCAL = FetchPolicy(allow_loopback=True, total_timeout=3.0, max_bytes=1024 * 1024)
@@ -141,3 +142,17 @@ def test_a_host_whose_answers_include_a_private_address_is_refused(monkeypatch: 
     with pytest.raises(ForbiddenAddress, match="does not resolve to a public address") as refused:
         fetch_url("http://mixed.test/a.jpg", FetchPolicy())
     assert "192.168" not in str(refused.value)  # what the name resolved to stays unsaid
+
+
+@pytest.mark.parametrize(
+    ("host", "address"), [("127.0.0.1", "127.0.0.1"), ("::1", "::1"), ("203.0.113.7", "203.0.113.7")]
+)
+def test_an_ip_literal_resolves_to_itself_without_a_name_lookup(
+    host: str, address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the lookup threads are few and shared: an address needs none of them
+    def no_lookup(*args: object, **kwargs: object) -> None:
+        raise AssertionError("looked up")
+
+    monkeypatch.setattr(fetch._lookups, "submit", no_lookup)
+    assert [str(ip) for ip in fetch.resolve(host, 80)] == [address]

@@ -144,6 +144,10 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 def resolve(host: str, port: int) -> list[IPAddress]:
     """All addresses `host` resolves to (an IP literal resolves to itself), waited for no
     longer than the current fetch's deadline."""
+    try:  # a literal in its usual form needs none of the few lookup threads
+        return [ipaddress.ip_address(host)]
+    except ValueError:  # a name, or a literal only the resolver reads (127.1, 0x7f.0.0.1)
+        pass
     lookup = _lookups.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
         infos = lookup.result(timeout=time_left())
