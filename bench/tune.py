@@ -49,11 +49,12 @@ from tongkuan.adapt.export import export_error, export_tuned_model
 from tongkuan.adapt.groups import purity
 from tongkuan.adapt.network import TunedNet, load_tunable
 from tongkuan.adapt.training import TuneResult, TuneSettings, examples_from_files, tune
+from tongkuan.adapt.whitening import PAIR_DIMS, PAIR_SHRINKAGE, add_near_duplicates
 from tongkuan.domain.categories import CATEGORY_BY_NAME, CATEGORY_POSITION
 from tongkuan.vision.classify import fuse, neighbour_vote
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
 from tongkuan.vision.pipeline import Vision
-from tongkuan.vision.whitening import learn_whitening
+from tongkuan.vision.whitening import ScatterSums, Whitening, learn_whitening
 
 Rows = list[dict[str, str]]
 LOWRES = 120
@@ -130,6 +131,16 @@ def clothing_backgrounds(data: Path, count: int) -> list[Image.Image]:
 PRIOR_WEIGHTS = (0.0, 0.35, 0.5, 0.7, 1.0)  # 0.35: the service's default (TONGKUAN_CATEGORY_PRIOR_WEIGHT)
 
 
+def pair_whitening(listings: NDArray[np.float32], model: str) -> Whitening | None:
+    """The whitening `tongkuan whiten` learns for a catalog of single-picture listings (from
+    their near-duplicate pairs, where most listings have one), or None where it learns none."""
+    sums = ScatterSums(listings.shape[1])
+    sums.add(vector[None] for vector in listings)
+    if not add_near_duplicates(sums, listings):
+        return None
+    return sums.learn(model, min(PAIR_DIMS, listings.shape[1]), PAIR_SHRINKAGE)
+
+
 def describe(vision: Vision, paths: list[Path], batch: int = 16) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """The service's (embeddings, category priors) of pictures: subject crop, inset search."""
     vectors, priors = [], []
@@ -198,7 +209,10 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet-lite0")
     parser.add_argument("--epochs", type=int, default=TuneSettings.epochs)
     parser.add_argument(
-        "--views", type=int, default=TuneSettings.cached_views, help="Cached views per picture (first one clean)."
+        "--views",
+        type=int,
+        default=TuneSettings.cached_views,
+        help="Cached views per picture (first one clean); 0: a fresh view at every step (the front runs each time).",
     )
     parser.add_argument("--studio-views", type=int, default=16)
     parser.add_argument("--studio-epochs", type=int, default=30, help="Studio epochs (each 2 batches of 32).")
@@ -265,7 +279,7 @@ def main() -> None:
     q_labels = labels(val)
     q_tuned = np.isin(q_labels, list(tuned_classes))
     settings = TuneSettings(
-        model=args.model, epochs=args.epochs, cached_views=args.views, head_dim=args.head_dim, seed=args.seed,
+        model=args.model, epochs=args.epochs, cached_views=args.views or None, head_dim=args.head_dim, seed=args.seed,
         threads=args.threads, min_products=min(20, max(3, len(tuned_classes) - 1)), pseudo=args.pseudo,
         pseudo_threshold=args.pseudo_threshold, pseudo_threshold_step=args.pseudo_step, pseudo_k=args.pseudo_k,
         recluster_every=args.recluster_every, lr_backbone=args.lr, frozen_blocks=args.frozen_blocks,
@@ -352,11 +366,22 @@ def main() -> None:
         result = tune(examples, settings, args.work / "listings.pt", backgrounds)
         tuned = onnx_encoder(result.model, args.work, "listings", args.threads)
         paths = [Path(r["file"]) for r in listings]
-        summary["listings"] = {
+        frozen_listings, tuned_listings = embed(frozen, paths), embed(tuned, paths)
+        val_after = embed(tuned, [Path(r["file"]) for r in val])
+        measured: dict[str, object] = {
             "training": training_summary(result, labels(tuning)),
-            "before (frozen whole picture)": split_recall(val_before, q_labels, q_tuned, embed(frozen, paths), l_ids, l_labels),
-            "after": split_recall(embed(tuned, [Path(r["file"]) for r in val]), q_labels, q_tuned, embed(tuned, paths), l_ids, l_labels),
+            "before (frozen whole picture)": split_recall(val_before, q_labels, q_tuned, frozen_listings, l_ids, l_labels),
+            "after": split_recall(val_after, q_labels, q_tuned, tuned_listings, l_ids, l_labels),
         }  # fmt: skip
+        # what `tongkuan tune` serves: the whitening learned again from near-duplicate pairs
+        for name, queries, gallery in (("before", val_before, frozen_listings), ("after", val_after, tuned_listings)):
+            whitening = pair_whitening(gallery, args.model)
+            measured[f"{name} + whitening from pairs"] = (
+                "not learned"
+                if whitening is None
+                else split_recall(whitening(queries), q_labels, q_tuned, whitening(gallery), l_ids, l_labels)
+            )
+        summary["listings"] = measured
         print(f"listings: {json.dumps(summary['listings'])}", file=sys.stderr)
 
     for shape in ("clothing", "fashion"):
