@@ -48,9 +48,10 @@ from tests.utils.data import read_rows
 from tongkuan.adapt.export import export_error, export_tuned_model
 from tongkuan.adapt.groups import purity
 from tongkuan.adapt.network import TunedNet, load_tunable
-from tongkuan.adapt.training import TuneResult, TuneSettings, examples_from_files, tune
+from tongkuan.adapt.training import LISTINGS_RECIPE, TuneResult, TuneSettings, examples_from_files, tune
 from tongkuan.adapt.whitening import PAIR_DIMS, PAIR_SHRINKAGE, add_near_duplicates
 from tongkuan.domain.categories import CATEGORY_BY_NAME, CATEGORY_POSITION
+from tongkuan.engine.tuning import worth_switching
 from tongkuan.vision.classify import fuse, neighbour_vote
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
 from tongkuan.vision.pipeline import Vision
@@ -194,7 +195,10 @@ def training_summary(result: TuneResult, truth: NDArray[np.int64] | None = None)
         ],
         "ms per picture per epoch": round(1000 * float(np.mean(trained)) / result.pictures, 1),
         "total seconds": round(result.seconds, 1),
+        "switches (as tongkuan tune decides)": worth_switching(result, result.held_back_metric != "views"),
     }
+    if result.settings is not None:  # what the catalog's shape chose, where it differs from the flags
+        summary["trained with"] = {k: v for k, v in result.settings.__dict__.items() if k in LISTINGS_RECIPE}
     if truth is not None:
         trained_on = result.labels >= 0
         summary["pseudo-group purity"] = round(purity(result.labels[trained_on], truth[trained_on]), 4)
@@ -240,6 +244,11 @@ def main() -> None:
         "--tune-share", type=float, default=0.5, help="Share of the classes tuned on (1: the whole catalog, as in use)."
     )
     parser.add_argument("--outliers", default=TuneSettings.outliers, help="drop or keep ungrouped listings.")
+    parser.add_argument(
+        "--listings",
+        default=TuneSettings.listings,
+        help="auto: listings mostly listed again train with their own recipe; off: with these flags.",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tongkuan-bench-tune")
@@ -285,7 +294,7 @@ def main() -> None:
         recluster_every=args.recluster_every, lr_backbone=args.lr, frozen_blocks=args.frozen_blocks,
         refresh_views_every=args.refresh_every, schedule=args.schedule, patience=args.patience,
         holdback=args.holdback, keep=args.keep, view_budget=args.view_budget,
-        outliers=args.outliers,
+        outliers=args.outliers, listings=args.listings,
         twin_threshold=None if args.twin_threshold is None or args.twin_threshold < 0 else args.twin_threshold,
     )  # fmt: skip
     backgrounds = clothing_backgrounds(args.data, args.backgrounds)

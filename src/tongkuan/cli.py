@@ -310,9 +310,10 @@ def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool
     if undo:
         click.echo(f"switched back to {report.model}: {report.index_pictures} pictures indexed")
         return
+    held_back = "listings' near-duplicates" if report.held_back_metric == "twins" else "products"
     click.echo(
         f"tuned {report.base} on {report.pictures} pictures in {report.groups} groups in {report.train_seconds:.0f} s;"
-        f" held-back products R@1 {report.held_back_before:.3f} -> {report.held_back_after:.3f}"
+        f" held-back {held_back} R@1 {report.held_back_before:.3f} -> {report.held_back_after:.3f}"
         + (
             f"; category top-1 {report.category_before:.3f} (shipped classifier) -> {report.category_after:.3f}"
             " (category head)"
@@ -328,7 +329,7 @@ def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool
         )
         return
     if report.model is None:
-        click.echo("the tuned model finds the held-back products no better: the catalog keeps its model")
+        click.echo(f"the tuned model finds the held-back {held_back} less well: the catalog keeps its model")
         return
     click.echo(
         f"switched to {report.model}: {report.index_pictures} pictures embedded in {report.embed_seconds:.0f} s"

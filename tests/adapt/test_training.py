@@ -22,6 +22,7 @@ from tongkuan.adapt.training import (
     examples_from_files,
     likely_twins,
     tune,
+    twin_groups,
 )
 from tongkuan.adapt.views import ViewCache
 from tongkuan.errors import CannotLearn
@@ -147,3 +148,38 @@ def test_an_ungrouped_listing_is_neither_drawn_nor_pushed_away() -> None:
     loss = cosface_loss(torch.tensor([[1.0, 0.05]]), proxies, torch.tensor([0]), 20.0, 0.1, None, torch.tensor(silent))
     loss.backward()  # type: ignore[no-untyped-call]
     assert proxies.grad is not None and float(proxies.grad[2].abs().sum()) == 0.0
+
+
+def test_listings_listed_again_train_as_listings_and_are_checked_on_their_held_back_twins(
+    grocery_rows: list[dict[str, str]],
+) -> None:
+    # each train photo a listing of its own, no group key: a product's photos are near-duplicates
+    train = [r for r in grocery_rows if r["split"] == "train"]
+    classes = sorted({r["class_id"] for r in train}, key=int)[::8][:10]  # 73 % have a near-duplicate
+    listings = [r for c in classes for r in [r for r in train if r["class_id"] == c][:12]]
+    examples = examples_from_files([Path(r["file"]) for r in listings], [r["path"] for r in listings])
+    settings = TuneSettings(
+        epochs=1, groups_per_batch=4, views_per_group=2, min_products=20, threads=1, warmup_steps=2, holdback=0.2
+    )
+    result = tune(examples, settings, progress=False)
+
+    assert result.settings is not None and result.settings.cached_views is None  # a fresh view every step
+    assert (result.settings.pseudo, result.settings.outliers) == ("mutual-knn", "drop")
+    assert result.held_back_metric == "twins" and 0.5 <= result.held_back_before <= 1
+    frozen = ViewCache(load_tunable("efficientnet-lite0"), [e.load for e in examples], None, 0).embed(
+        range(len(examples))
+    )
+    twins = twin_groups(frozen)
+    assert twins is not None
+    held = result.labels == -1
+    # whole groups of near-duplicates are held back, about the share asked, and nearly all
+    # of them are one product
+    assert all(held[twins == g].all() for g in np.unique(twins[held]))
+    assert (np.bincount(twins[held]) != 1).all() and 0.1 <= held.mean() <= 0.3
+    products = np.array([r["class_id"] for r in listings])
+    assert np.mean([len(set(products[twins == g])) == 1 for g in np.unique(twins[held])]) >= 0.9
+
+    # studio shots, one per product and all different, are not listings listed again
+    iconic = [r for r in grocery_rows if r["split"] == "catalog"][:40]
+    loaders = [e.load for e in examples_from_files([Path(r["file"]) for r in iconic], [r["path"] for r in iconic])]
+    assert twin_groups(ViewCache(load_tunable("efficientnet-lite0"), loaders, None, 0).embed(range(40))) is None

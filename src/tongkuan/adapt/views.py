@@ -95,13 +95,14 @@ class ViewCache:
         images = [self._view(i, v, self.loaders[i](), salt) for i, v in zip(indices, views, strict=True)]
         return self._front(images)
 
-    def fixed_views(self, indices: Sequence[int], salt: int) -> torch.Tensor:
+    def fixed_views(self, indices: Sequence[int], salt: int, view: int = 1) -> torch.Tensor:
         """Front feature maps (float16, CPU) of one shopper view of each picture seeded by
-        `salt`, outside the cache: queries that stay the same from epoch to epoch."""
+        `salt` (or with `view` 0, the clean pictures), outside the cache: queries that stay
+        the same from epoch to epoch."""
         chunks = []
         for start in range(0, len(indices), self.batch):
             chunk = indices[start : start + self.batch]
-            images = [self._view(i, 1, self.loaders[i](), salt) for i in chunk]
+            images = [self._view(i, view, self.loaders[i](), salt) for i in chunk]
             chunks.append(self._front(images).half().cpu())
         return torch.cat(chunks) if chunks else torch.zeros(0)
 

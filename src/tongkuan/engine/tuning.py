@@ -83,6 +83,9 @@ class TuneReport:
     index_pictures: int
     whitened: bool
     verified: bool = True  # whether the held-back products had several pictures to check on
+    # what retrieval was checked on: "photos" (held-back products' pictures), "twins" (held-back
+    # listings' near-duplicates) or "views" (a picture's augmented view: not a check)
+    held_back_metric: str = "photos"
     # the held-back pictures' category top-1: the shipped classifier's, the tuned head's (-1: no head)
     category_before: float = -1.0
     category_after: float = -1.0
@@ -234,12 +237,16 @@ def worth_switching(result: TuneResult, verified: bool) -> bool:
     """Whether the tuned model is measurably better on the held-back products.
 
     Where products hold several pictures, retrieval decides: the tuned model must find the
-    held-back products' other pictures better. With one picture per product there is nothing
-    to check retrieval on (a picture's augmented view finding it again is passed by a model
-    that pushes listings of one product apart: listings R@1 0.537 -> 0.439 with such a
-    check), so only categories can decide: the tuned model (its category head's prior fused
-    with the vote of its nearest catalog pictures, as search answers) must predict the
-    held-back pictures' categories better than the model in use.
+    held-back products' other pictures at least as well. Where single-picture listings are
+    mostly listed again, their groups of near-duplicates stand in for products: the tuned
+    model must find each held-back listing's near-duplicates at least as well (a model that
+    pushes listings of one product apart fails this). With one picture per product and no
+    near-duplicates there is nothing to check retrieval on (a picture's augmented view
+    finding it again is passed by a model that pushes listings of one product apart:
+    listings R@1 0.537 -> 0.439 with such a check), so only categories can decide: the
+    tuned model (its category head's prior fused with the vote of its nearest catalog
+    pictures, as search answers) must predict the held-back pictures' categories better
+    than the model in use.
     """
     if verified:
         return result.improved
@@ -275,7 +282,7 @@ def tune_catalog(settings: Settings, options: TuneOptions = TuneOptions(), progr
             whitened=False, category_before=result.held_back_category_before,
             category_after=result.held_back_category_after,
         )  # fmt: skip
-        report = replace(report, verified=result.held_back_metric == "photos")
+        report = replace(report, verified=result.held_back_metric != "views", held_back_metric=result.held_back_metric)
         if options.require_improvement and not worth_switching(result, report.verified):
             return report
         candidate = work / "candidate"
