@@ -323,8 +323,9 @@ def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool
     )
     if report.model is None and not report.verified:
         click.echo(
-            "the catalog keeps its model: its products have one picture each, so the tuned model cannot be"
-            " checked on held-back products (give listings of one SKU a productGroup in customContent)"
+            "the catalog keeps its model: its products have one picture each, and too few have a near-duplicate"
+            " among the others, so the tuned model cannot be checked on held-back products (give listings of one"
+            " SKU a productGroup in customContent)"
             + ("" if report.category_after >= 0 else "; categories in the records would train a category head")
         )
         return
