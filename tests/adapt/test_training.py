@@ -164,7 +164,7 @@ def test_listings_listed_again_train_as_listings_and_are_checked_on_their_held_b
     result = tune(examples, settings, progress=False)
 
     assert result.settings is not None and result.settings.cached_views is None  # a fresh view every step
-    assert (result.settings.pseudo, result.settings.outliers) == ("mutual-knn", "drop")
+    assert (result.settings.pseudo, result.settings.outliers, result.settings.keep) == ("mutual-knn", "drop", "last")
     assert result.held_back_metric == "twins" and 0.5 <= result.held_back_before <= 1
     frozen = ViewCache(load_tunable("efficientnet-lite0"), [e.load for e in examples], None, 0).embed(
         range(len(examples))
