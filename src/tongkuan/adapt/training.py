@@ -87,11 +87,13 @@ LISTINGS_RECIPE: dict[str, Any] = {
     "cached_views": None, "pseudo": "mutual-knn", "pseudo_k": 5, "pseudo_threshold": 0.75, "recluster_every": 0,
     "outliers": "drop", "keep": "last",
 }  # fmt: skip
-# Held-back listings find their near-duplicates 99.7 % of the time before tuning (grocery
+# Held-back listings find their near-duplicates 99.75 % of the time before tuning (grocery
 # listings, Lite2): the check is a guard against harm, not a measure of gain, so the tuned
 # model may miss this much more of them (one point: a few listings of a few hundred) and
-# still count as finding them as well; a model that pushes a product's listings apart misses
-# far more.
+# still count as finding them as well. The recipe above, on all 2,640 grocery listings,
+# found them 97.2-98.7 % of the time after each epoch, so that catalog kept its model: the
+# check is biased towards the model whose neighbours defined the pairs, and widening it to
+# fit the one catalog measured would be no check at all.
 TWIN_TOLERANCE = 0.01
 
 
