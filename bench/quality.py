@@ -46,11 +46,9 @@ from tests.utils.data import read_rows
 from tongkuan.adapt.groups import mutual_pairs  # noqa: E402
 from tongkuan.adapt.whitening import (  # noqa: E402
     PAIR_COSINE,
-    PAIR_DIMS,
     PAIR_NEIGHBOURS,
-    PAIR_SHRINKAGE,
-    add_near_duplicates,
     duplicated_share,
+    listings_whitening,
 )
 from tongkuan.domain.boxes import Box  # noqa: E402
 from tongkuan.domain.categories import CATEGORIES, CATEGORY_BY_NAME, CATEGORY_POSITION  # noqa: E402
@@ -61,7 +59,7 @@ from tongkuan.vision.encoder import OnnxEncoder  # noqa: E402
 from tongkuan.vision.insets import find_inset  # noqa: E402
 from tongkuan.vision.pipeline import CONTEXT_WEIGHT, Description, Vision  # noqa: E402
 from tongkuan.vision.registry import resolve_model  # noqa: E402
-from tongkuan.vision.whitening import ScatterSums, learn_whitening  # noqa: E402
+from tongkuan.vision.whitening import learn_whitening  # noqa: E402
 
 BATCH = 16
 
@@ -212,12 +210,10 @@ def listings(vision: Vision, root: Path, limit: int | None) -> dict[str, object]
             pairs, cosine = mutual_pairs(catalog, PAIR_NEIGHBOURS, PAIR_COSINE)
             measured[name + " near-duplicate share"] = round(duplicated_share(pairs, cosine, len(catalog)), 3)
             for mode in ("auto", "on"):
-                sums = ScatterSums(catalog.shape[1])
-                sums.add(vector[None] for vector in catalog)
-                if not add_near_duplicates(sums, catalog, mode):
+                whitening = listings_whitening(catalog, vision.spec.name, mode)
+                if whitening is None:
                     measured[f"{name} + whitening from pairs ({mode})"] = "not learned"
                     continue
-                whitening = sums.learn(vision.spec.name, min(PAIR_DIMS, catalog.shape[1]), PAIR_SHRINKAGE)
                 measured[f"{name} + whitening from pairs ({mode})"] = listing_recall(
                     whitening(queries), q_labels, whitening(catalog), c_labels
                 ) | {"pairs": whitening.pairs}

@@ -49,13 +49,13 @@ from tongkuan.adapt.export import export_error, export_tuned_model
 from tongkuan.adapt.groups import purity
 from tongkuan.adapt.network import TunedNet, load_tunable
 from tongkuan.adapt.training import LISTINGS_RECIPE, TuneResult, TuneSettings, examples_from_files, tune
-from tongkuan.adapt.whitening import PAIR_DIMS, PAIR_SHRINKAGE, add_near_duplicates
+from tongkuan.adapt.whitening import listings_whitening
 from tongkuan.domain.categories import CATEGORY_BY_NAME, CATEGORY_POSITION
 from tongkuan.engine.tuning import worth_switching
 from tongkuan.vision.classify import fuse, neighbour_vote
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
 from tongkuan.vision.pipeline import Vision
-from tongkuan.vision.whitening import ScatterSums, Whitening, learn_whitening
+from tongkuan.vision.whitening import learn_whitening
 
 Rows = list[dict[str, str]]
 LOWRES = 120
@@ -130,16 +130,6 @@ def clothing_backgrounds(data: Path, count: int) -> list[Image.Image]:
 
 
 PRIOR_WEIGHTS = (0.0, 0.35, 0.5, 0.7, 1.0)  # 0.35: the service's default (TONGKUAN_CATEGORY_PRIOR_WEIGHT)
-
-
-def pair_whitening(listings: NDArray[np.float32], model: str) -> Whitening | None:
-    """The whitening `tongkuan whiten` learns for a catalog of single-picture listings (from
-    their near-duplicate pairs, where most listings have one), or None where it learns none."""
-    sums = ScatterSums(listings.shape[1])
-    sums.add(vector[None] for vector in listings)
-    if not add_near_duplicates(sums, listings):
-        return None
-    return sums.learn(model, min(PAIR_DIMS, listings.shape[1]), PAIR_SHRINKAGE)
 
 
 def describe(vision: Vision, paths: list[Path], batch: int = 16) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -384,7 +374,7 @@ def main() -> None:
         }  # fmt: skip
         # what `tongkuan tune` serves: the whitening learned again from near-duplicate pairs
         for name, queries, gallery in (("before", val_before, frozen_listings), ("after", val_after, tuned_listings)):
-            whitening = pair_whitening(gallery, args.model)
+            whitening = listings_whitening(gallery, args.model)
             measured[f"{name} + whitening from pairs"] = (
                 "not learned"
                 if whitening is None

@@ -110,8 +110,13 @@ def mutual_pairs(
 def mutual_knn_groups(embeddings: Matrix, k: int = DEFAULT_K, threshold: float = DEFAULT_THRESHOLD) -> Labels:
     """Connected components of the graph joining two pictures when each is among the other's
     `k` nearest neighbours and their cosine is at least `threshold`."""
-    found = _UnionFind(len(embeddings))
-    for a, b in mutual_pairs(embeddings, k, threshold)[0]:
+    return joined(mutual_pairs(embeddings, k, threshold)[0], len(embeddings))
+
+
+def joined(pairs: NDArray[np.int64], pictures: int) -> Labels:
+    """One label per picture: the connected components of the graph `pairs` (rows i, j) draws."""
+    found = _UnionFind(pictures)
+    for a, b in pairs:
         found.union(int(a), int(b))
     return found.labels()
 

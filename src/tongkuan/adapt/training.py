@@ -55,8 +55,8 @@ from tqdm import tqdm
 from tongkuan.adapt.groups import (
     Labels,
     combine,
+    joined,
     labels_from_products,
-    mutual_knn_groups,
     mutual_pairs,
     pseudo_groups,
     relabel,
@@ -64,7 +64,7 @@ from tongkuan.adapt.groups import (
 )
 from tongkuan.adapt.network import TunedNet, load_tunable
 from tongkuan.adapt.views import ViewCache
-from tongkuan.adapt.whitening import DUPLICATED_SHARE, PAIR_COSINE, PAIR_NEIGHBOURS, duplicated_share
+from tongkuan.adapt.whitening import PAIR_COSINE, PAIR_NEIGHBOURS, listed_again
 from tongkuan.domain.categories import CATEGORIES
 from tongkuan.errors import CannotLearn
 from tongkuan.vision.classify import fuse, imagenet_projection, neighbour_vote
@@ -374,9 +374,7 @@ def twin_groups(embeddings: NDArray[np.float32]) -> Labels | None:
     `PAIR_NEIGHBOURS` nearest at `PAIR_COSINE` or more), or None where too few listings have
     one for the catalog to be listings of SKUs listed again (the whitening's "auto" rule)."""
     pairs, cosine = mutual_pairs(embeddings, PAIR_NEIGHBOURS, PAIR_COSINE)
-    if duplicated_share(pairs, cosine, len(embeddings)) < DUPLICATED_SHARE:
-        return None
-    return mutual_knn_groups(embeddings, PAIR_NEIGHBOURS, PAIR_COSINE)
+    return joined(pairs, len(embeddings)) if listed_again(pairs, cosine, len(embeddings)) else None
 
 
 # Settings a resumed run may change: how long it runs and where, not what it learns.
@@ -792,6 +790,7 @@ def tune(
         torch.set_num_threads(settings.threads)
     started = time.perf_counter()
     run = _Trainer(examples, settings, backgrounds, checkpoint, progress)
+    settings = run.settings  # as the catalog's shape chose (listings listed again train their own way)
     state = run.load()
     if state is None:
         before = run.held_back_recall()
@@ -810,10 +809,9 @@ def tune(
     per_epoch = len(_balanced_batches(run.labels, run.settings.cached_views or 1, run.settings, 0, run.silent))
     total, done = settings.epochs * per_epoch, resumed_from * per_epoch
     run.total_steps = total
-    kept = run.settings  # as the catalog's shape chose
     with tqdm(total=total, initial=done, desc="tuning", unit="batch", disable=not progress) as bar:
         # early stopping serves "best"; "last" runs the whole schedule (the learning rate decays to 0)
-        while (kept.keep == "last" or state["bad_epochs"] < kept.patience) and state["epoch"] < kept.epochs:
+        while (settings.keep == "last" or state["bad_epochs"] < settings.patience) and state["epoch"] < settings.epochs:
             stats = run.epoch(int(state["epoch"]) + 1, bar, float(state["best_r1"]))
             state["history"] = [*state["history"], asdict(stats)]
             state["step_losses"] = [*state["step_losses"], *run.last_losses]
@@ -828,7 +826,7 @@ def tune(
             state["epoch"] = stats.epoch
             run.save(state)
     last_r1 = float(state["history"][-1]["held_back_r1"]) if state["history"] else -1.0
-    if kept.keep == "last" and last_r1 >= float(state["before"]) - run.tolerance:
+    if settings.keep == "last" and last_r1 >= float(state["before"]) - run.tolerance:
         state.update(best_r1=last_r1, best_epoch=int(state["epoch"]))
     else:
         run.model.load_state_dict(state["best_state"])

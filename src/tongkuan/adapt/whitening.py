@@ -93,10 +93,28 @@ def add_near_duplicates(
     if neighbours == "off" or len(singles) < 2:
         return False
     pairs, cosine = mutual_pairs(singles, PAIR_NEIGHBOURS, PAIR_COSINE)
-    if neighbours == "auto" and duplicated_share(pairs, cosine, len(singles)) < DUPLICATED_SHARE * sampled:
+    if neighbours == "auto" and not listed_again(pairs, cosine, len(singles), sampled):
         return False
     sums.add_pairs(singles[pairs[:, 0]], singles[pairs[:, 1]])
     return len(pairs) > 0
+
+
+def listed_again(pairs: np.ndarray, cosine: np.ndarray, pictures: int, sampled: float = 1.0) -> bool:
+    """Whether single pictures with these near-duplicate `pairs` are mostly the same things
+    listed again (`DUPLICATED_SHARE` of them in a pair at `DUPLICATE_COSINE`); `sampled` as
+    in `add_near_duplicates`."""
+    return duplicated_share(pairs, cosine, pictures) >= DUPLICATED_SHARE * sampled
+
+
+def listings_whitening(listings: np.ndarray, model: str, neighbours: Neighbours = "auto") -> Whitening | None:
+    """The whitening `learn_from_catalog` learns for a catalog of single-picture listings given
+    as vectors (each listing a product, with its near-duplicate pairs where `neighbours` says
+    so), or None where no pairs are learned from."""
+    sums = ScatterSums(listings.shape[1])
+    sums.add(vector[None] for vector in listings)
+    if not add_near_duplicates(sums, listings, neighbours):
+        return None
+    return sums.learn(model, min(PAIR_DIMS, listings.shape[1]), PAIR_SHRINKAGE)
 
 
 def duplicated_share(pairs: np.ndarray, cosine: np.ndarray, pictures: int) -> float:
