@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.utils.composites import composites
 from tongkuan.domain.boxes import Box
+from tongkuan.vision import pipeline
 from tongkuan.vision.encoder import OnnxEncoder
 from tongkuan.vision.insets import find_inset
 from tongkuan.vision.pipeline import CONTEXT_WEIGHT, Vision, pool_region
@@ -92,3 +95,33 @@ def test_with_a_chosen_region_the_plain_embedding_is_the_one_the_picture_has_wit
     assert chosen.plain is not None and chosen.searched == region
     without = vision.describe([scene.image])[0].embedding
     assert np.allclose(chosen.plain, without, atol=1e-5)
+
+
+def test_the_inset_search_runs_while_the_model_describes_the_picture(
+    data_root: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the search for a picture inside the picture needs only the pixels, so it is not left
+    # waiting for the model (a Lite2 pass and the search take about as long as each other)
+    encoder = OnnxEncoder(resolve_model("efficientnet-lite0", model_cache), threads=1)
+    scene = next(s for s in composites(data_root, 20, seed=5) if find_inset(s.image) is not None)
+    alone = Vision(encoder).describe([scene.image], insets=True)[0]
+    searching = threading.Event()
+
+    def search(image: Image.Image) -> Box | None:
+        searching.set()
+        return find_inset(image)
+
+    original = encoder.run
+
+    def run(images: list[Image.Image]) -> object:
+        overlapped.append(searching.wait(timeout=5))
+        return original(images)
+
+    overlapped: list[bool] = []
+    monkeypatch.setattr(pipeline, "find_inset", search)
+    encoder.run = run  # type: ignore[method-assign,assignment]
+    described = Vision(encoder).describe([scene.image], insets=True)[0]
+    assert overlapped[0], "the first pass of the model waited for nothing: the inset search had not started"
+    assert described.inset is not None and alone.inset is not None
+    assert described.inset.searched == alone.inset.searched
+    assert np.allclose(described.inset.embedding, alone.inset.embedding, atol=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -64,6 +65,8 @@ class Vision:
         # embed a subject covering at least this share of the picture by pooling the whole
         # picture's feature map inside its box (no second inference); None: always crop
         self.pool_above = pool_above
+        # searches for a picture inside the picture, run while the model describes it
+        self._beside = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inset-search")
 
     @property
     def dim(self) -> int:
@@ -97,6 +100,8 @@ class Vision:
         """
         if not images:
             return []
+        # the inset search needs only the pixels: it runs beside the model's first pass
+        searches = [self._beside.submit(find_inset, image) for image in images] if insets and crop else None
         whole = self.encoder.run(images)
         found: list[tuple[Box, ...]] = []
         chosen: list[Box] = []
@@ -133,8 +138,9 @@ class Vision:
             embeddings[mine] = self._with_context(out.embeddings[own], whole.embeddings[mine])
             priors[to_crop] = self._priors(out.logits, len(crops))
         described = [Description(found[i], chosen[i], embeddings[i], priors[i]) for i in range(len(images))]
-        if insets and crop:
-            described = self._with_insets(images, described, regions, whole.embeddings)
+        if searches is not None:
+            insets_found = [_inset_of(image, search) for image, search in zip(images, searches, strict=True)]
+            described = self._with_insets(images, described, regions, whole.embeddings, insets_found)
         return described
 
     def _with_insets(
@@ -143,10 +149,11 @@ class Vision:
         described: list[Description],
         regions: list[Box | None] | None,
         whole: NDArray[np.float32],
+        insets: list[Box | None],
     ) -> list[Description]:
-        """Each description with, where a picture is found inside the image, the inset's own
-        (or, where the caller chose a region, the inset as the main subject)."""
-        found = {i: box for i in range(len(images)) if (box := find_inset(images[i])) is not None}
+        """Each description with, where a picture (`insets[i]`) was found inside the image,
+        the inset's own (or, where the caller chose a region, the inset as the main subject)."""
+        found = {i: box for i, box in enumerate(insets) if box is not None}
         if not found:
             return described
         asked = {i for i in found if regions and regions[i]}
@@ -197,6 +204,12 @@ class Vision:
             # No classifier: a flat prior, so the neighbour vote decides.
             return np.full((n, len(CATEGORIES)), 1.0 / len(CATEGORIES), dtype=np.float32)
         return (softmax(logits.astype(np.float32)) @ self._projection).astype(np.float32)
+
+
+def _inset_of(image: Image.Image, search: Future[Box | None]) -> Box | None:
+    """The inset search's result, or the search run here if no worker has taken it yet (under
+    load the workers are busy with other requests' searches: waiting for them gains nothing)."""
+    return find_inset(image) if search.cancel() else search.result()
 
 
 def _corners(box: Box) -> tuple[int, int, int, int]:
