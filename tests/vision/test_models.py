@@ -95,3 +95,18 @@ def test_a_description_naming_a_missing_output_fails_to_load(model_cache: Path, 
 def test_unknown_models_are_reported(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFound):
         resolve_model("efficientnet-b7", tmp_path)
+
+
+def test_pictures_are_normalised_per_channel_as_the_model_expects(data_root: Path, tmp_path: Path) -> None:
+    # a model trained with ImageNet's statistics: every channel its own mean and spread
+    spec = ModelSpec("m", tmp_path / "m.onnx", 64, 8, mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4))
+    pictures = photos(data_root)
+    pictures += [pictures[0].convert("L"), pictures[1].convert("RGBA")]  # other modes come as RGB
+    batch = preprocess(pictures, spec)
+    assert batch.shape == (len(pictures), 3, 64, 64) and batch.dtype == np.float32
+    for i, picture in enumerate(pictures):
+        pixels = np.asarray(picture.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32)
+        expected = (pixels.transpose(2, 0, 1) - np.float32(spec.mean)[:, None, None]) / np.float32(spec.std)[
+            :, None, None
+        ]
+        assert np.allclose(batch[i], expected, rtol=0, atol=1e-6)
