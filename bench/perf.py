@@ -14,7 +14,10 @@ The last line printed is a JSON summary. Stages:
   100 sequential queries through HTTP (p50/p95/p99), throughput with 8 and 32 clients from a
   separate load-generator process. The service runs as by default (a learned whitening in
   the catalog, learned from the ingested photos grouped by product; inset search on) and
-  as the baseline without either, one after the other;
+  as a baseline, one after the other: with `--against REF`, the service as it was at git
+  commit REF on the same catalog (its source checked out into the work folder), else this
+  code without the whitening and the inset search. Each reports its end-to-end p50 as a
+  multiple of one forward pass measured in the same run;
 - vector index alone at each index size: exact flat search (the baseline) against HNSW,
   HNSW over 8-bit codes (the service default) and a compressed IVF index: build time (all
   cores), bytes per vector, p50 latency (one thread), recall@10.
@@ -211,6 +214,7 @@ def serve_and_measure(
     urls: list[str],
     seconds: float,
     port: int,
+    forward_ms: float,
     env: dict[str, str] | None = None,
 ) -> dict[str, object]:
     server = Server(data_dir, port, env)
@@ -251,8 +255,36 @@ def serve_and_measure(
         "cold start s": round(cold_start, 2),
         "index bytes per image": round(sum(f.stat().st_size for f in index_files) / images),
         "sequential queries": {"n": len(latencies), "errors": errors, **percentiles(latencies)},
+        "sequential p50 / one forward pass": round(float(np.median(latencies)) * 1000 / forward_ms, 2),
         "load": load,
         "server RSS MB": rss,
+    }
+
+
+def checkout(commit: str, work: Path) -> Path:
+    """The package's source as it was at `commit`, extracted under `work`; returns the folder
+    to put on PYTHONPATH so that `python -m tongkuan.cli` runs that code."""
+    folder = work / f"source-{commit}"
+    if not folder.exists():
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "src"], check=True, capture_output=True)
+        folder.mkdir(parents=True)
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder / "src"
+
+
+def against(baseline: dict[str, object], result: dict[str, object]) -> dict[str, float]:
+    """The service's figures as multiples of the baseline's."""
+    before, after = baseline["sequential queries"], result["sequential queries"]
+    load_before, load_after = baseline["load"], result["load"]
+    assert isinstance(before, dict) and isinstance(after, dict)
+    assert isinstance(load_before, list) and isinstance(load_after, list)
+    return {
+        "p50": round(after["p50_ms"] / before["p50_ms"], 3),
+        "p99": round(after["p99_ms"] / before["p99_ms"], 3),
+        **{
+            f"QPS, {b['concurrency']} clients": round(a["qps"] / b["qps"], 3)
+            for b, a in zip(load_before, load_after, strict=True)
+        },
     }
 
 
@@ -309,6 +341,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--ingest", type=int, default=1000, help="Real pictures ingested.")
     parser.add_argument("--seconds", type=float, default=15.0, help="Duration of each load run.")
+    parser.add_argument(
+        "--against",
+        default=None,
+        metavar="REF",
+        help="A git commit whose service is the baseline, on the same catalog in the same run "
+        "(default: this code without the whitening and the inset search).",
+    )
     args = parser.parse_args()
     faiss.omp_set_num_threads(1)
     summary: dict[str, object] = {"machine": f"{os.cpu_count()} cores", "model": MODEL}
@@ -319,6 +358,7 @@ def main() -> None:
     train = [args.data / "grocery_store" / r["path"] for r in grocery if r["split"] == "train"][: args.ingest]
 
     summary["bare model"] = bare_model(vision, [Image.open(p).convert("RGB") for p in val])
+    forward_ms = summary["bare model"]["one forward pass"]["p50_ms"]  # type: ignore[index]
     print(json.dumps(summary["bare model"]), file=sys.stderr)
 
     data_dir = args.work / f"catalog-{time.time_ns()}"
@@ -345,16 +385,18 @@ def main() -> None:
     summary["whitening"] = "none" if whitening is None else f"{whitening.dim} dimensions"
     for size in (int(s) for s in args.sizes.split(",") if s):
         grow_catalog(catalog, real, size)
-        # as the service answered before learned whitening and inset search: the baseline
-        catalog.set_learned(META_KEY, None)
-        before = serve_and_measure(data_dir, urls, args.seconds, port=free_port(), env={"TONGKUAN_FIND_INSETS": "0"})
+        if args.against:  # the service as it was at that commit, on the same catalog
+            catalog.set_learned(META_KEY, None if whitening is None else whitening.to_text())
+            env = {"PYTHONPATH": str(checkout(args.against, args.work))}
+            name = f"baseline: the service at {args.against}"
+        else:  # as the service answered before learned whitening and inset search
+            catalog.set_learned(META_KEY, None)
+            env, name = {"TONGKUAN_FIND_INSETS": "0"}, "baseline: no whitening, no inset search"
+        before = serve_and_measure(data_dir, urls, args.seconds, free_port(), forward_ms, env)
         catalog.set_learned(META_KEY, None if whitening is None else whitening.to_text())
-        result = serve_and_measure(data_dir, urls, args.seconds, port=free_port())
-        result["baseline: no whitening, no inset search"] = before
-        result["p50 against the baseline"] = round(
-            result["sequential queries"]["p50_ms"] / before["sequential queries"]["p50_ms"],
-            3,  # type: ignore[index]
-        )
+        result = serve_and_measure(data_dir, urls, args.seconds, free_port(), forward_ms)
+        result[name] = before
+        result["against the baseline"] = against(before, result)
         summary[f"service at {size} images"] = result
         print(json.dumps(result), file=sys.stderr)
     files.stop()

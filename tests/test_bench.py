@@ -43,13 +43,18 @@ def test_ablation_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
 
 
 def test_perf_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
+    # the baseline is the service at a commit, checked out from git (the last one here)
+    against = ["--against", "HEAD"] if (REPO / ".git").exists() else []
     summary = run_bench(
         "bench/perf.py", "--data", str(data_root), "--work", str(tmp_path), "--sizes", "300",
-        "--index-sizes", "3000", "--queries", "5", "--ingest", "20", "--seconds", "1",
+        "--index-sizes", "3000", "--queries", "5", "--ingest", "20", "--seconds", "1", *against,
     )  # fmt: skip
     service = summary["service at 300 images"]
     assert service["catalog images"] == 300 and service["sequential queries"]["errors"] == 0
     assert all(not run["errors"] for run in service["load"])
+    baseline = service["baseline: the service at HEAD" if against else "baseline: no whitening, no inset search"]
+    assert baseline["sequential queries"]["errors"] == 0 and all(not run["errors"] for run in baseline["load"])
+    assert service["sequential p50 / one forward pass"] > 1 and service["against the baseline"]["p50"] > 0
     assert summary["index at 3000"]["HNSW32"]["recall@10"] > 0.8
 
 
