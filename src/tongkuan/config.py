@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     find_insets: bool = Field(
         True, description="In a query, a picture shown inside the picture (a screenshot) is its main subject."
     )
+    query_cache: int = Field(
+        1000,
+        ge=0,
+        description="Query pictures whose description (subjects, category prior, embedding) is kept, by "
+        "content: the next page of a search by the same picture skips the model. About 10 kB each; 0: none.",
+    )
     index_kind: IndexKind = Field(
         IndexKind.HNSW_SQ8,
         description="Vector index: hnsw-sq8 (HNSW over 8-bit codes, exact scan below 10k pictures), "

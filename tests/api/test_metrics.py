@@ -164,7 +164,9 @@ def test_a_request_over_its_rate_limit_is_counted(engine: Engine) -> None:
     assert sample(samples, "tongkuan_http_requests_total", route=KEYWORD_SEARCH, method="GET", code="429") == 1
 
 
-def test_inferences_waiting_for_a_slot_are_counted(engine: Engine, query_url: str) -> None:
+def test_inferences_waiting_for_a_slot_are_counted(engine: Engine, file_server: FileServer) -> None:
+    # a picture no other test here searches: one searched before is described from the cache
+    query_url = file_server.url("grocery_store/images/val/Fruit/Apple/Pink-Lady/Pink-Lady_002.jpg")
     encoder = engine.vision.encoder  # hold the only slot, as a long inference would
     with running(engine, metrics=True) as service:
         assert sample(scrape(service), "tongkuan_inference_waiting") == 0

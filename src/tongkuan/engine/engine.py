@@ -93,6 +93,7 @@ class Engine:
                 filter_predicted_category=settings.filter_predicted_category,
                 images_per_product=settings.images_per_product,
                 find_insets=settings.find_insets,
+                cached_pictures=settings.query_cache,
             ),
         )
 
@@ -145,7 +146,7 @@ class Engine:
         asked = query.region
         if asked is not None:
             query = replace(query, region=picture.to_image(asked))
-        results = self.searcher.search(picture.image, query, clock)
+        results = self.searcher.search(picture.image, query, clock, picture.key)
         return replace(
             results,
             searched=asked or picture.to_picture(results.searched),  # an asked region is answered as asked
@@ -154,8 +155,10 @@ class Engine:
 
     def decode(self, data: bytes) -> Decoded:
         """A query picture within the pixel limit and the decode memory budget; raises
-        `ImageError`, or `ServiceBusy` while decodes hold all the memory they may."""
-        return decode_picture(data, self.settings.max_pixels, budget=self.decode_budget)
+        `ImageError`, or `ServiceBusy` while decodes hold all the memory they may. Its key, the
+        bytes' hash, lets the next page of a search by the same picture skip the model."""
+        picture = decode_picture(data, self.settings.max_pixels, budget=self.decode_budget)
+        return replace(picture, key=content_hash(data))
 
     def fetch(self, url: str) -> bytes:
         """A picture from the web, through the address guard and the size and time limits."""

@@ -97,6 +97,7 @@ class Decoded:
 
     image: Image.Image
     size: tuple[int, int]
+    key: str | None = None  # the bytes' content hash, where the caller will search it again
 
     @property
     def scale(self) -> tuple[float, float]:

@@ -58,3 +58,6 @@ class SearchOptions:
     # picture, 0.628 with the best three).
     images_per_product: int = 3
     find_insets: bool = True  # a picture inside the query picture (a screenshot) is its subject
+    # query pictures whose descriptions are kept: the next page of a search by the same
+    # picture (pageSize is at most 20) skips the model
+    cached_pictures: int = 1000

@@ -13,9 +13,11 @@ import threading
 from dataclasses import replace
 
 import numpy as np
+from cachetools import LRUCache
 from PIL import Image
 
 from tongkuan.catalog.store import SearchReads
+from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import CategoryScore
 from tongkuan.index.base import VectorIndex
 from tongkuan.search.query import SearchHit, SearchOptions, SearchQuery, SearchResults
@@ -41,15 +43,22 @@ class Searcher:
         self.index = index
         self.options = options
         self.lock = threading.Lock()
+        # descriptions of recent query pictures, by (content key, crop, region): what the
+        # model says of a picture does not change between the pages of its search
+        self._described: LRUCache[tuple[str, bool, Box | None], Description] | None = (
+            LRUCache(options.cached_pictures) if options.cached_pictures else None
+        )
+        self._described_lock = threading.Lock()
 
-    def search(self, image: Image.Image, query: SearchQuery, clock: StageClock | None = None) -> SearchResults:
+    def search(
+        self, image: Image.Image, query: SearchQuery, clock: StageClock | None = None, key: str | None = None
+    ) -> SearchResults:
         """Detect, classify and embed `image`, then rank distinct products for one page; the
-        time of each stage is added to `clock`."""
+        time of each stage is added to `clock`. A `key` names the picture's content (its hash):
+        a picture searched again by the same key, crop and region is not described again."""
         clock = clock if clock is not None else StageClock()
         clock.start(Stage.VISION)
-        described = self.vision.describe(
-            [image], crop=query.crop, regions=[query.region], insets=self.options.find_insets
-        )[0]
+        described = self._describe(image, query, key)
         clock.stop()
         with self.lock:
             clock.start(Stage.INDEX)
@@ -61,6 +70,21 @@ class Searcher:
                 results = self._search(described, query, clock)
             clock.stop()
             return results
+
+    def _describe(self, image: Image.Image, query: SearchQuery, key: str | None) -> Description:
+        """The query picture as the model sees it, from the cache where it was seen before."""
+        cache = None if key is None else self._described
+        wanted = (key or "", query.crop, query.region)
+        if cache is not None:
+            with self._described_lock:
+                if (known := cache.get(wanted)) is not None:
+                    return known
+        regions, insets = [query.region], self.options.find_insets
+        described = self.vision.describe([image], crop=query.crop, regions=regions, insets=insets)[0]
+        if cache is not None:
+            with self._described_lock:
+                cache[wanted] = described
+        return described
 
     def _inset_or_whole(self, whole: Description, inset: Description) -> Description:
         """The picture found inside the query, unless the query is itself (nearly) a catalog
