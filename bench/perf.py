@@ -41,6 +41,7 @@ import httpx
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -227,18 +228,20 @@ def serve_and_measure(
     server.stop()
     # sequential queries (each a new picture) and next pages with the service's own defaults;
     # the load after them with every search describing its picture
-    cached = Server(data_dir, port, {**(env or {}), "TONGKUAN_QUERY_CACHE": str(QUERY_CACHE)})
+    cached = Server(data_dir, port, {**(env or {}), "TONGKUAN_QUERY_CACHE": str(QUERY_CACHE), "TONGKUAN_METRICS": "1"})
     cold_start = cached.start()
     base = f"http://127.0.0.1:{port}/taobao/image-search/url"
     query_urls = [str(httpx.URL(base, params={"appKey": APP[0], "appSecret": APP[1], "picUrl": u})) for u in urls]
     with httpx.Client(timeout=60) as http:
         http.get(query_urls[0])
         latencies, errors = [], 0
+        before = stage_seconds(http, port)
         for url in query_urls:
             started = time.perf_counter()
             body = http.get(url).json()
             latencies.append(time.perf_counter() - started)
             errors += body["code"] != 200
+        after = stage_seconds(http, port)
         # a shopper reading on: the next pages of a search by the same picture
         next_pages = []
         for url in query_urls[:20]:
@@ -274,9 +277,26 @@ def serve_and_measure(
         "index bytes per image": round(sum(f.stat().st_size for f in index_files) / images),
         "sequential queries": {"n": len(latencies), "errors": errors, **percentiles(latencies)},
         "sequential p50 / one forward pass": round(float(np.median(latencies)) * 1000 / forward_ms, 2),
+        "sequential stages, mean ms (from /metrics)": {
+            **{stage: round((after[stage] - before.get(stage, 0.0)) / len(latencies) * 1000, 2) for stage in after},
+            "the rest (HTTP, parameters, JSON)": round(
+                (sum(latencies) - sum(after.values()) + sum(before.values())) / len(latencies) * 1000, 2
+            ),
+        },
         PAGES: {"n": len(next_pages), **percentiles(next_pages)},
         "load": load,
         "server RSS MB": rss,
+    }
+
+
+def stage_seconds(http: httpx.Client, port: int) -> dict[str, float]:
+    """Seconds the service has spent in each stage of its picture searches so far."""
+    text = http.get(f"http://127.0.0.1:{port}/metrics").text
+    return {
+        sample.labels["stage"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "tongkuan_search_stage_seconds_sum"
     }
 
 
