@@ -27,6 +27,19 @@ def test_quality_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
     assert summary["detection"]["scenes"] == 8
 
 
+def test_first_pass_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
+    summary = run_bench(
+        "bench/first_pass.py", "--data", str(data_root), "--limit", "8", "--model", "efficientnet-lite0",
+        "--model-cache", str(tmp_path), "--sizes", "160",
+    )  # fmt: skip
+    today, cheaper = (
+        summary["today: two float passes at the model's size"],
+        summary["first pass 160 px float, second float"],
+    )
+    assert summary["queries"] == 8 and 0 <= today["catalog"] <= 1 and 0 <= cheaper["catalog"] <= 1
+    assert 0 < cheaper["box IoU with today's"] <= 1 and cheaper["vision ms"] > 0
+
+
 def test_keyword_benchmark_smoke(data_root: Path) -> None:
     summary = run_bench("bench/keywords.py", "--data", str(data_root), "--scale", "3000")
     assert summary["quality"]["tongkuan"]["ndcg@10"] > summary["quality"]["LIKE"]["ndcg@10"]
