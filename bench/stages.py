@@ -1,13 +1,14 @@
 """Where a query's time goes in `tongkuan serve` under load: py-spy's samples, by stage.
 
-    python bench/stages.py [--model efficientnet-lite2] [--seconds 20] [--clients 8]
+    python bench/stages.py [--model efficientnet-lite2] [--seconds 20] [--clients 8] [--against REF]
 
 Needs py-spy (`pip install py-spy`; it reads the server's stacks from outside, so the
 process must be one this user may trace). Builds a catalog of the grocery iconic shots,
 starts the service in its own process, loads it with `bench/load.py` (V2 searches by
 `picUrl` of grocery val photos, served from 127.0.0.1) while py-spy samples every thread of
 the server that is not idle, then sorts each sample into the stage its innermost known
-frame belongs to. Prints the share of samples per stage and the 15 hottest functions, then
+frame belongs to (of the service's own code first). `--against REF` profiles the service as
+it was at git commit REF instead. Prints the share of samples per stage and the 15 hottest functions, then
 one JSON line with both and the load's QPS and latency.
 """
 
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from perf import APP, Server, free_port, iconic_catalog  # noqa: E402
+from perf import APP, Server, checkout, free_port, iconic_catalog  # noqa: E402
 from tests.utils.fileserver import FileServer  # noqa: E402
 
 # (stage, substrings of a frame "function (file:line)"), tried innermost frame first
@@ -48,14 +49,22 @@ STAGES = [
 ]
 
 
+# Frames of the service's own code, and ONNX Runtime's: the innermost of them says which stage
+# asked for the work (Pillow's resize is preprocessing when the encoder calls it and inset
+# search when the inset search does); library marks decide only where none of them does.
+OWN = ("tongkuan/", "onnxruntime")
+
+
 def stage_of(stack: str) -> str:
     frames = stack.split(";")
     if any("_take_slot" in frame for frame in frames):
         return "waiting for an inference slot"
-    for frame in reversed(frames):
-        for stage, marks in STAGES:
-            if any(mark in frame for mark in marks):
-                return stage
+    own = [frame for frame in frames if any(mark in frame for mark in OWN)]
+    for considered in (own, frames):
+        for frame in reversed(considered):
+            for stage, marks in STAGES:
+                if any(mark in frame for mark in marks):
+                    return stage
     return "other"
 
 
@@ -66,13 +75,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument(
+        "--against", default=None, metavar="REF", help="Profile the service as it was at this git commit."
+    )
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     work = args.work or Path(tempfile.mkdtemp(prefix="tongkuan-profile-"))
     data_dir, rows = iconic_catalog(args.data, work, args.model)
     files = FileServer(args.data)
     files.start()
-    server = Server(data_dir, free_port())
+    server = Server(data_dir, free_port(), {"PYTHONPATH": str(checkout(args.against, work))} if args.against else None)
     server.start()
     assert server.process is not None
     try:
@@ -119,7 +131,7 @@ def main() -> None:
     hottest = {name: round(100 * n / total, 1) for name, n in functions.most_common(15)}
     for stage, share in shares.items():
         print(f"{share:5.1f} %  {stage}")
-    print(json.dumps({"model": args.model, "clients": args.clients, "samples": total, "stages_percent": shares,
+    print(json.dumps({"model": args.model, "against": args.against, "clients": args.clients, "samples": total, "stages_percent": shares,
                       "hottest_functions_percent": hottest, "load": json.loads(load.stdout.strip().splitlines()[-1])}))  # fmt: skip
 
 
