@@ -11,10 +11,12 @@ The last line printed is a JSON summary. Stages:
 - catalogs of each size: the real ingested pictures plus SYNTHETIC products whose vectors are
   drawn from the real embedding distribution (pairs of real vectors mixed, plus noise) --
   labelled as such; then `tongkuan serve` as a subprocess: cold start, index bytes per image,
-  100 sequential queries through HTTP (p50/p95/p99), the next four pages of 20 of them,
-  throughput with 8 and 32 clients from a separate load-generator process. The service runs as by default (a learned whitening in
-  the catalog, learned from the ingested photos grouped by product; inset search on) and
-  as a baseline, one after the other: with `--against REF`, the service as it was at git
+  100 sequential queries through HTTP (p50/p95/p99, and the time of each stage from the
+  service's /metrics), the next four pages of 20 of them, throughput with 8 and 32 clients
+  from a separate load-generator process (the query cache off there: every search should
+  run the model). The service runs as by default (a learned whitening in the catalog,
+  learned from the ingested photos grouped by product; inset search on) and as a baseline,
+  one after the other: with `--against REF`, the service as it was at git
   commit REF on the same catalog (its source checked out into the work folder), else this
   code without the whitening and the inset search. Each reports its end-to-end p50 as a
   multiple of one forward pass measured in the same run;
@@ -310,7 +312,8 @@ def stage_seconds(http: httpx.Client, port: int) -> dict[str, float]:
 def checkout(commit: str, work: Path) -> Path:
     """The package's source as it was at `commit`, extracted under `work`; returns the folder
     to put on PYTHONPATH so that `python -m tongkuan.cli` runs that code."""
-    folder = work / f"source-{commit}"
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", commit], check=True, capture_output=True, text=True)
+    folder = work / f"source-{sha.stdout.strip()}"
     if not folder.exists():
         archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "src"], check=True, capture_output=True)
         folder.mkdir(parents=True)
