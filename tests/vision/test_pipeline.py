@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from pathlib import Path
 
@@ -125,3 +126,18 @@ def test_the_inset_search_runs_while_the_model_describes_the_picture(
     assert described.inset is not None and alone.inset is not None
     assert described.inset.searched == alone.inset.searched
     assert np.allclose(described.inset.embedding, alone.inset.embedding, atol=1e-6)
+
+
+def test_a_picture_not_loaded_yet_is_searched_for_an_inset_as_a_loaded_one(data_root: Path, model_cache: Path) -> None:
+    # a file Pillow has only opened is read on first use: once, before the inset search and
+    # the model share it
+    vision = Vision(OnnxEncoder(resolve_model("efficientnet-lite0", model_cache), threads=1))
+    scene = next(s for s in composites(data_root, 20, seed=5) if find_inset(s.image) is not None)
+    saved = io.BytesIO()
+    scene.image.save(saved, format="PNG")
+    lazy = Image.open(saved)
+    loaded = vision.describe([scene.image], insets=True)[0]
+    described = vision.describe([lazy], insets=True)[0]
+    assert described.inset is not None and loaded.inset is not None
+    assert described.inset.searched == loaded.inset.searched
+    assert np.allclose(described.embedding, loaded.embedding, atol=1e-6)

@@ -100,8 +100,11 @@ class Vision:
         """
         if not images:
             return []
-        # the inset search needs only the pixels: it runs beside the model's first pass
-        searches = [self._beside.submit(find_inset, image) for image in images] if insets and crop else None
+        searches = None
+        if insets and crop:  # the inset search needs only the pixels: it runs beside the first pass
+            for image in images:
+                image.load()  # a file opened lazily loads here, not in two threads at once
+            searches = [self._beside.submit(find_inset, image) for image in images]
         whole = self.encoder.run(images)
         found: list[tuple[Box, ...]] = []
         chosen: list[Box] = []
