@@ -156,9 +156,10 @@ class Engine:
     def decode(self, data: bytes) -> Decoded:
         """A query picture within the pixel limit and the decode memory budget; raises
         `ImageError`, or `ServiceBusy` while decodes hold all the memory they may. Its key, the
-        bytes' hash, lets the next page of a search by the same picture skip the model."""
+        bytes' hash, lets the next page of a search by the same picture skip the model (no
+        key, and no hashing, where no descriptions are kept)."""
         picture = decode_picture(data, self.settings.max_pixels, budget=self.decode_budget)
-        return replace(picture, key=content_hash(data))
+        return replace(picture, key=content_hash(data)) if self.settings.query_cache else picture
 
     def fetch(self, url: str) -> bytes:
         """A picture from the web, through the address guard and the size and time limits."""
