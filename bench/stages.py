@@ -8,8 +8,8 @@ starts the service in its own process, loads it with `bench/load.py` (V2 searche
 `picUrl` of grocery val photos, served from 127.0.0.1) while py-spy samples every thread of
 the server that is not idle, then sorts each sample into the stage its innermost known
 frame belongs to (of the service's own code first). `--against REF` profiles the service as
-it was at git commit REF instead. Prints the share of samples per stage and the 15 hottest functions, then
-one JSON line with both and the load's QPS and latency.
+it was at git commit REF instead. Prints the share of samples per stage and the 15 hottest
+functions, then one JSON line with both and the load's QPS and latency.
 """
 
 from __future__ import annotations
