@@ -21,10 +21,17 @@ BUDGET_MB = 300
 AT_ONCE = 8
 
 
+BOMB_OPTIONS: dict[str, dict[str, object]] = {
+    "WEBP": {"lossless": True},
+    # decoded reduced, but over coefficient buffers of the whole frame: 100 MB each
+    "JPEG": {"progressive": True, "quality": 5, "subsampling": 0},
+}
+
+
 def bomb(fmt: str) -> bytes:
-    """One colour over SIDE x SIDE pixels: a few hundred bytes to a few kB for these formats."""
+    """One colour over SIDE x SIDE pixels: a few hundred bytes to a few hundred kB for these formats."""
     out = io.BytesIO()
-    Image.new("RGB", (SIDE, SIDE), (250, 250, 250)).save(out, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    Image.new("RGB", (SIDE, SIDE), (250, 250, 250)).save(out, fmt, **BOMB_OPTIONS.get(fmt, {}))
     return out.getvalue()
 
 
@@ -32,8 +39,8 @@ def test_concurrent_decode_bombs_keep_the_server_within_its_decode_budget(
     tmp_path: Path, model_cache: Path, file_server: FileServer
 ) -> None:
     assert SIDE * SIDE <= DEFAULT_MAX_PIXELS
-    bombs = {fmt: bomb(fmt) for fmt in ("WEBP", "PNG", "GIF")}
-    assert all(len(data) < 100_000 for data in bombs.values()), {f: len(d) for f, d in bombs.items()}
+    bombs = {fmt: bomb(fmt) for fmt in ("WEBP", "JPEG", "PNG", "GIF")}
+    assert all(len(data) < 300_000 for data in bombs.values()), {f: len(d) for f, d in bombs.items()}
     env = {
         "TONGKUAN_DECODE_MEMORY_MB": str(BUDGET_MB),
         "TONGKUAN_DECODE_WAIT": "60",
@@ -48,9 +55,10 @@ def test_concurrent_decode_bombs_keep_the_server_within_its_decode_budget(
         assert warm.json()["code"] == 200
         baseline = server.peak_rss_mb()
 
-        def upload_webp(_: int) -> int:  # the page's upload: JPG, PNG or WEBP
+        def upload(fmt: str) -> int:  # the page's upload: JPG, PNG or WEBP
+            name, kind = ("bomb.webp", "image/webp") if fmt == "WEBP" else ("bomb.jpg", "image/jpeg")
             with httpx.Client(base_url=client.base_url, timeout=120) as http:
-                answer = http.post("/web/api/upload", files={"image": ("bomb.webp", bombs["WEBP"], "image/webp")})
+                answer = http.post("/web/api/upload", files={"image": (name, bombs[fmt], kind)})
                 return int(answer.json()["code"])
 
         def search_url(fmt: str) -> int:  # a V2 search by picUrl reads GIF too
@@ -60,12 +68,13 @@ def test_concurrent_decode_bombs_keep_the_server_within_its_decode_budget(
                 return int(http.get("/taobao/image-search/url", params=params).json()["code"])
 
         with ThreadPoolExecutor(AT_ONCE * 2) as pool:
-            uploads = list(pool.map(upload_webp, range(AT_ONCE)))
+            uploads = list(pool.map(upload, ["WEBP", "JPEG"] * AT_ONCE))
             searches = list(pool.map(search_url, ["PNG", "GIF"] * (AT_ONCE // 2)))
         peak = server.peak_rss_mb()
         print(f"decode bombs: peak RSS {baseline:.0f} MB before, {peak:.0f} MB after (budget {BUDGET_MB} MB)")
-        assert uploads == [200] * AT_ONCE and searches == [200] * AT_ONCE  # valid pictures, only large
-        # without the budget, eight of the WebPs alone take over 2 GB at once
+        assert uploads == [200] * AT_ONCE * 2 and searches == [200] * AT_ONCE  # valid pictures, only large
+        # without the budget, eight of the WebPs alone take over 2 GB at once, and the progressive
+        # JPEGs, charged only their reduced pixels, took 400 MB past it
         assert peak - baseline < BUDGET_MB + 150, (baseline, peak)
     finally:
         client.client.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +153,42 @@ def test_the_budget_never_holds_more_than_it_has() -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(work, [30, 60, 90, 200, 10] * 6))  # 200: more than all of it, runs alone
     assert peak <= 100 and budget.used == 0
+
+
+def progressive_jpeg(side: int) -> bytes:
+    """A progressive JPEG of one colour: about 12 bytes per 10,000 pixels on disk."""
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), (40, 80, 120)).save(out, "JPEG", progressive=True, quality=5, subsampling=0)
+    return out.getvalue()
+
+
+def test_a_progressive_jpeg_counts_its_whole_frame_against_the_pixel_limit() -> None:
+    # a baseline JPEG of 3000x3000 decodes reduced by 2 (2.25 MP); a progressive one keeps every
+    # coefficient of the whole frame while it decodes, reduced or not
+    baseline = encode(Image.new("RGB", (3000, 3000), (40, 80, 120)), "JPEG")
+    assert decode_picture(baseline, max_pixels=4_000_000).image.size == (1500, 1500)
+    with pytest.raises(ImageTooLarge, match="3000x3000 pixels.*progressive"):
+        decode_picture(progressive_jpeg(3000), max_pixels=4_000_000)
+
+
+class RecordingBudget(DecodeBudget):
+    def __init__(self) -> None:
+        super().__init__(max_bytes=10**10, wait=1)
+        self.held: list[int] = []
+
+    @contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        self.held.append(nbytes)
+        with super().hold(nbytes):
+            yield
+
+
+def test_a_progressive_jpeg_is_charged_for_the_coefficients_the_decoder_keeps() -> None:
+    # libjpeg keeps 2 bytes per sample of every component over the whole frame (measured:
+    # a 9400x9400 one, 1 MB on disk, took 514 MB to decode reduced to 1175x1175)
+    budget = RecordingBudget()
+    picture = decode_picture(progressive_jpeg(2048), max_pixels=4096 * 4096, budget=budget)
+    assert picture.image.size == (1024, 1024) and picture.size == (2048, 2048)
+    baseline = RecordingBudget()
+    decode_picture(encode(Image.new("RGB", (2048, 2048)), "JPEG"), max_pixels=4096 * 4096, budget=baseline)
+    assert budget.held[0] - baseline.held[0] >= 2048 * 2048 * 3 * 2  # three full components
