@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 if TYPE_CHECKING:
-    from tongkuan.engine.services import WhiteningReport
+    from tongkuan.models.spaces import WhiteningReport
+    from tongkuan.models.tuning import TuningPlan
 
+from tongkuan.adapt.recipe import Recipe
 from tongkuan.adapt.whitening import PAIR_DIMS, PAIR_SHRINKAGE, Neighbours
 from tongkuan.config import Settings
 from tongkuan.errors import CannotLearn, ConfigError, TongkuanError
@@ -113,8 +115,10 @@ def ingest(
     command then exits with status 1, its last line saying how many failed."""
     settings = _settings(data_dir, model=model)
     from tongkuan.engine import Engine
-    from tongkuan.engine.services import ingest_on_ray, whiten_catalog
+    from tongkuan.engine.build import Builder
+    from tongkuan.engine.commands import ingest_on_ray
     from tongkuan.ingest.readers import read_sources
+    from tongkuan.models.spaces import whiten_catalog
 
     try:
         if ray_address:
@@ -137,7 +141,7 @@ def ingest(
     )
     if not no_whiten:
         try:
-            _echo_whitening(whiten_catalog(settings, only_if_new=True))
+            _echo_whitening(whiten_catalog(Builder(settings), only_if_new=True))
         except CannotLearn as exc:
             click.echo(f"no whitening learned yet: {exc}")
         except TongkuanError as exc:
@@ -215,7 +219,7 @@ def migrate(source: Path, catalog_url: str, vectors_url: str | None, image_dir: 
     """Move an embedded catalog to PostgreSQL (and Milvus) without re-embedding; rerun to resume."""
     # no --vectors: no Milvus, whatever TONGKUAN_VECTORS_URL says ("" is unset)
     settings = _settings(source, catalog_url=catalog_url, vectors_url=vectors_url or "")
-    from tongkuan.engine.services import migrate_to_servers
+    from tongkuan.engine.commands import migrate_to_servers
 
     try:
         report, collection = migrate_to_servers(settings, image_dir)
@@ -262,11 +266,12 @@ def whiten(data_dir: Path, dims: int | None, shrinkage: float | None, remove: bo
             if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
                 raise click.UsageError(f"--remove forgets the whitening: --{name} only applies when learning one")
     settings = _settings(data_dir)
-    from tongkuan.engine.services import whiten_catalog
+    from tongkuan.engine.build import Builder
+    from tongkuan.models.spaces import whiten_catalog
 
     try:
         chosen = cast(Neighbours, neighbours)
-        _echo_whitening(whiten_catalog(settings, dims, shrinkage, remove, neighbours=chosen))
+        _echo_whitening(whiten_catalog(Builder(settings), dims, shrinkage, remove, neighbours=chosen))
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -287,29 +292,63 @@ def _echo_whitening(report: WhiteningReport) -> None:
     click.echo(f"index ready ({report.pictures} pictures); restart a running service to search with it")
 
 
+def _echo_plan(plan: TuningPlan) -> None:
+    from dataclasses import fields
+
+    shape = "one picture each" if plan.single else "several pictures"
+    click.echo(f"catalog: {plan.pictures} pictures in {plan.groups} products ({shape}); tuning {plan.base}")
+    click.echo("recipe as declared:")
+    for line in plan.declared.lines():
+        click.echo(f"  {line}")
+    if len(plan.variants) > 1:
+        click.echo(
+            "products with one picture each: one pass of the model decides whether they are listings listed again"
+        )
+    for name, recipe in plan.variants:
+        changed = [
+            f"{f.name} = {getattr(recipe, f.name)!r}"
+            for f in fields(recipe)
+            if getattr(recipe, f.name) != getattr(plan.declared, f.name)
+        ]
+        click.echo(f"variant {name!r}: " + (", ".join(changed) if changed else "the recipe as declared"))
+
+
 @main.command()
 @DATA_DIR
 @click.option(
-    "--epochs", default=6, show_default=True, help="Passes over the catalog at most (early stopping may end sooner)."
+    "--epochs",
+    default=Recipe.epochs,
+    show_default=True,
+    help="Passes over the catalog at most (early stopping may end sooner).",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of sampling and augmentation.")
+@click.option("--seed", default=Recipe.seed, show_default=True, help="Seed of sampling and augmentation.")
 @click.option("--threads", type=int, default=None, help="CPU threads for training [default: all].")
 @click.option("--undo", is_flag=True, help="Switch back to the model used before the last switch.")
-def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool) -> None:
+@click.option("--dry-run", is_flag=True, help="Print the recipe this catalog would be tuned with, and stop.")
+def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool, dry_run: bool) -> None:
     """Fine-tune the catalog's model on the catalog itself (its products' pictures, group keys
     and pseudo-groups, augmented views), store it in the catalog, embed the catalog with it
     and switch to it in one step. Returns once a (re)started service searches with it; an
     interrupted run resumes where it stopped."""
+    if undo and dry_run:
+        raise click.UsageError("--dry-run prints the tuning recipe: it does not apply to --undo")
     settings = _settings(data_dir)
-    from tongkuan.engine.tuning import TuneOptions, tune_catalog, undo_tuning
+    from tongkuan.engine.build import Builder
+    from tongkuan.models.switch import undo_switch
+    from tongkuan.models.tuning import plan_tuning, tune_catalog
 
+    recipe = Recipe(epochs=epochs, seed=seed, threads=threads)
     try:
-        report = undo_tuning(settings) if undo else tune_catalog(settings, TuneOptions(epochs, seed, threads))
+        if dry_run:
+            _echo_plan(plan_tuning(Builder(settings), recipe))
+            return
+        if undo:
+            switched = undo_switch(Builder(settings))
+            click.echo(f"switched back to {switched.model}: {switched.index_pictures} pictures indexed")
+            return
+        report = tune_catalog(Builder(settings), recipe)
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
-    if undo:
-        click.echo(f"switched back to {report.model}: {report.index_pictures} pictures indexed")
-        return
     held_back = "listings' near-duplicates" if report.held_back_metric == "twins" else "products"
     click.echo(
         f"tuned {report.base} on {report.pictures} pictures in {report.groups} groups in {report.train_seconds:.0f} s;"
@@ -354,10 +393,11 @@ def quantize(data_dir: Path, pictures: int, seed: int) -> None:
     VNNI. Stored in the catalog, the catalog embedded again and switched in one step, like
     `tongkuan tune`; `tongkuan tune --undo` switches back to the float model."""
     settings = _settings(data_dir)
-    from tongkuan.engine.quantizing import quantize_catalog
+    from tongkuan.engine.build import Builder
+    from tongkuan.models.quantizing import quantize_catalog
 
     try:
-        report = quantize_catalog(settings, pictures, seed)
+        report = quantize_catalog(Builder(settings), pictures, seed)
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(

@@ -30,12 +30,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from tongkuan.adapt.models import is_tuned
+from tongkuan.domain.categories import PRIOR_WEIGHT, VOTERS
 from tongkuan.domain.indexes import IndexKind
+from tongkuan.domain.models import DEFAULT_MODEL, SHIPPED_MODEL_NAMES, is_shipped, is_tuned
 from tongkuan.errors import ConfigError
-from tongkuan.vision.export import SHIPPED_MODELS
 
-DEFAULT_MODEL = "efficientnet-lite2"
 DEFAULT_FETCH_MAX_BYTES = 4 * 1024 * 1024
 DEFAULT_UPLOAD_MAX_BYTES = 3 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 4096 * 4096  # a 4K screenshot or a 12 MP phone photo in any format
@@ -90,9 +89,9 @@ class Settings(BaseSettings):
     threads: int = Field(2, ge=1, description="ONNX Runtime threads per inference.")
     inference_slots: int = Field(1, ge=1, description="Inferences run at once; the rest wait their turn.")
     category_prior_weight: float = Field(
-        0.35, ge=0.0, le=1.0, description="Weight of the classifier prior against the neighbour vote."
+        PRIOR_WEIGHT, ge=0.0, le=1.0, description="Weight of the classifier prior against the neighbour vote."
     )
-    category_neighbours: int = Field(30, ge=1, description="Catalog images that vote on the category.")
+    category_neighbours: int = Field(VOTERS, ge=1, description="Catalog images that vote on the category.")
     images_per_product: int = Field(
         3, ge=1, description="A product scores the mean similarity of this many of its best pictures."
     )
@@ -261,7 +260,7 @@ class Settings(BaseSettings):
     @field_validator("model")
     @classmethod
     def _check_model(cls, value: str | None) -> str | None:
-        if not value or value in SHIPPED_MODELS or is_tuned(value):
+        if not value or is_shipped(value) or is_tuned(value):
             return value or None
         described = Path(value).expanduser()
         if described.suffix == ".json" and described.is_file():
@@ -477,7 +476,8 @@ _RULES = {
     "forwarded_allow_ips": "IP addresses or networks separated by commas, * for any, or none",
     "data_dir": "a folder that exists or can be created",
     "image_dir": "a folder that exists or can be created",
-    "model": ", ".join(SHIPPED_MODELS) + ", a tuned model's name (tuned-...) or the path of an existing model.json",
+    "model": ", ".join(SHIPPED_MODEL_NAMES)
+    + ", a tuned model's name (tuned-...) or the path of an existing model.json",
     "public_url": "an http:// or https:// URL with a host name",
     "fetch_allow_hosts": "host names or IP addresses separated by commas",
 }

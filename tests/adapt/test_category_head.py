@@ -11,9 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+from tongkuan.adapt.examples import examples_from_files
 from tongkuan.adapt.export import export_error, export_tuned_model
 from tongkuan.adapt.network import to_input
-from tongkuan.adapt.training import TuneResult, TuneSettings, examples_from_files, tune
+from tongkuan.adapt.progress import TuneResult
+from tongkuan.adapt.recipe import Recipe
+from tongkuan.adapt.training import tune
 from tongkuan.domain.categories import CATEGORIES, CATEGORY_BY_NAME, CATEGORY_POSITION
 from tongkuan.vision.classify import CATEGORY_HEAD
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
@@ -21,7 +24,7 @@ from tongkuan.vision.pipeline import Vision
 
 TAUGHT = ("tops", "bottoms", "shoes")
 PER_CATEGORY = 12
-SETTINGS = TuneSettings(
+SETTINGS = Recipe(
     epochs=3, cached_views=3, groups_per_batch=6, views_per_group=2, min_products=5, holdback=0.25,
     patience=5, threads=1, warmup_steps=2, min_category_pictures=5, lr_classifier=1e-2,
 )  # fmt: skip
@@ -73,7 +76,7 @@ def test_the_exported_head_is_the_services_prior(tuned: TuneResult, rows: list[d
 def test_records_without_categories_keep_imagenets_classifier(rows: list[dict[str, str]]) -> None:
     few = rows[:: PER_CATEGORY // 3]  # too few pictures per category to learn one from
     paths = [Path(r["file"]) for r in few]
-    settings = TuneSettings(**{**SETTINGS.__dict__, "epochs": 1, "min_category_pictures": 50})
+    settings = Recipe(**{**SETTINGS.__dict__, "epochs": 1, "min_category_pictures": 50})
     examples = examples_from_files(paths, [r["image_id"] for r in few], categories=[position(r) for r in few])
     result = tune(examples, settings, progress=False)
     assert result.model.classifier is None

@@ -12,24 +12,20 @@ import pytest
 import torch
 from PIL import Image
 
+from tongkuan.adapt.examples import examples_from_files
 from tongkuan.adapt.export import export_error, export_tuned_model
+from tongkuan.adapt.losses import cosface_loss, likely_twins
 from tongkuan.adapt.network import load_tunable
-from tongkuan.adapt.training import (
-    TuneResult,
-    TuneSettings,
-    _balanced_batches,
-    cosface_loss,
-    examples_from_files,
-    likely_twins,
-    tune,
-    twin_groups,
-)
+from tongkuan.adapt.progress import TuneResult
+from tongkuan.adapt.recipe import Recipe
+from tongkuan.adapt.sampling import balanced_batches, twin_groups
+from tongkuan.adapt.training import tune
 from tongkuan.adapt.views import ViewCache
 from tongkuan.errors import CannotLearn
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
 
 PRODUCTS, PICTURES = 6, 4
-SETTINGS = TuneSettings(
+SETTINGS = Recipe(
     epochs=3, cached_views=3, groups_per_batch=3, views_per_group=4, min_products=5, holdback=0.3,
     patience=5, threads=1, warmup_steps=2, refresh_views_every=1,
 )  # fmt: skip
@@ -52,7 +48,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def first_run(rows: list[dict[str, str]], checkpoint: Path) -> TuneResult:
     """Two of the three epochs, as if the run were interrupted there."""
     examples = examples_from_files([Path(r["file"]) for r in rows], [r["class_id"] for r in rows])
-    partial = TuneSettings(**{**SETTINGS.__dict__, "epochs": 2})
+    partial = Recipe(**{**SETTINGS.__dict__, "epochs": 2})
     torch.manual_seed(0)
     return tune(examples, partial, checkpoint, progress=False)
 
@@ -85,7 +81,7 @@ def test_a_catalog_with_too_few_products_is_refused(rows: list[dict[str, str]]) 
 
 def test_settings_out_of_range_are_refused(rows: list[dict[str, str]]) -> None:
     with pytest.raises(CannotLearn, match="epochs"):
-        tune([], TuneSettings(epochs=0), progress=False)
+        tune([], Recipe(epochs=0), progress=False)
 
 
 def test_the_onnx_export_matches_torch_on_real_photos(
@@ -140,9 +136,9 @@ def test_an_ungrouped_listing_is_neither_drawn_nor_pushed_away() -> None:
     # groups 0 and 1 hold two pictures each; group 2 is a listing no pseudo-group joined
     labels = np.array([0, 0, 1, 1, 2], dtype=np.int64)
     silent = np.array([False, False, True])
-    settings = TuneSettings(groups_per_batch=2, views_per_group=2)
+    settings = Recipe(groups_per_batch=2, views_per_group=2)
     for epoch in range(5):
-        for pictures, _ in _balanced_batches(labels, 2, settings, epoch, silent):
+        for pictures, _ in balanced_batches(labels, 2, settings, epoch, silent):
             assert 4 not in pictures
     proxies = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.99, 0.1]], requires_grad=True)
     loss = cosface_loss(torch.tensor([[1.0, 0.05]]), proxies, torch.tensor([0]), 20.0, 0.1, None, torch.tensor(silent))
@@ -158,13 +154,14 @@ def test_listings_listed_again_train_as_listings_and_are_checked_on_their_held_b
     classes = sorted({r["class_id"] for r in train}, key=int)[::8][:10]  # 73 % have a near-duplicate
     listings = [r for c in classes for r in [r for r in train if r["class_id"] == c][:12]]
     examples = examples_from_files([Path(r["file"]) for r in listings], [r["path"] for r in listings])
-    settings = TuneSettings(
+    settings = Recipe(
         epochs=1, groups_per_batch=4, views_per_group=2, min_products=20, threads=1, warmup_steps=2, holdback=0.2
     )
     result = tune(examples, settings, progress=False)
 
-    assert result.settings is not None and result.settings.cached_views is None  # a fresh view every step
-    assert (result.settings.pseudo, result.settings.outliers, result.settings.keep) == ("mutual-knn", "drop", "last")
+    assert result.variant == "listings"
+    assert result.recipe is not None and result.recipe.cached_views is None  # a fresh view every step
+    assert (result.recipe.pseudo, result.recipe.outliers, result.recipe.keep) == ("mutual-knn", "drop", "last")
     assert result.held_back_metric == "twins" and 0.5 <= result.held_back_before <= 1
     frozen = ViewCache(load_tunable("efficientnet-lite0"), [e.load for e in examples], None, 0).embed(
         range(len(examples))

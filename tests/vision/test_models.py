@@ -110,3 +110,10 @@ def test_pictures_are_normalised_per_channel_as_the_model_expects(data_root: Pat
             :, None, None
         ]
         assert np.allclose(batch[i], expected, rtol=0, atol=1e-6)
+
+
+def test_the_shipped_models_are_the_names_the_settings_accept() -> None:
+    from tongkuan.domain.models import SHIPPED_MODEL_NAMES
+    from tongkuan.vision.export import SHIPPED_MODELS
+
+    assert tuple(SHIPPED_MODELS) == SHIPPED_MODEL_NAMES

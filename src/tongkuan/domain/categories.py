@@ -54,3 +54,11 @@ class CategoryScore:
 
     category: Category
     score: float
+
+
+# How a picture's category is predicted (Pailitao's fusion): the classifier's prior, weighted
+# PRIOR_WEIGHT, fused with the vote of the VOTERS nearest catalog pictures. The service's
+# defaults (TONGKUAN_CATEGORY_PRIOR_WEIGHT, TONGKUAN_CATEGORY_NEIGHBOURS), which tuning checks
+# its category head with.
+PRIOR_WEIGHT = 0.35
+VOTERS = 30

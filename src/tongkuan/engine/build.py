@@ -1,17 +1,19 @@
 """Builders: the one place that turns settings into the parts (model, catalog, pictures,
-fetcher, vector index, ingester). The engine, Ray workers and the command line all build
-their parts here, so a setting means the same wherever it is read.
+fetcher, vector index, ingester). The engine, Ray workers, the command line and the model
+workflows (`tongkuan.models`, through `Builder`) all build their parts here, so a setting
+means the same wherever it is read.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from tongkuan.adapt.models import is_tuned, tuned_from, unpack_model
 from tongkuan.adapt.whitening import search_space
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.catalog.store import Catalog
-from tongkuan.config import DEFAULT_MODEL, Settings
+from tongkuan.config import Settings
+from tongkuan.domain.models import DEFAULT_MODEL, is_tuned
 from tongkuan.domain.spaces import SearchSpace
 from tongkuan.errors import ModelNotFound
 from tongkuan.images.decode import DecodeBudget
@@ -21,6 +23,8 @@ from tongkuan.index.base import VectorIndex
 from tongkuan.index.embedded import EmbeddedIndex
 from tongkuan.index.faiss import limit_threads
 from tongkuan.ingest.ingester import DEFAULT_BATCH_SIZE, Ingester
+from tongkuan.models.pictures import PictureSource
+from tongkuan.models.stored import tuned_from, unpack_model
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
 from tongkuan.vision.pipeline import Vision
 from tongkuan.vision.registry import resolve_model
@@ -179,3 +183,37 @@ def build_ingester(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE) -> 
     return ingester_over(
         settings, open_vision(settings, spec), catalog, open_images(settings), open_fetcher(settings), batch_size
     )
+
+
+@dataclass(frozen=True)
+class Builder:
+    """The parts of one configuration, opened on demand: what the model workflows
+    (`tongkuan.models.parts.Parts`) work on."""
+
+    settings: Settings
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings.data_dir)
+
+    @property
+    def threads(self) -> int:
+        return self.settings.threads
+
+    def stored_spec(self) -> tuple[str, int] | None:
+        return stored_spec(self.settings)
+
+    def model(self, name: str) -> ModelSpec:
+        return open_model(self.settings, name)
+
+    def vision(self, spec: ModelSpec) -> Vision:
+        return open_vision(self.settings, spec)
+
+    def catalog(self, model: str, dim: int) -> Catalog:
+        return open_catalog(self.settings, model, dim)
+
+    def index(self, catalog: Catalog, model_name: str, space: SearchSpace | None = None) -> VectorIndex:
+        return open_index(self.settings, catalog, model_name, space)
+
+    def pictures(self, cache: Path) -> PictureSource:
+        return PictureSource(open_images(self.settings), open_fetcher(self.settings), cache, self.settings.max_pixels)

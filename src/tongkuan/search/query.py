@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tongkuan.domain.boxes import Box
-from tongkuan.domain.categories import Category, CategoryScore
+from tongkuan.domain.categories import PRIOR_WEIGHT, VOTERS, Category, CategoryScore
 from tongkuan.domain.products import Product, ProductFilter, StoredImage
 
 
@@ -50,8 +50,8 @@ class SearchResults:
 class SearchOptions:
     """Search tuning from settings."""
 
-    prior_weight: float = 0.35
-    neighbours: int = 30
+    prior_weight: float = PRIOR_WEIGHT
+    neighbours: int = VOTERS
     filter_predicted_category: bool = False
     # A product's score is the mean similarity of its best few pictures: one lucky picture
     # counts less than several good ones (grocery photos: rank-1 0.605 with the single best

@@ -13,12 +13,13 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import new_data_dir, settings_for
-from tests.engine.test_tuning import MODEL, small_catalog, vectors
+from tests.models.test_tuning import MODEL, small_catalog, vectors
 from tongkuan.cli import main
 from tongkuan.engine import Engine
-from tongkuan.engine.quantizing import quantize_catalog
-from tongkuan.engine.tuning import undo_tuning
+from tongkuan.engine.build import Builder
 from tongkuan.errors import CannotLearn
+from tongkuan.models.quantizing import quantize_catalog
+from tongkuan.models.switch import undo_switch
 from tongkuan.sample import grocery_records
 from tongkuan.search.searcher import SearchQuery, SearchResults
 
@@ -43,7 +44,7 @@ def test_quantize_switches_to_an_8_bit_model_that_finds_the_same_products(
     resumable.parent.mkdir()
     resumable.write_bytes(b"an interrupted tune's checkpoint")
 
-    report = quantize_catalog(settings_for(data_dir), pictures=40)
+    report = quantize_catalog(Builder(settings_for(data_dir)), pictures=40)
     assert report.quantized_from == MODEL and report.calibration_pictures == 40 and report.index_pictures == 66
     described = json.loads((data_dir / "models" / report.model / "model.json").read_text())
     assert described["precision"] == "int8" and described["tuned_from"] == MODEL
@@ -70,8 +71,8 @@ def test_quantize_switches_to_an_8_bit_model_that_finds_the_same_products(
     assert right(found_after) >= right(found_before) - 1, (right(found_before), right(found_after))
 
     with pytest.raises(CannotLearn, match="8-bit already"):
-        quantize_catalog(settings_for(data_dir), pictures=40)
-    assert undo_tuning(settings_for(data_dir)).model == MODEL  # back to float
+        quantize_catalog(Builder(settings_for(data_dir)), pictures=40)
+    assert undo_switch(Builder(settings_for(data_dir))).model == MODEL  # back to float
     assert vectors(data_dir)[0] == MODEL
 
 

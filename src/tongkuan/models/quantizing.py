@@ -3,7 +3,8 @@
 The copy is calibrated on pictures of the catalog itself (`tongkuan.vision.quantize`),
 stored in the catalog like a tuned model (every replica finds it), and the catalog is
 embedded again with it and switched in one transaction, exactly as `tongkuan tune` does,
-so `tongkuan tune --undo` switches back. A shipped model and a tuned one quantize alike.
+so `tongkuan tune --undo` switches back (`tongkuan.models.switch`). A shipped model and a
+tuned one quantize alike.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import numpy as np
 from PIL import Image
 
 from tongkuan.catalog.store import Catalog
-from tongkuan.config import Settings
-from tongkuan.engine.build import open_fetcher, open_images
-from tongkuan.engine.tuning import PictureSource, after_switch, base_model, keep_model, open_current, switch_to
 from tongkuan.errors import CannotLearn, ImageError
+from tongkuan.models.parts import Parts
+from tongkuan.models.pictures import PictureSource
+from tongkuan.models.switch import base_model, keep_model, open_current, switch
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
 from tongkuan.vision.quantize import precision, quantize_model
 
@@ -45,31 +46,40 @@ class QuantizeReport:
     whitened: bool
 
 
-def quantize_catalog(settings: Settings, pictures: int = CALIBRATION_PICTURES, seed: int = 0) -> QuantizeReport:
+def quantize_catalog(parts: Parts, pictures: int = CALIBRATION_PICTURES, seed: int = 0) -> QuantizeReport:
     """Quantize the catalog's model, calibrated on up to `pictures` of its pictures, and
     switch the catalog to it. Raises `CannotLearn` for a catalog already on an 8-bit model or
     with too few pictures."""
-    current, spec, catalog = open_current(settings)
-    fetcher = open_fetcher(settings)
-    work = Path(settings.data_dir) / "quantize"  # never DATA_DIR/tune: an interrupted tune resumes from it
+    current, spec, catalog = open_current(parts)
+    work = parts.data_dir / "quantize"  # never DATA_DIR/tune: an interrupted tune resumes from it
+    owned = True  # until the switch takes the catalog over
     try:
         if precision(spec.path.with_name("model.json")) == "int8":
             raise CannotLearn(f"the catalog's model {current} is 8-bit already")
-        source = PictureSource(open_images(settings), fetcher, work / "pictures", settings.max_pixels)
-        calibration = _calibration(catalog, source, pictures, seed)
-        with tempfile.TemporaryDirectory(prefix="tongkuan-int8-", dir=settings.data_dir) as folder:
-            candidate = Path(folder) / "candidate"
-            described = {"quantized_from": current, "tuned_from": base_model(spec, current)}
-            quantize_model(spec, calibration, candidate, described)
-            name, int8 = keep_model(settings, catalog, candidate)
-        float_ms, int8_ms = (_forward_ms(s, settings.threads, calibration[0]) for s in (spec, int8))
-        embed_seconds = switch_to(settings, catalog, name, int8, source)
+        with parts.pictures(work / "pictures") as source:
+            calibration = _calibration(catalog, source, pictures, seed)
+            with tempfile.TemporaryDirectory(prefix="tongkuan-int8-", dir=parts.data_dir) as folder:
+                candidate = Path(folder) / "candidate"
+                described = {"quantized_from": current, "tuned_from": base_model(spec, current)}
+                quantize_model(spec, calibration, candidate, described)
+                name, int8 = keep_model(parts, catalog, candidate)
+            float_ms, int8_ms = (_forward_ms(s, parts.threads, calibration[0]) for s in (spec, int8))
+            owned = False
+            switched = switch(parts, catalog, name, int8, source)
     finally:
-        catalog.close()
-        fetcher.close()
-    whitened, indexed = after_switch(settings, name)
+        if owned:
+            catalog.close()
     shutil.rmtree(work, ignore_errors=True)  # pictures fetched from URLs to embed them again
-    return QuantizeReport(name, current, len(calibration), float_ms, int8_ms, embed_seconds, indexed, whitened)
+    return QuantizeReport(
+        name,
+        current,
+        len(calibration),
+        float_ms,
+        int8_ms,
+        switched.embed_seconds,
+        switched.index_pictures,
+        switched.whitened,
+    )
 
 
 def _calibration(catalog: Catalog, source: PictureSource, wanted: int, seed: int) -> list[Image.Image]:

@@ -1,4 +1,4 @@
-"""Tuned models kept in the catalog, where every replica finds them.
+"""Models kept in the catalog, where every replica finds them.
 
 A model tuned on the catalog (`tongkuan tune`) is stored in the catalog's learned metadata
 (`LearnedMetadata`, under `model:<name>`): its `model.onnx` and `model.json` in one zip,
@@ -18,15 +18,10 @@ import zipfile
 from pathlib import Path
 
 from tongkuan.catalog.store import LearnedMetadata
+from tongkuan.domain.models import TUNED_PREFIX
 from tongkuan.errors import ModelLoadError, ModelNotFound
 
-PREFIX = "tuned-"  # every tuned model's name starts so
 _FILES = ("model.onnx", "model.json")
-
-
-def is_tuned(model: str) -> bool:
-    """Whether `model` names a model tuned on a catalog (and stored in it)."""
-    return model.startswith(PREFIX)
 
 
 def _key(name: str) -> str:
@@ -41,7 +36,7 @@ def pack(folder: Path) -> tuple[str, bytes]:
             info = zipfile.ZipInfo(file, date_time=(2000, 1, 1, 0, 0, 0))  # the same files, the same bytes
             archive.writestr(info, (folder / file).read_bytes())
     data = buffer.getvalue()
-    return PREFIX + hashlib.sha256(data).hexdigest()[:12], data
+    return TUNED_PREFIX + hashlib.sha256(data).hexdigest()[:12], data
 
 
 def store_model(catalog: LearnedMetadata, folder: Path) -> str:
@@ -62,7 +57,7 @@ def unpack_model(catalog: LearnedMetadata, name: str, folder: Path) -> Path:
     if text is None:
         raise ModelNotFound(f"model {name!r} is not stored in this catalog (was it tuned on another one?)")
     data = base64.b64decode(text)
-    if PREFIX + hashlib.sha256(data).hexdigest()[:12] != name:
+    if TUNED_PREFIX + hashlib.sha256(data).hexdigest()[:12] != name:
         raise ModelLoadError(f"the catalog's copy of model {name!r} is damaged")
     folder.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:

@@ -19,17 +19,20 @@ from tests.conftest import as_records, new_data_dir, new_database, settings_for
 from tests.utils.fileserver import FileServer
 from tests.utils.milvus_server import MilvusServer
 from tests.utils.postgres_server import PostgresServer
-from tongkuan.adapt.training import TuneResult
+from tongkuan.adapt.progress import TuneResult
+from tongkuan.adapt.recipe import Recipe
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.cli import main
 from tongkuan.domain.categories import Category
 from tongkuan.domain.products import NewImage
 from tongkuan.engine import Engine
+from tongkuan.engine.build import Builder
 from tongkuan.engine.engine import MODEL_CHECK_S
-from tongkuan.engine.tuning import TuneOptions, switch_catalog, tune_catalog, worth_switching
 from tongkuan.errors import CannotLearn, ModelSwitched
 from tongkuan.ingest.ingester import Ingester, IngestReport, Loaded
 from tongkuan.ingest.jobs import JobState
+from tongkuan.models.switch import switch_catalog
+from tongkuan.models.tuning import tune_catalog, worth_switching
 from tongkuan.sample import fashion_records, grocery_records
 from tongkuan.search.searcher import SearchQuery
 
@@ -65,7 +68,10 @@ def test_tune_switches_to_a_model_kept_in_the_catalog_and_undo_switches_back(
     stale = Engine(settings_for(data_dir))  # a service started before the switch
 
     report = tune_catalog(
-        settings_for(data_dir), TuneOptions(epochs=1, threads=2, min_products=20, require_improvement=False), False
+        Builder(settings_for(data_dir)),
+        Recipe(epochs=1, threads=2, min_products=20),
+        require_improvement=False,
+        progress=False,
     )
     assert report.model is not None and report.model.startswith("tuned-") and report.base == MODEL
     assert report.pictures == 66 and report.index_pictures == 66
@@ -111,6 +117,28 @@ def test_a_catalog_of_one_picture_per_product_keeps_its_model_when_nothing_can_c
     assert model == MODEL and np.array_equal(after, before)
 
 
+def test_a_dry_run_prints_the_recipe_that_would_run_and_changes_nothing(
+    data_root: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    data_dir = new_data_dir(tmp_path / "data", model_cache)
+    small_catalog(data_root, data_dir, 4, photos=2)
+    _, before = vectors(data_dir)
+    result = CliRunner().invoke(main, ["tune", "--dry-run", "--epochs", "3", "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    assert f"catalog: 12 pictures in 4 products (several pictures); tuning {MODEL}" in result.output
+    assert "  epochs = 3" in result.output and f"  model = '{MODEL}'" in result.output
+    assert "variant 'several pictures': the recipe as declared" in result.output
+    model, after = vectors(data_dir)
+    assert model == MODEL and np.array_equal(after, before) and not (data_dir / "tune" / "checkpoint.pt").exists()
+
+    single = new_data_dir(tmp_path / "single", model_cache)
+    small_catalog(data_root, single, 4, photos=0)
+    result = CliRunner().invoke(main, ["tune", "--dry-run", "--data-dir", str(single)])
+    assert result.exit_code == 0, result.output
+    assert "variant 'listings': lr_backbone = 0.0001, cached_views = None, keep = 'last'" in result.output
+    assert "variant 'single pictures': lr_backbone = 0.0001, cached_views = 16" in result.output
+
+
 def test_a_catalog_whose_records_carry_categories_gets_a_category_head(
     data_root: Path, model_cache: Path, tmp_path: Path
 ) -> None:
@@ -126,8 +154,8 @@ def test_a_catalog_whose_records_carry_categories_gets_a_category_head(
         assert not engine.ingester().ingest(as_records(listed)).failures
     finally:
         engine.close()
-    options = TuneOptions(epochs=2, threads=2, min_products=20, require_improvement=False)
-    report = tune_catalog(settings_for(data_dir), options, False)
+    recipe = Recipe(epochs=2, threads=2, min_products=20)
+    report = tune_catalog(Builder(settings_for(data_dir)), recipe, require_improvement=False, progress=False)
     assert not report.verified and 0 <= report.category_before <= 1 and 0 <= report.category_after <= 1
     assert report.model is not None
     described = json.loads((data_dir / "models" / report.model / "model.json").read_text())
@@ -149,7 +177,7 @@ def test_a_catalog_too_small_to_tune_is_refused_with_the_reason(
     data_dir = new_data_dir(tmp_path / "data", model_cache)
     small_catalog(data_root, data_dir, 5)
     with pytest.raises(CannotLearn, match="5"):
-        tune_catalog(settings_for(data_dir), TuneOptions(epochs=1, threads=2), False)
+        tune_catalog(Builder(settings_for(data_dir)), Recipe(epochs=1, threads=2), progress=False)
     result = CliRunner().invoke(main, ["tune", "--undo", "--data-dir", str(data_dir)])
     assert result.exit_code != 0 and "nothing to undo" in result.output
 
@@ -167,7 +195,7 @@ def test_a_server_catalog_switches_models_with_a_milvus_collection_of_its_own(
     query = engine.decode(photo.read_bytes())
     assert engine.search(query, SearchQuery(limit=1)).hits[0].product.item_id == raw[0]["itemId"]
 
-    report = switch_catalog(settings_for(data_dir, **servers), "efficientnet-lite2")
+    report = switch_catalog(Builder(settings_for(data_dir, **servers)), "efficientnet-lite2")
     assert report.model == "efficientnet-lite2" and report.index_pictures == 12
     time.sleep(MODEL_CHECK_S)
     hits = engine.search(query, SearchQuery(limit=1)).hits  # the running engine follows the switch
@@ -194,7 +222,7 @@ def test_an_import_job_running_when_the_catalog_switches_models_goes_on_with_the
         def write_after_a_switch(loaded: list[Loaded], report: IngestReport) -> None:
             if report.processed == 2 and not switched.is_set():
                 switched.set()
-                switch_catalog(settings_for(data_dir), "efficientnet-lite2")
+                switch_catalog(Builder(settings_for(data_dir)), "efficientnet-lite2")
             write(loaded, report)
 
         made_now.write = write_after_a_switch  # type: ignore[method-assign]
