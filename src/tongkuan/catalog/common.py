@@ -196,13 +196,20 @@ def product_from_row(row: Sequence[object]) -> Product:
     )
 
 
+def price_text(price: Decimal) -> str:
+    """A price as stored: positional digits with the scale it was given (1E+3 is 1000, 12.50
+    stays 12.50) and no negative zero, as PostgreSQL's NUMERIC keeps it, so that both stores
+    read back the same text."""
+    return format(price.copy_abs() if price.is_zero() else price, "f")
+
+
 def product_row(p: Product) -> tuple[object, ...]:
     """A product as its 17 stored columns (the inverse of `product_from_row`)."""
     return (
         p.item_id,
         p.title,
-        str(p.reserve_price),
-        None if p.final_price is None else str(p.final_price),
+        price_text(p.reserve_price),
+        None if p.final_price is None else price_text(p.final_price),
         p.shop_title,
         p.seller_id,
         p.provcity,

@@ -30,9 +30,10 @@ class VectorIndex(Protocol):
     def search(
         self, queries: NDArray[np.float32], k: int, category: Category | None = None
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        """Scores and ids of the `k` nearest pictures per query, padded with id -1. With
-        `category`, an index that stores categories answers only from it; one that does not
-        may return others, which the caller filters."""
+        """Scores and ids of the `k` nearest pictures per query, best first; an empty slot
+        (fewer found) holds id -1, after the hits. Asked for more than it holds, an index may
+        answer with fewer than `k` columns. With `category`, an index that stores categories
+        answers only from it; one that does not may return others, which the caller filters."""
         ...
 
     def ping(self) -> None:
