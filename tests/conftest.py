@@ -243,14 +243,12 @@ def server_engine(
     data_dir = new_data_dir(tmp_path_factory.mktemp("replica") / "data", catalog_engine.settings.data_dir)
     url = new_database(postgres)
     engine = Engine(
-        settings.model_copy(
-            update={
-                "data_dir": data_dir,
-                "catalog_url": url,
-                "vectors_url": f"milvus://127.0.0.1:{milvus.port}/session",
-                "image_dir": settings.images_root,
-                "model": catalog_engine.catalog.model,
-            }
+        settings.changed(
+            data_dir=data_dir,
+            catalog_url=url,
+            vectors_url=f"milvus://127.0.0.1:{milvus.port}/session",
+            image_dir=settings.images_root,
+            model=catalog_engine.catalog.model,
         )
     )
     migrate_catalog(catalog_engine.catalog, engine.catalog)

@@ -19,8 +19,9 @@ from tongkuan.catalog import keywords
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.domain.products import NewImage, Product, SortOrder
 from tongkuan.engine import Engine
+from tongkuan.errors import RecordError
 from tongkuan.images.store import ImageStore
-from tongkuan.ingest.records import RecordError, to_product
+from tongkuan.ingest.records import to_product
 
 TOKEN = "review-findings-token-0123"
 ICONIC = "grocery_store/iconic"

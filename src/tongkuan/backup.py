@@ -22,15 +22,11 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tongkuan.errors import TongkuanError
+from tongkuan.errors import BackupError
 
 CATALOG = "catalog.db"
 _INDEX_FILE = re.compile(r"index-(\d+)\.(faiss|deleted\.npy)")
 _SKIPPED = (".part", "-wal", "-shm", "-journal")
-
-
-class BackupError(TongkuanError):
-    """A backup or restore that cannot be made as asked."""
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,11 @@ def serve(data_dir: Path, host: str, port: int, model: str | None) -> None:
     from tongkuan.api.app import create_app
 
     app = create_app(settings)
-    if host not in ("127.0.0.1", "::1", "localhost") and not settings.public_url and not settings.allowed_hosts:
+    if (
+        host not in ("127.0.0.1", "::1", "localhost")
+        and not settings.http.public_url
+        and not settings.http.allowed_hosts
+    ):
         logging.getLogger(__name__).warning(
             "listening on %s, but only requests to 127.0.0.1, ::1 or localhost are answered: "
             "set TONGKUAN_PUBLIC_URL or TONGKUAN_ALLOWED_HOSTS to the names clients use",
@@ -76,8 +80,8 @@ def serve(data_dir: Path, host: str, port: int, model: str | None) -> None:
         port=port,
         log_level="info",
         access_log=False,
-        proxy_headers=settings.proxy_addresses is not None,
-        forwarded_allow_ips=settings.proxy_addresses,
+        proxy_headers=settings.http.proxy_addresses is not None,
+        forwarded_allow_ips=settings.http.proxy_addresses,
     )
 
 

@@ -2,6 +2,10 @@
 
     TongkuanError
       ConfigError
+      AuthError                 credentials missing, or not accepted here
+        BadCredentials          credentials given but wrong (one message for every kind)
+      RateLimited               over an allowance; wait `retry_after` seconds
+      ParameterError            a request parameter that breaks its rule
       ImageError
         InvalidImage            bytes that are not a supported, sane image
         ImageTooLarge           bytes or pixels over the limit
@@ -21,10 +25,14 @@
         InvalidValue            a value the store cannot hold
       IngestError
         JobNotFound
+      RecordError               a source record that cannot become a product
+      BackupError               a backup or restore that cannot be made as asked
       CannotLearn               too little in the catalog to learn from
       ServiceBusy               every slot for this kind of work is taken; retry shortly
 
-Only `tongkuan.api.envelope` knows HTTP status codes and envelope codes.
+Only `tongkuan.api.envelope` knows HTTP status codes and envelope codes. A `RecordError` has
+none: it is caught where it arises (ingestion counts the record as failed, the admin API
+answers a `ParameterError`).
 """
 
 from __future__ import annotations
@@ -38,6 +46,26 @@ class TongkuanError(Exception):
 
 class ConfigError(TongkuanError):
     """Settings that cannot work together."""
+
+
+class AuthError(TongkuanError):
+    """A request whose appKey, sign, appSecret or admin token is missing or not accepted here."""
+
+
+class BadCredentials(AuthError):
+    """Credentials given but wrong; one message for every kind, so a caller cannot tell which."""
+
+
+class RateLimited(TongkuanError):
+    """An application or client address over its allowance; `retry_after` is the seconds to wait."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ParameterError(TongkuanError):
+    """A request parameter that breaks its rule; the message names both."""
 
 
 class ImageError(TongkuanError):
@@ -141,6 +169,14 @@ class CannotLearn(TongkuanError):
 
 class JobNotFound(IngestError):
     """An import job id that does not exist."""
+
+
+class RecordError(TongkuanError):
+    """A record (an ingest line, an admin change) that cannot become a product; the message names the field."""
+
+
+class BackupError(TongkuanError):
+    """A backup or restore that cannot be made as asked (no catalog, a damaged archive, a target not empty)."""
 
 
 class ServiceBusy(TongkuanError):

@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from tongkuan.api.auth import AuthError, BadCredentials, authenticate, sign
+from tongkuan.api.auth import authenticate, sign
+from tongkuan.errors import AuthError, BadCredentials
 
 APPS = {"k1": "s3"}
 BAD_CREDENTIALS = "appKey, sign or appSecret is wrong"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tongkuan.api.auth import RateLimited
 from tongkuan.api.limits import AuthThrottle
+from tongkuan.errors import RateLimited
 
 
 class Clock:

@@ -12,8 +12,8 @@ import pytest
 
 from tongkuan.api import alibaba, taobao, web
 from tongkuan.api import params as rules
-from tongkuan.api.auth import ParameterError
 from tongkuan.api.declare import Param, ParamTable, accepted
+from tongkuan.errors import ParameterError
 
 
 @dataclass(frozen=True)

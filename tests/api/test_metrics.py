@@ -193,9 +193,9 @@ def test_metrics_are_an_unknown_route_when_off(engine: Engine) -> None:
 def test_the_setting_is_read_from_the_environment_and_a_bad_value_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert Settings(data_dir=tmp_path).metrics is False
+    assert Settings(data_dir=tmp_path).http.metrics is False
     monkeypatch.setenv("TONGKUAN_METRICS", "true")
-    assert Settings(data_dir=tmp_path).metrics is True
+    assert Settings(data_dir=tmp_path).http.metrics is True
     monkeypatch.setenv("TONGKUAN_METRICS", "maybe")
     with pytest.raises(ConfigError) as refused:
         Settings(data_dir=tmp_path)

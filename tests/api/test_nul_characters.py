@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Service
-from tongkuan.ingest.records import RecordError, to_product
+from tongkuan.errors import RecordError
+from tongkuan.ingest.records import to_product
 
 
 @pytest.fixture

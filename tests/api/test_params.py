@@ -10,10 +10,10 @@ from decimal import Decimal
 import pytest
 
 from tongkuan.api import params as rules
-from tongkuan.api.auth import ParameterError
 from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import Category
 from tongkuan.domain.products import ProductFilter, SortOrder
+from tongkuan.errors import ParameterError
 
 
 def refusal(parse: Callable[..., object], *args: object) -> str:

@@ -19,8 +19,8 @@ from tongkuan.catalog.store import Catalog
 from tongkuan.domain.categories import Category
 from tongkuan.domain.changes import ChangeKind
 from tongkuan.domain.products import NewImage, Product
-from tongkuan.errors import DimensionMismatch, InvalidValue, ProductNotFound
-from tongkuan.ingest.records import RecordError, to_product
+from tongkuan.errors import DimensionMismatch, InvalidValue, ProductNotFound, RecordError
+from tongkuan.ingest.records import to_product
 
 DIM = 8
 

@@ -104,7 +104,7 @@ def test_a_turned_large_jpeg_reports_its_upright_size(data_root: Path) -> None:
 def test_boxes_map_between_the_picture_and_its_reduced_image(data_root: Path) -> None:
     picture = decode_picture(encode(photo(data_root, (4032, 3024)), "JPEG"), max_pixels=4096 * 4096)
     box = Box(1000, 3000, 500, 2500)
-    on_image = picture.to_image(box)
+    on_image = picture.to_pixels(box)
     back = picture.to_picture(on_image)
     assert back.x1 <= box.x1 and back.y1 <= box.y1 and back.x2 >= box.x2 and back.y2 >= box.y2  # covers it
     assert back.area < box.area * 1.01

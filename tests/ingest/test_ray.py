@@ -65,7 +65,7 @@ def test_ray_ingestion_matches_in_process_and_resumes(
     source.write_text("\n".join(json.dumps(r, default=str) for r in raw))
     env = {
         **os.environ,
-        "TONGKUAN_CATALOG_URL": settings.catalog_url or "",
+        "TONGKUAN_CATALOG_URL": settings.backends.catalog_url or "",
         "TONGKUAN_IMAGE_DIR": str(settings.images_root),
         "RAY_TMPDIR": str(ray_options["_temp_dir"]),  # Ray's files stay in the test's folder
     }
@@ -80,7 +80,7 @@ def test_ray_ingestion_matches_in_process_and_resumes(
     # the same records ingested in this process give the same vectors
     local = Engine(settings_for(new_data_dir(tmp_path / "local", model_cache), model=MODEL))
     local.ingester().ingest(records)
-    shared = PostgresCatalog(settings.catalog_url or "", MODEL, local.catalog.dim)
+    shared = PostgresCatalog(settings.backends.catalog_url or "", MODEL, local.catalog.dim)
     assert shared.count() == local.catalog.count() == (PRODUCTS, 2 * PRODUCTS)
     for record in records[:3]:
         item_id = record.fields["itemId"]

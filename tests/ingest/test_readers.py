@@ -10,11 +10,12 @@ from typing import Any, cast
 import pytest
 
 from tongkuan.domain.products import is_web_url
+from tongkuan.errors import RecordError
 from tongkuan.images.fetch import Fetcher, FetchPolicy
 from tongkuan.images.store import ImageStore
 from tongkuan.ingest.ingester import Fetched, Ingester
 from tongkuan.ingest.readers import MAX_JSON_DEPTH, JsonTooDeep, SourceRecord, load_json, read_jsonl
-from tongkuan.ingest.records import RecordError, to_product
+from tongkuan.ingest.records import to_product
 
 
 def nested(depth: int) -> str:

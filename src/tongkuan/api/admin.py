@@ -21,31 +21,30 @@ from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
 from tongkuan.api import params as rules
-from tongkuan.api.auth import AuthError, BadCredentials, ParameterError
-from tongkuan.api.deps import EngineDep
+from tongkuan.api.deps import AuthThrottleDep, BaseUrl, EngineDep, SettingsDep
 from tongkuan.api.envelope import ok
-from tongkuan.api.request import base_url, settings_of, throttled
+from tongkuan.api.request import throttled
 from tongkuan.api.wire import deleted, details, job, products_data, stored_url
+from tongkuan.config import Settings
 from tongkuan.engine import Engine
 from tongkuan.engine.engine import MAX_PICTURES
-from tongkuan.errors import ImageTooLarge
+from tongkuan.errors import AuthError, BadCredentials, ImageTooLarge, ParameterError, RecordError
 from tongkuan.ingest.ingester import picture_name
 from tongkuan.ingest.readers import JsonTooDeep, load_json
-from tongkuan.ingest.records import RecordError
 
 MAX_LIST = 1000
 _PICTURE_NAME = re.compile(r"[^/\\\x00-\x1f\x7f]{1,128}")
 
 
-def require_admin(request: Request) -> None:
+def require_admin(request: Request, settings: SettingsDep, throttle: AuthThrottleDep) -> None:
     """Let a request through only with `Authorization: Bearer <admin token>`."""
-    token = settings_of(request).admin_token
+    token = settings.access.admin_token
     if not token:
         raise AuthError("the admin API is off on this server (set TONGKUAN_ADMIN_TOKEN)")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
         raise AuthError("Authorization: Bearer <admin token> is required")
-    with throttled(request):
+    with throttled(request, throttle):
         if not hmac.compare_digest(given.strip().encode(), token.encode()):
             raise BadCredentials("the admin token is wrong")
 
@@ -105,17 +104,19 @@ def _default_name(url: str) -> str:
     return name if _PICTURE_NAME.fullmatch(name) else ""
 
 
-def _picture_bytes(request: Request, data: bytes, what: str) -> bytes:
-    limit = settings_of(request).fetch_max_bytes
+def _picture_bytes(limit: int, data: bytes, what: str) -> bytes:
     if len(data) > limit:
         raise ImageTooLarge(f"{what} is {len(data)} bytes; the limit is {limit}")
     return data
 
 
-async def _product_request(request: Request, engine: Engine) -> tuple[dict[str, Any], list[str], list[str]]:
+async def _product_request(
+    request: Request, engine: Engine, settings: Settings
+) -> tuple[dict[str, Any], list[str], list[str]]:
     """Record fields, image references and picture names from a JSON or multipart body."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        async with request.form(max_files=MAX_PICTURES, max_part_size=settings_of(request).fetch_max_bytes) as form:
+        limit = settings.fetch.max_bytes
+        async with request.form(max_files=MAX_PICTURES, max_part_size=limit) as form:
             raw = form.get("product")
             fields = _load_json(raw, "the form field product") if isinstance(raw, str) else None
             if not isinstance(fields, dict):
@@ -125,7 +126,7 @@ async def _product_request(request: Request, engine: Engine) -> tuple[dict[str, 
             for upload in form.getlist("images"):
                 if not isinstance(upload, UploadFile):
                     raise ParameterError("images must be files")
-                data = _picture_bytes(request, await upload.read(), f"image {upload.filename!r}")
+                data = _picture_bytes(limit, await upload.read(), f"image {upload.filename!r}")
                 refs.append(await run_in_threadpool(engine.keep_picture, data))
                 names.append(_picture_name(upload.filename or str(len(names)), "an image's file name"))
         return fields, refs, names
@@ -149,18 +150,20 @@ async def _product_request(request: Request, engine: Engine) -> tuple[dict[str, 
     return fields, refs, names
 
 
-def _details(request: Request, engine: Engine, item_id: str) -> dict[str, Any]:
+def _details(engine: Engine, item_id: str, base: str) -> dict[str, Any]:
     product, pictures = engine.product_details(item_id)
-    return details(product, pictures, base_url(request))
+    return details(product, pictures, base)
 
 
 @router.put("/products/{item_id}", summary="Add or replace a product with its pictures", openapi_extra=_PRODUCT_BODY)
-async def put_product(item_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+async def put_product(
+    item_id: str, request: Request, engine: EngineDep, settings: SettingsDep, base: BaseUrl
+) -> dict[str, Any]:
     """Store a product and exactly the pictures given (JSON with picture URLs, or multipart
     with picture files); the category is predicted from the pictures when not given."""
     if not item_id.strip() or item_id != item_id.strip():
         raise ParameterError("itemId must not be empty or start or end with spaces")
-    fields, refs, names = await _product_request(request, engine)
+    fields, refs, names = await _product_request(request, engine, settings)
     if not refs:
         raise ParameterError("images is empty: a product needs at least one picture")
     if len(refs) > MAX_PICTURES:
@@ -170,23 +173,23 @@ async def put_product(item_id: str, request: Request, engine: EngineDep) -> dict
     report = await run_in_threadpool(engine.put_product, {**fields, "itemId": item_id}, refs, names)
     if report.failures:
         raise ParameterError(report.failures[0].reason)
-    return ok(_details(request, engine, item_id))
+    return ok(_details(engine, item_id, base))
 
 
 @router.patch("/products/{item_id}", summary="Update a product's fields")
-async def patch_product(item_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+async def patch_product(item_id: str, request: Request, engine: EngineDep, base: BaseUrl) -> dict[str, Any]:
     """Change some record fields; pictures and vectors stay as they are."""
     changes = await _json_object(request, "the fields to change")
     try:
         await run_in_threadpool(engine.update_product, item_id, changes)
     except RecordError as exc:
         raise ParameterError(str(exc)) from None
-    return ok(_details(request, engine, item_id))
+    return ok(_details(engine, item_id, base))
 
 
 @router.get("/products/{item_id}", summary="One product with its pictures")
-def get_product(item_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
-    return ok(_details(request, engine, item_id))
+def get_product(item_id: str, engine: EngineDep, base: BaseUrl) -> dict[str, Any]:
+    return ok(_details(engine, item_id, base))
 
 
 @router.delete("/products/{item_id}", summary="Delete a product and its pictures")
@@ -197,26 +200,29 @@ def delete_product(item_id: str, engine: EngineDep) -> dict[str, Any]:
 
 @router.get("/products", summary="List products, paged by a cursor")
 def list_products(
-    request: Request,
     engine: EngineDep,
+    base: BaseUrl,
     cursor: Annotated[str | None, Query(description="nextCursor of the previous page; none for the first.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST, description=f"Products per page, 1-{MAX_LIST}.")] = 100,
 ) -> dict[str, Any]:
     """Products in itemId order; pass `nextCursor` back as `cursor` until it is null."""
     products, next_cursor = engine.products_page(cursor, limit)
-    return ok(products_data(products, next_cursor, base_url(request)))
+    return ok(products_data(products, next_cursor, base))
 
 
 @router.post("/products/{item_id}/images", summary="Add or replace one picture of a product")
-async def add_picture(item_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+async def add_picture(
+    item_id: str, request: Request, engine: EngineDep, settings: SettingsDep, base: BaseUrl
+) -> dict[str, Any]:
     """Multipart (`image` file, optional `picName`) or JSON (`url`, optional `picName`). A
     picture of the same name is replaced."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        async with request.form(max_files=1, max_part_size=settings_of(request).fetch_max_bytes) as form:
+        limit = settings.fetch.max_bytes
+        async with request.form(max_files=1, max_part_size=limit) as form:
             upload = form.get("image")
             if not isinstance(upload, UploadFile):
                 raise ParameterError("image must be a file")
-            data = _picture_bytes(request, await upload.read(), "image")
+            data = _picture_bytes(limit, await upload.read(), "image")
             given = form.get("picName")
             name = _picture_name(given if isinstance(given, str) and given else upload.filename or "", "picName")
         location = None
@@ -227,14 +233,14 @@ async def add_picture(item_id: str, request: Request, engine: EngineDep) -> dict
         given = body.get("picName")
         name = _picture_name(str(given), "picName") if given else _default_name(url)  # "": the next free name
         location = url
-    await run_in_threadpool(engine.add_picture, item_id, data, name, location)
-    return ok(_details(request, engine, item_id))
+    await run_in_threadpool(engine.add_image, item_id, data, name, location)
+    return ok(_details(engine, item_id, base))
 
 
 @router.delete("/products/{item_id}/images/{pic_name}", summary="Delete one picture of a product")
-def delete_picture(item_id: str, pic_name: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+def delete_picture(item_id: str, pic_name: str, engine: EngineDep, base: BaseUrl) -> dict[str, Any]:
     engine.delete_picture(item_id, pic_name)
-    return ok(_details(request, engine, item_id))
+    return ok(_details(engine, item_id, base))
 
 
 @router.post(
@@ -271,10 +277,9 @@ def import_list(engine: EngineDep) -> dict[str, Any]:
 
 
 @router.get("/export", summary="The whole catalog as JSONL")
-async def export(request: Request, engine: EngineDep) -> StreamingResponse:
+async def export(request: Request, engine: EngineDep, base: BaseUrl) -> StreamingResponse:
     """One record per line in the `tongkuan ingest` format, pictures as absolute URLs, so
     another tongkuan can import it."""
-    base = base_url(request)
 
     def absolute(name: str) -> str:
         return f"{request.url.scheme}:{stored_url(name, base)}"

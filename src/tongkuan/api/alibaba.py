@@ -10,12 +10,12 @@ from fastapi import APIRouter, Request
 
 from tongkuan.api import params as rules
 from tongkuan.api import taobao
-from tongkuan.api.auth import ParameterError
 from tongkuan.api.declare import Param, ParamTable
-from tongkuan.api.deps import EngineDep, SignedParams
+from tongkuan.api.deps import BaseUrl, EngineDep, FetchSlotsDep, MetricsDep, SignedParams
 from tongkuan.api.envelope import ok
-from tongkuan.api.request import base_url, load_either, search_picture
+from tongkuan.api.request import load_either, search_picture
 from tongkuan.api.wire import offer_page
+from tongkuan.errors import ParameterError
 from tongkuan.search.searcher import SearchQuery
 from tongkuan.search.timing import StageClock
 
@@ -76,16 +76,21 @@ OFFERS = ParamTable(
 
 
 @router.get("/alibaba/product/imageQuery", summary="1688 image search", openapi_extra=OFFERS.openapi())
-def image_query(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
+def image_query(
+    request: Request,
+    engine: EngineDep,
+    params: SignedParams,
+    slots: FetchSlotsDep,
+    metrics: MetricsDep,
+    base: BaseUrl,
+) -> dict[str, Any]:
     """Offers that look like the query picture, paged 1688-style with totals."""
     wanted = OFFERS.parse(params)
     clock = StageClock()
-    picture = load_either(request, engine, wanted.image_id, wanted.image_url, ("imageId", "imageUrl"), clock)
-    results = search_picture(request, engine, picture, wanted.query(), None, clock)
+    picture = load_either(engine, slots, base, wanted.image_id, wanted.image_url, ("imageId", "imageUrl"), clock)
+    results = search_picture(engine, metrics, picture, wanted.query(), None, clock)
     total = min(results.total, MAX_RESULTS)
-    return ok(
-        offer_page(results, wanted.page, wanted.size, total, request.url.scheme, base_url(request), wanted.with_score)
-    )
+    return ok(offer_page(results, wanted.page, wanted.size, total, request.url.scheme, base, wanted.with_score))
 
 
 router.add_api_route(

@@ -7,29 +7,7 @@ import hmac
 import secrets
 from collections.abc import Mapping
 
-from tongkuan.errors import TongkuanError
-
-
-class AuthError(TongkuanError):
-    """A request whose appKey, sign or appSecret does not authenticate it."""
-
-
-class BadCredentials(AuthError):
-    """Credentials that were given but are wrong: an unknown appKey, a wrong sign or
-    appSecret, or a wrong admin token. One message for all, so a caller cannot tell which."""
-
-
-class RateLimited(TongkuanError):
-    """An application (or a client address) over its allowance; `retry_after` says how many
-    seconds to wait."""
-
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class ParameterError(TongkuanError):
-    """A request parameter that breaks its rule; the message names both."""
+from tongkuan.errors import AuthError, BadCredentials
 
 
 def sign(params: Mapping[str, str | None], secret: str) -> str:

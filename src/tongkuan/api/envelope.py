@@ -24,8 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tongkuan.api.auth import AuthError, ParameterError, RateLimited
 from tongkuan.errors import (
+    AuthError,
     CatalogConflict,
     ForbiddenAddress,
     ImageError,
@@ -36,8 +36,10 @@ from tongkuan.errors import (
     InvalidImage,
     InvalidValue,
     JobNotFound,
+    ParameterError,
     PictureNotFound,
     ProductNotFound,
+    RateLimited,
     ServiceBusy,
     StoreUnavailable,
     TongkuanError,

@@ -14,9 +14,8 @@ from contextlib import contextmanager
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tongkuan.api.auth import RateLimited
 from tongkuan.api.envelope import ErrorKind, envelope, error_data
-from tongkuan.errors import ServiceBusy
+from tongkuan.errors import RateLimited, ServiceBusy
 
 MAX_BUCKETS = 10_000  # past this many keys, buckets idle long enough to be full again are dropped
 

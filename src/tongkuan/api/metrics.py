@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED = "unmatched"  # the route of a request no route served: raw paths would make series without bound
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-router = APIRouter()
 
 
 class Metrics:
@@ -67,19 +65,12 @@ class Metrics:
         for stage, seconds in clock.seconds.items():
             self._stages[stage].observe(seconds)
 
-
-def metrics_of(request: Request) -> Metrics | None:
-    """The app's metrics, or None where they are off."""
-    metrics: Metrics | None = getattr(request.app.state, "metrics", None)
-    return metrics
-
-
-@router.get("/metrics", include_in_schema=False)
-def scrape(request: Request) -> Response:
-    """Every metric in the format the scraper asks for (Prometheus text unless it asks for OpenMetrics)."""
-    metrics: Metrics = request.app.state.metrics
-    encode, content_type = choose_encoder(request.headers.get("accept", ""))
-    return Response(encode(metrics.registry), headers={"Content-Type": content_type})
+    def scrape(self, request: Request) -> Response:
+        """`GET /metrics`: every metric in the format the scraper asks for (Prometheus text
+        unless it asks for OpenMetrics). A route bound to this app's metrics, so it needs no
+        lookup of them."""
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encode(self.registry), headers={"Content-Type": content_type})
 
 
 class _ScrapeTimeValues:

@@ -6,10 +6,10 @@ import re
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
-from tongkuan.api.auth import ParameterError
 from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import Category
 from tongkuan.domain.products import ProductFilter, SortOrder, is_web_url
+from tongkuan.errors import ParameterError
 
 MAX_PAGE_NO = 499
 MAX_PAGE_SIZE = 20

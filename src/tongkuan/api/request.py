@@ -1,7 +1,10 @@
 """Reading a DAJI-style request: its parameters (authenticated and rate-limited), the
 pictures it names, and the URL prefix under which this service serves pictures. A picture
 search is timed stage by stage on one `StageClock`, from getting the picture to the ranking,
-for the metrics."""
+for the metrics.
+
+The objects the app holds (settings, limits, engine, metrics) are arguments here: routes get
+them typed from their dependencies (`tongkuan.api.deps`) and pass them on."""
 
 from __future__ import annotations
 
@@ -14,13 +17,14 @@ from urllib.parse import urlsplit
 from fastapi import Request
 
 from tongkuan.api import params as rules
-from tongkuan.api.auth import BadCredentials, ParameterError, authenticate
-from tongkuan.api.limits import AuthThrottle, FetchSlots
-from tongkuan.api.metrics import metrics_of
+from tongkuan.api.auth import authenticate
+from tongkuan.api.limits import AuthThrottle, FetchSlots, RateLimiter
+from tongkuan.api.metrics import Metrics
 from tongkuan.api.wire import uploaded
 from tongkuan.config import Settings
 from tongkuan.domain.boxes import Box
 from tongkuan.engine import Engine
+from tongkuan.errors import BadCredentials, ParameterError
 from tongkuan.images.decode import Decoded
 from tongkuan.search.searcher import SearchQuery, SearchResults
 from tongkuan.search.timing import Stage, StageClock
@@ -28,28 +32,27 @@ from tongkuan.search.timing import Stage, StageClock
 _OWN_IMAGE = re.compile(r"/images/([0-9a-f]{32}\.[a-z]{3,4})")
 
 
-def settings_of(request: Request) -> Settings:
-    """The settings this app was created with (auth, limits and URLs are the edge's business)."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 def query_params(request: Request) -> dict[str, str]:
     """The request's query parameters, each given once."""
     return rules.single_values(request.query_params.multi_items())
 
 
-def checked_params(request: Request, form: dict[str, str] | None = None) -> dict[str, str]:
+def checked_params(
+    request: Request,
+    settings: Settings,
+    limiter: RateLimiter,
+    throttle: AuthThrottle,
+    form: dict[str, str] | None = None,
+) -> dict[str, str]:
     """The request's query (and form) parameters once its appKey is authenticated and within its rate."""
     params = query_params(request)
     for key, value in (form or {}).items():
         if key in params:
             raise ParameterError(f"{key} is given more than once (参数重复)")
         params[key] = value
-    settings = settings_of(request)
-    with throttled(request):
-        app_key = authenticate(params, settings.app_secrets, settings.allow_app_secret)
-    request.app.state.limiter.check(app_key)
+    with throttled(request, throttle):
+        app_key = authenticate(params, settings.access.app_secrets, settings.access.allow_app_secret)
+    limiter.check(app_key)
     return params
 
 
@@ -59,10 +62,9 @@ def client_address(request: Request) -> str:
 
 
 @contextmanager
-def throttled(request: Request) -> Iterator[None]:
+def throttled(request: Request, throttle: AuthThrottle) -> Iterator[None]:
     """Around an authentication: refuse a client with too many recent failures before it
     is checked, and count its failure when the credentials it gave are wrong."""
-    throttle: AuthThrottle = request.app.state.auth_throttle
     client = client_address(request)
     throttle.check(client)
     try:
@@ -72,43 +74,42 @@ def throttled(request: Request) -> Iterator[None]:
         raise
 
 
-def fetch_query_picture(request: Request, engine: Engine, url: str, anonymous: bool = False) -> bytes:
-    """A query picture from the web, within the service's download slots; for an `anonymous`
-    caller (the search page's, with no credentials) also within its address's and the
-    picture host's. Callers with credentials are accountable and rate-limited per appKey;
-    their pictures mostly come from one CDN, which a per-host cap would throttle."""
-    slots: FetchSlots = request.app.state.fetch_slots
-    client = host = None
-    if anonymous:
-        client = client_address(request)
+def fetch_query_picture(engine: Engine, slots: FetchSlots, url: str, anonymous_client: str | None = None) -> bytes:
+    """A query picture from the web, within the service's download slots; for an anonymous
+    caller (the search page's, with no credentials: `anonymous_client` is its address) also
+    within its address's and the picture host's. Callers with credentials are accountable and
+    rate-limited per appKey; their pictures mostly come from one CDN, which a per-host cap
+    would throttle."""
+    host = None
+    if anonymous_client is not None:
         try:
             host = urlsplit(url).hostname or ""  # lower case already
         except ValueError:
             host = ""  # the fetch itself says what is wrong with the URL
-    with slots.slot(client, host):
+    with slots.slot(anonymous_client, host):
         return engine.fetch(url)
 
 
-def base_url(request: Request) -> str:
-    """`//host[:port]` under which this service's pictures are served."""
-    public = settings_of(request).public_url
+def base_url(request: Request, public: str | None) -> str:
+    """`//host[:port]` under which this service's pictures are served: the `public` URL
+    (TONGKUAN_PUBLIC_URL) where one is set, else the host the request reached."""
     if public:
         return "//" + public.split("://", 1)[-1].rstrip("/")
     return "//" + request.url.netloc
 
 
-def load_picture(request: Request, engine: Engine, url: str, name: str, clock: StageClock) -> Decoded:
-    """A picture URL decoded: one of our own stored pictures, or a guarded fetch."""
+def load_picture(engine: Engine, slots: FetchSlots, base: str, url: str, name: str, clock: StageClock) -> Decoded:
+    """A picture URL decoded: one of our own stored pictures (served under `base`), or a guarded fetch."""
     try:
         parts = urlsplit(url)
     except ValueError:
         raise ParameterError(f"{name} is not a valid URL ({name} 不是有效的地址)") from None
     own = _OWN_IMAGE.fullmatch(parts.path)
     clock.start(Stage.FETCH)
-    if own and base_url(request) == "//" + parts.netloc:
+    if own and base == "//" + parts.netloc:
         data = engine.stored_picture_path(own.group(1)).read_bytes()
     else:
-        data = fetch_query_picture(request, engine, rules.http_url(url, name))
+        data = fetch_query_picture(engine, slots, rules.http_url(url, name))
     return _decode(engine, data, clock)
 
 
@@ -126,8 +127,9 @@ def _decode(engine: Engine, data: bytes, clock: StageClock) -> Decoded:
 
 
 def load_either(
-    request: Request,
     engine: Engine,
+    slots: FetchSlots,
+    base: str,
     image_id: str | None,
     url: str | None,
     names: tuple[str, str],
@@ -138,25 +140,29 @@ def load_either(
     if image_id:
         return load_uploaded(engine, image_id, clock)
     if url:
-        return load_picture(request, engine, url, names[1], clock)
+        return load_picture(engine, slots, base, url, names[1], clock)
     raise ParameterError(f"{names[0]} or {names[1]} is required ({names[0]} 与 {names[1]} 不能同时为空)")
 
 
 def search_picture(
-    request: Request, engine: Engine, picture: Decoded, query: SearchQuery, region: Box | None, clock: StageClock
+    engine: Engine,
+    metrics: Metrics | None,
+    picture: Decoded,
+    query: SearchQuery,
+    region: Box | None,
+    clock: StageClock,
 ) -> SearchResults:
     """Search `picture`; a requested `region` is first clipped to the picture, the one place a
     region meets the pixels (so it is checked here, not when parsed). The search's stages,
-    with the fetch and decode already on `clock`, go to the metrics where they are on."""
+    with the fetch and decode already on `clock`, go to the `metrics` where they are on."""
     if region is not None:
         query = replace(query, region=rules.fit_region(region, *picture.size))
     results = engine.search(picture, query, clock)
-    metrics = metrics_of(request)
     if metrics is not None:
         metrics.observe(clock)
     return results
 
 
-def store_upload(request: Request, engine: Engine, data: bytes) -> dict[str, str]:
+def store_upload(engine: Engine, data: bytes, base: str) -> dict[str, str]:
     """Keep an uploaded picture (after checking it decodes) and say how to refer to it."""
-    return uploaded(engine.keep_upload(data), base_url(request))
+    return uploaded(engine.keep_upload(data), base)

@@ -17,18 +17,26 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from tongkuan.api import params as rules
-from tongkuan.api.auth import ParameterError
 from tongkuan.api.declare import Param, ParamTable, accepted
-from tongkuan.api.deps import CREDENTIALS, EngineDep, SignedParams
+from tongkuan.api.deps import (
+    CREDENTIALS,
+    AuthThrottleDep,
+    BaseUrl,
+    EngineDep,
+    FetchSlotsDep,
+    LimiterDep,
+    MetricsDep,
+    SettingsDep,
+    SignedParams,
+)
 from tongkuan.api.envelope import ok
+from tongkuan.api.limits import FetchSlots
 from tongkuan.api.request import (
-    base_url,
     checked_params,
     fetch_query_picture,
     load_either,
     load_picture,
     search_picture,
-    settings_of,
     store_upload,
 )
 from tongkuan.api.wire import details, keyword_data, search_data, shop_data, v1_data
@@ -36,7 +44,7 @@ from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import Category
 from tongkuan.domain.products import ProductFilter, SortOrder
 from tongkuan.engine import Engine
-from tongkuan.errors import ImageTooLarge
+from tongkuan.errors import ImageTooLarge, ParameterError
 from tongkuan.search.searcher import SearchQuery
 from tongkuan.search.timing import StageClock
 
@@ -126,15 +134,17 @@ V2 = ParamTable(
 
 
 @router.get("/taobao/image-search/url", summary="Image search V2.0", openapi_extra=V2.openapi())
-def image_search_v2(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
+def image_search_v2(
+    engine: EngineDep, params: SignedParams, slots: FetchSlotsDep, metrics: MetricsDep, base: BaseUrl
+) -> dict[str, Any]:
     """Find catalog products that look like the picture at `picUrl`.
 
     The extras are off unless asked for, so the default answer has exactly DAJI's shape."""
     wanted = V2.parse(params)
     clock = StageClock()
-    picture = load_picture(request, engine, wanted.pic_url, "picUrl", clock)
-    results = search_picture(request, engine, picture, wanted.query(), wanted.region, clock)
-    return ok(search_data(results, wanted.page_no, base_url(request), wanted.with_score))
+    picture = load_picture(engine, slots, base, wanted.pic_url, "picUrl", clock)
+    results = search_picture(engine, metrics, picture, wanted.query(), wanted.region, clock)
+    return ok(search_data(results, wanted.page_no, base, wanted.with_score))
 
 
 @dataclass(frozen=True)
@@ -154,13 +164,15 @@ V1 = ParamTable(
 
 
 @router.get("/taobao/traffic/item/imgsearch", summary="Image search V1.0", openapi_extra=V1.openapi())
-def image_search_v1(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
+def image_search_v1(
+    engine: EngineDep, params: SignedParams, slots: FetchSlotsDep, metrics: MetricsDep, base: BaseUrl
+) -> dict[str, Any]:
     """The first results for an uploaded image or a URL, without paging."""
     wanted = V1.parse(params)
     clock = StageClock()
-    picture = load_either(request, engine, wanted.image_id, wanted.pic_url, ("image_id", "pic_url"), clock)
-    results = search_picture(request, engine, picture, SearchQuery(limit=V1_RESULTS), None, clock)
-    return ok(v1_data(results, base_url(request)))
+    picture = load_either(engine, slots, base, wanted.image_id, wanted.pic_url, ("image_id", "pic_url"), clock)
+    results = search_picture(engine, metrics, picture, SearchQuery(limit=V1_RESULTS), None, clock)
+    return ok(v1_data(results, base))
 
 
 @dataclass(frozen=True)
@@ -174,9 +186,9 @@ UPLOAD = ParamTable(UploadParams, Param("pic_url", "pic_url", rules.required_url
 
 
 @router.get("/taobao/upload/image", summary="Image upload by GET", openapi_extra=UPLOAD.openapi())
-def upload_by_get(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
+def upload_by_get(engine: EngineDep, params: SignedParams, slots: FetchSlotsDep, base: BaseUrl) -> dict[str, Any]:
     """Fetch an image once and keep it; search it later by `imageId` or by its picture URL."""
-    return ok(store_upload(request, engine, fetch_query_picture(request, engine, UPLOAD.parse(params).pic_url)))
+    return ok(_fetch_and_store(engine, slots, UPLOAD.parse(params).pic_url, base))
 
 
 @dataclass(frozen=True)
@@ -196,9 +208,17 @@ UPLOAD_FORM = UPLOAD_FIELDS.form_body(*CREDENTIALS)
 
 
 @router.post("/taobao/upload/image", summary="Image upload by POST", openapi_extra=UPLOAD_FORM)
-async def upload_by_post(request: Request, engine: EngineDep) -> dict[str, Any]:
+async def upload_by_post(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    throttle: AuthThrottleDep,
+    slots: FetchSlotsDep,
+    base: BaseUrl,
+) -> dict[str, Any]:
     """Store a base64 image sent as the form field `image_base64` (JPG, PNG or WEBP, at most 3 MB)."""
-    limit = settings_of(request).upload_max_bytes
+    limit = settings.limits.upload_max_bytes
     declared = request.headers.get("content-length")
     # base64 is 4/3 of the picture, and a URL-encoded form spells its + and / in three bytes
     # each (1/32 of the characters): 2x the limit refuses only what cannot be a picture
@@ -209,12 +229,12 @@ async def upload_by_post(request: Request, engine: EngineDep) -> dict[str, Any]:
     fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
     if len(fields) != len(form.multi_items()):
         raise ParameterError("only text form fields are accepted; send the image as image_base64")
-    sent = UPLOAD_FIELDS.parse(checked_params(request, fields))
+    sent = UPLOAD_FIELDS.parse(checked_params(request, settings, limiter, throttle, fields))
     encoded = sent.image_base64
     if not encoded:
         if sent.pic_url:
             url = rules.http_url(sent.pic_url, "pic_url")
-            return ok(await run_in_threadpool(_fetch_and_store, request, engine, url))
+            return ok(await run_in_threadpool(_fetch_and_store, engine, slots, url, base))
         raise ParameterError("image_base64 is required (image_base64 不能为空)")
     if "," in encoded[:100] and encoded.startswith("data:"):
         encoded = encoded.split(",", 1)[1]
@@ -224,11 +244,11 @@ async def upload_by_post(request: Request, engine: EngineDep) -> dict[str, Any]:
         raise ParameterError("image_base64 is not valid base64 (image_base64 不是有效的 base64)") from None
     if len(data) > limit:
         raise ImageTooLarge(f"image_base64 decodes to {len(data)} bytes; the limit is {limit}")
-    return ok(await run_in_threadpool(store_upload, request, engine, data))
+    return ok(await run_in_threadpool(store_upload, engine, data, base))
 
 
-def _fetch_and_store(request: Request, engine: Engine, url: str) -> dict[str, str]:
-    return store_upload(request, engine, fetch_query_picture(request, engine, url))
+def _fetch_and_store(engine: Engine, slots: FetchSlots, url: str, base: str) -> dict[str, str]:
+    return store_upload(engine, fetch_query_picture(engine, slots, url), base)
 
 
 PAGE_NO = Param(
@@ -267,18 +287,18 @@ KEYWORD = ParamTable(
 
 
 @router.get("/taobao/traffic/item/search", summary="Keyword search", openapi_extra=KEYWORD.openapi())
-def keyword_search(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
+def keyword_search(engine: EngineDep, params: SignedParams, base: BaseUrl) -> dict[str, Any]:
     """Catalog products whose titles match `keyword`, most relevant first (or sorted)."""
-    return ok(keyword_answer(request, engine, params))
+    return ok(keyword_answer(engine, params, base))
 
 
-def keyword_answer(request: Request, engine: Engine, params: dict[str, str]) -> dict[str, Any]:
+def keyword_answer(engine: Engine, params: dict[str, str], base: str) -> dict[str, Any]:
     """The keyword search's `data` for parameters already let through (signed, or from the
     search page): one table and one answer for both routes."""
     wanted = KEYWORD.parse(params)
     offset = (wanted.page - 1) * wanted.size
     products, total = engine.keyword_page(wanted.keyword, wanted.order, wanted.where, offset, wanted.size)
-    return keyword_data(products, engine.first_pictures(products), wanted.page, total, base_url(request))
+    return keyword_data(products, engine.first_pictures(products), wanted.page, total, base)
 
 
 @dataclass(frozen=True)
@@ -296,13 +316,13 @@ SHOP = ParamTable(
 
 
 @router.get("/taobao/traffic/item/shop/search", summary="Shop search", openapi_extra=SHOP.openapi())
-def shop_search(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
+def shop_search(engine: EngineDep, params: SignedParams, base: BaseUrl) -> dict[str, Any]:
     """Shops whose names hold every word of `keyword`, best sellers first, with their top items."""
     wanted = SHOP.parse(params)
     offset = (wanted.page - 1) * wanted.size
     shops, total = engine.shop_page(wanted.keyword, offset, wanted.size, SHOP_TOP_ITEMS)
     pictures = engine.first_pictures([p for _, top in shops for p in top])
-    return ok(shop_data(shops, pictures, wanted.page, total, base_url(request)))
+    return ok(shop_data(shops, pictures, wanted.page, total, base))
 
 
 @dataclass(frozen=True)
@@ -316,10 +336,10 @@ DETAILS = ParamTable(DetailsParams, Param("item_id", "item_id", rules.required, 
 
 
 @router.get("/taobao/traffic/item/get", summary="Product details", openapi_extra=DETAILS.openapi())
-def item_details(request: Request, engine: EngineDep, params: SignedParams) -> dict[str, Any]:
+def item_details(engine: EngineDep, params: SignedParams, base: BaseUrl) -> dict[str, Any]:
     """The full record of one product with all its pictures."""
     product, pictures = engine.product_details(DETAILS.parse(params).item_id)
-    return ok(details(product, pictures, base_url(request)))
+    return ok(details(product, pictures, base))
 
 
 @router.get("/images/{name}", summary="A stored picture (uploads and catalog images)")

@@ -23,23 +23,14 @@ from starlette.datastructures import UploadFile
 
 from tongkuan.api import params as rules
 from tongkuan.api import taobao
-from tongkuan.api.auth import AuthError, ParameterError
 from tongkuan.api.declare import Param, ParamTable
-from tongkuan.api.deps import EngineDep, QueryParams
+from tongkuan.api.deps import BaseUrl, EngineDep, FetchSlotsDep, MetricsDep, QueryParams, SettingsDep, WebLimiterDep
 from tongkuan.api.envelope import ok
-from tongkuan.api.request import (
-    base_url,
-    client_address,
-    fetch_query_picture,
-    load_uploaded,
-    search_picture,
-    settings_of,
-    store_upload,
-)
+from tongkuan.api.request import client_address, fetch_query_picture, load_uploaded, search_picture, store_upload
 from tongkuan.api.wire import page_search_data
 from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import Category
-from tongkuan.errors import ImageTooLarge
+from tongkuan.errors import AuthError, ImageTooLarge, ParameterError
 from tongkuan.search.searcher import SearchQuery
 from tongkuan.search.timing import StageClock
 
@@ -51,14 +42,14 @@ def _asset(name: str) -> bytes:
     return resources.files("tongkuan.api").joinpath("webui", name).read_bytes()
 
 
-def same_site_client(request: Request) -> None:
+def same_site_client(request: Request, settings: SettingsDep, limiter: WebLimiterDep) -> None:
     """Refuse cross-site browser requests, then take one token from this client's bucket."""
     if request.headers.get("sec-fetch-site") == "cross-site":
         raise AuthError("the search page's API answers only the search page (cross-site request)")
     origin = request.headers.get("origin")
-    if origin and _netloc(origin) not in _own_netlocs(request):
+    if origin and _netloc(origin) not in _own_netlocs(request, settings.http.public_url):
         raise AuthError("the search page's API answers only the search page (foreign Origin)")
-    request.app.state.web_limiter.check(f"web:{client_address(request)}")
+    limiter.check(f"web:{client_address(request)}")
 
 
 def _netloc(url: str) -> str | None:
@@ -68,9 +59,8 @@ def _netloc(url: str) -> str | None:
         return None
 
 
-def _own_netlocs(request: Request) -> set[str | None]:
-    """The host the request reached, and the public one behind a reverse proxy (TONGKUAN_PUBLIC_URL)."""
-    public = settings_of(request).public_url
+def _own_netlocs(request: Request, public: str | None) -> set[str | None]:
+    """The host the request reached, and the `public` one behind a reverse proxy (TONGKUAN_PUBLIC_URL)."""
     return {request.url.netloc} | ({_netloc(public)} if public else set())
 
 
@@ -91,9 +81,11 @@ def asset(name: str) -> Response:
 
 
 @api.post("/upload", summary="Keep the page's query picture (a file, or a URL fetched once)")
-async def upload(request: Request, engine: EngineDep) -> dict[str, Any]:
+async def upload(
+    request: Request, engine: EngineDep, settings: SettingsDep, slots: FetchSlotsDep, base: BaseUrl
+) -> dict[str, Any]:
     """Multipart `image` (JPG, PNG or WEBP) or form field `url`; answers `{imageId, picUrl}`."""
-    limit = settings_of(request).upload_max_bytes
+    limit = settings.limits.upload_max_bytes
     async with request.form(max_files=1, max_part_size=limit + 1) as form:
         image, url = form.get("image"), form.get("url")
         if isinstance(image, UploadFile):
@@ -104,10 +96,11 @@ async def upload(request: Request, engine: EngineDep) -> dict[str, Any]:
                 )
         elif isinstance(url, str) and url.strip():
             picture_url = rules.http_url(url.strip(), "url")
-            data = await run_in_threadpool(fetch_query_picture, request, engine, picture_url, True)
+            client = client_address(request)
+            data = await run_in_threadpool(fetch_query_picture, engine, slots, picture_url, client)
         else:
             raise ParameterError("image (a file) or url is required (image 与 url 不能同时为空)")
-    return ok(await run_in_threadpool(store_upload, request, engine, data))
+    return ok(await run_in_threadpool(store_upload, engine, data, base))
 
 
 @dataclass(frozen=True)
@@ -130,13 +123,13 @@ PAGE_SEARCH = ParamTable(
 
 
 @api.get("/search", summary="The page's image search: V2 rules, scores always on", openapi_extra=PAGE_SEARCH.openapi())
-def search(request: Request, engine: EngineDep, params: QueryParams) -> dict[str, Any]:
+def search(engine: EngineDep, params: QueryParams, metrics: MetricsDep, base: BaseUrl) -> dict[str, Any]:
     wanted = PAGE_SEARCH.parse(params)
     clock = StageClock()
     picture = load_uploaded(engine, wanted.image_id, clock)
     query = SearchQuery(category=wanted.category, offset=wanted.page_no, limit=PAGE_SIZE)
-    results = search_picture(request, engine, picture, query, wanted.region, clock)
-    return ok(page_search_data(results, wanted.page_no, base_url(request), picture.size))
+    results = search_picture(engine, metrics, picture, query, wanted.region, clock)
+    return ok(page_search_data(results, wanted.page_no, base, picture.size))
 
 
 @api.get(
@@ -144,6 +137,6 @@ def search(request: Request, engine: EngineDep, params: QueryParams) -> dict[str
     summary="The page's keyword search: the keyword route's parameters and answer",
     openapi_extra=taobao.KEYWORD.openapi(),
 )
-def keyword(request: Request, engine: EngineDep, params: QueryParams) -> dict[str, Any]:
+def keyword(engine: EngineDep, params: QueryParams, base: BaseUrl) -> dict[str, Any]:
     """Titles matching `keyword`, answered as `GET /taobao/traffic/item/search` answers them."""
-    return ok(taobao.keyword_answer(request, engine, params))
+    return ok(taobao.keyword_answer(engine, params, base))

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from tongkuan.domain.categories import Category
 from tongkuan.domain.changes import IndexSource
-from tongkuan.domain.products import NewImage, Product, ProductFilter, Shop, SortOrder, StagedPicture, StoredImage
+from tongkuan.domain.products import NewImage, Product, ProductFilter, Shop, SortOrder, StagedImage, StoredImage
 
 
 class ProductWriter(Protocol):
@@ -233,7 +233,7 @@ class ModelVersions(Protocol):
     model: str
     dim: int
 
-    def unstaged(self, model: str, limit: int = 1000) -> list[StagedPicture]:
+    def unstaged(self, model: str, limit: int = 1000) -> list[StagedImage]:
         """Pictures with no staged vector of `model` yet, oldest first."""
         ...
 

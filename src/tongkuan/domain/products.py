@@ -1,5 +1,12 @@
-"""Products and their pictures as the catalog holds them, in Python names and types (the API
-edge spells them DAJI's way), with the conditions and orders searches take."""
+"""Products and their images as the catalog holds them, in Python names and types (the API
+edge spells them DAJI's way), with the conditions and orders searches take.
+
+Words, one per concept: an *image* is a product's picture as the catalog stores it
+(`NewImage`, `StoredImage`, `StagedImage`, `Engine.add_image`); a *picture* is the picture a
+query searches by (`tongkuan.images.decode.decode_picture`, `Decoded`), whose boxes are given
+in its own pixels; its *pixels* are what it decoded to, possibly reduced (`Decoded.image`,
+`Decoded.to_pixels`).
+"""
 
 from __future__ import annotations
 
@@ -112,7 +119,7 @@ class Shop:
 
 
 @dataclass(frozen=True)
-class StagedPicture:
+class StagedImage:
     """A catalog picture to embed with another model: its vector id, where its pixels are
     (a URL or a file name in the picture store) and the hash they must have."""
 

@@ -17,13 +17,13 @@ from tongkuan.domain.models import DEFAULT_MODEL, is_tuned
 from tongkuan.domain.spaces import SearchSpace
 from tongkuan.errors import ModelNotFound
 from tongkuan.images.decode import DecodeBudget
-from tongkuan.images.fetch import Fetcher, FetchPolicy
+from tongkuan.images.fetch import Fetcher
 from tongkuan.images.store import ImageStore
 from tongkuan.index.base import VectorIndex
 from tongkuan.index.embedded import EmbeddedIndex
 from tongkuan.index.faiss import limit_threads
 from tongkuan.ingest.ingester import DEFAULT_BATCH_SIZE, Ingester
-from tongkuan.models.pictures import PictureSource
+from tongkuan.models.images import ImageSource
 from tongkuan.models.stored import tuned_from, unpack_model
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
 from tongkuan.vision.pipeline import Vision
@@ -41,7 +41,7 @@ def choose_model(settings: Settings) -> str:
     the default. A catalog tuned from the configured model searches with its tuned version.
     A model.json path is made absolute, so every process reads the same file."""
     stored = stored_model(settings)
-    model = settings.model or stored or DEFAULT_MODEL
+    model = settings.models.model or stored or DEFAULT_MODEL
     if stored and is_tuned(stored) and model != stored and not is_tuned(model):
         if tuned_from(open_model(settings, stored).path.with_name("model.json")) == model:
             return stored
@@ -50,15 +50,15 @@ def choose_model(settings: Settings) -> str:
 
 def with_model(settings: Settings) -> Settings:
     """`settings` with the model chosen once (for workers that must all open the same one)."""
-    return settings.model_copy(update={"model": choose_model(settings)})
+    return settings.changed(model=choose_model(settings))
 
 
 def stored_spec(settings: Settings) -> tuple[str, int] | None:
     """The model the configured catalog searches with and its vectors' dimension (None: a new catalog)."""
-    if settings.catalog_url:
+    if settings.backends.catalog_url:
         from tongkuan.catalog.postgres import PostgresCatalog
 
-        return PostgresCatalog.stored_spec(settings.catalog_url, settings.backend_timeout_s)
+        return PostgresCatalog.stored_spec(settings.backends.catalog_url, settings.backends.timeout_s)
     return SqliteCatalog.stored_spec(Path(settings.data_dir) / "catalog.db")
 
 
@@ -83,20 +83,20 @@ def open_model(settings: Settings, model: str) -> ModelSpec:
 
 def open_vision(settings: Settings, spec: ModelSpec) -> Vision:
     """Detection, classification and embedding with the configured threads and inference slots."""
-    return Vision(OnnxEncoder(spec, threads=settings.threads, slots=settings.inference_slots))
+    return Vision(OnnxEncoder(spec, threads=settings.models.threads, slots=settings.models.inference_slots))
 
 
 def open_catalog(settings: Settings, model: str, dim: int) -> Catalog:
     """PostgreSQL when `catalog_url` is set, else the embedded SQLite file."""
-    if settings.catalog_url:
+    if settings.backends.catalog_url:
         from tongkuan.catalog.postgres import PostgresCatalog
 
         return PostgresCatalog(
-            settings.catalog_url,
+            settings.backends.catalog_url,
             model,
             dim,
-            pool_size=settings.catalog_pool_size,
-            timeout_s=settings.backend_timeout_s,
+            pool_size=settings.backends.catalog_pool_size,
+            timeout_s=settings.backends.timeout_s,
         )
     return SqliteCatalog(Path(settings.data_dir) / "catalog.db", model, dim)
 
@@ -108,16 +108,7 @@ def open_images(settings: Settings) -> ImageStore:
 
 def open_fetcher(settings: Settings) -> Fetcher:
     """A picture fetcher with the configured limits and address rules."""
-    return Fetcher(
-        FetchPolicy(
-            connect_timeout=settings.fetch_connect_timeout,
-            total_timeout=settings.fetch_read_timeout,
-            max_bytes=settings.fetch_max_bytes,
-            max_redirects=settings.fetch_max_redirects,
-            allow_loopback=settings.allow_loopback_fetch,
-            allowed_hosts=settings.fetch_hosts,
-        )
-    )
+    return Fetcher(settings.fetch.policy())
 
 
 def index_folder(data_dir: Path, model_name: str, space: SearchSpace) -> Path:
@@ -130,22 +121,23 @@ def open_index(settings: Settings, catalog: Catalog, model_name: str, space: Sea
     either holds the catalog's vectors mapped into `space` (default: the catalog's own, a
     learned whitening where it has one)."""
     space = space or search_space(catalog)
-    if settings.vectors_url:
+    if settings.backends.vectors_url:
         from tongkuan.index.milvus import MilvusIndex  # pymilvus: only for the server index
 
         return MilvusIndex(
             catalog,
-            settings.vectors_url,
-            ef_search=settings.hnsw_ef_search,
-            hnsw_m=settings.hnsw_m,
-            consistency=settings.milvus_consistency,
-            token=settings.milvus_token,
+            settings.backends.vectors_url,
+            ef_search=settings.index.hnsw_ef_search,
+            hnsw_m=settings.index.hnsw_m,
+            consistency=settings.backends.milvus_consistency,
+            token=settings.backends.milvus_token,
             space=space,
-            timeout_s=settings.backend_timeout_s,
+            timeout_s=settings.backends.timeout_s,
         )
     limit_threads(1)  # ONNX Runtime owns the cores; one faiss query needs no OpenMP team
     folder = index_folder(Path(settings.data_dir), model_name, space)
-    return EmbeddedIndex(catalog, folder, settings.index_kind, settings.hnsw_ef_search, settings.hnsw_m, space)
+    index = settings.index
+    return EmbeddedIndex(catalog, folder, index.kind, index.hnsw_ef_search, index.hnsw_m, space)
 
 
 def ingester_over(
@@ -166,7 +158,7 @@ def ingester_over(
         catalog,
         images,
         fetcher,
-        settings.max_pixels,
+        settings.decode.max_pixels,
         batch_size,
         file_root=file_root,
         decode_budget=decode_budget,
@@ -198,7 +190,7 @@ class Builder:
 
     @property
     def threads(self) -> int:
-        return self.settings.threads
+        return self.settings.models.threads
 
     def stored_spec(self) -> tuple[str, int] | None:
         return stored_spec(self.settings)
@@ -215,5 +207,6 @@ class Builder:
     def index(self, catalog: Catalog, model_name: str, space: SearchSpace | None = None) -> VectorIndex:
         return open_index(self.settings, catalog, model_name, space)
 
-    def pictures(self, cache: Path) -> PictureSource:
-        return PictureSource(open_images(self.settings), open_fetcher(self.settings), cache, self.settings.max_pixels)
+    def images(self, cache: Path) -> ImageSource:
+        images, fetcher = open_images(self.settings), open_fetcher(self.settings)
+        return ImageSource(images, fetcher, cache, self.settings.decode.max_pixels)

@@ -26,7 +26,7 @@ def ingest_on_ray(settings: Settings, records: Iterable[SourceRecord], address: 
     then bring the vector index up to date with what the workers wrote."""
     from tongkuan.ingest.distributed import ingest_with_ray  # ray: only for distributed ingestion
 
-    if not settings.catalog_url:
+    if not settings.backends.catalog_url:
         raise ConfigError("distributed ingestion writes to a shared catalog: set TONGKUAN_CATALOG_URL")
     settings = with_model(settings)  # every worker opens the same model
     local: dict[str, Any] = {"num_cpus": os.cpu_count(), "_node_ip_address": "127.0.0.1", "include_dashboard": False}
@@ -39,11 +39,11 @@ def ingest_on_ray(settings: Settings, records: Iterable[SourceRecord], address: 
 
 def migrate_to_servers(settings: Settings, image_dir: Path | None) -> tuple[MigrationReport, str | None]:
     """Move the embedded catalog in `settings.data_dir` to the PostgreSQL catalog at
-    `settings.catalog_url` without re-embedding (rerun to resume); with `settings.vectors_url`,
+    `settings.backends.catalog_url` without re-embedding (rerun to resume); with `settings.backends.vectors_url`,
     fill the Milvus collection of its search space. Returns the report and the collection's name."""
     from tongkuan.catalog.postgres import PostgresCatalog  # psycopg: only for the server catalog
 
-    source, catalog_url, vectors_url = settings.data_dir, settings.catalog_url, settings.vectors_url
+    source, catalog_url, vectors_url = settings.data_dir, settings.backends.catalog_url, settings.backends.vectors_url
     if not catalog_url:
         raise ConfigError("moving a catalog needs the PostgreSQL URL of its target")
     stored = SqliteCatalog.stored_spec(source / "catalog.db")
@@ -52,7 +52,7 @@ def migrate_to_servers(settings: Settings, image_dir: Path | None) -> tuple[Migr
     model, dim = stored
     origin = SqliteCatalog(source / "catalog.db", model, dim)
     try:
-        target = PostgresCatalog(catalog_url, model, dim, timeout_s=settings.backend_timeout_s)
+        target = PostgresCatalog(catalog_url, model, dim, timeout_s=settings.backends.timeout_s)
         try:
             if image_dir is not None:
                 image_dir.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from tongkuan.engine.build import (
     open_model,
     open_vision,
 )
-from tongkuan.errors import CatalogConflict, StoreUnavailable
+from tongkuan.errors import CatalogConflict, RecordError, StoreUnavailable
 from tongkuan.images.decode import (
     UPLOAD_FORMATS,
     DecodeBudget,
@@ -40,8 +40,8 @@ from tongkuan.ingest.export import export_records
 from tongkuan.ingest.ingester import DEFAULT_BATCH_SIZE, Ingester, IngestReport
 from tongkuan.ingest.jobs import ImportJobs
 from tongkuan.ingest.readers import SourceRecord
-from tongkuan.ingest.records import FIELDS, RecordError, to_product, to_record
-from tongkuan.search.searcher import Searcher, SearchOptions, SearchQuery, SearchResults
+from tongkuan.ingest.records import FIELDS, to_product, to_record
+from tongkuan.search.searcher import Searcher, SearchQuery, SearchResults
 from tongkuan.search.timing import StageClock
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 MAX_PICTURES = 64  # pictures one product may have
 MODEL_CHECK_S = 2.0  # how often a running engine looks whether the catalog switched models
 
-ProductPictures = tuple[Product, list[StoredImage]]
+ProductImages = tuple[Product, list[StoredImage]]
 """A product with all its pictures, in their order."""
 
 
@@ -62,7 +62,7 @@ class Engine:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.images = open_images(settings)
         self.fetcher = open_fetcher(settings)
-        self.decode_budget = DecodeBudget(settings.decode_memory_mb * 1024 * 1024, settings.decode_wait)
+        self.decode_budget = DecodeBudget(settings.decode.memory_mb * 1024 * 1024, settings.decode.wait)
         return_freed_pictures_to_the_system()  # else freed pictures stay resident, per thread
         self._open_model(choose_model(settings))
         self._switch_lock = threading.Lock()
@@ -72,7 +72,7 @@ class Engine:
             data_dir / "imports",
             lambda: self.ingester(urls_only=True),
             lambda: self.catalog,
-            settings.import_job_lease_s,
+            settings.backends.import_job_lease_s,
             lambda: self.follow_switch(at_once=True),
         )
 
@@ -87,14 +87,7 @@ class Engine:
             self.vision,
             self.catalog,
             self.vector_index,
-            SearchOptions(
-                prior_weight=settings.category_prior_weight,
-                neighbours=settings.category_neighbours,
-                filter_predicted_category=settings.filter_predicted_category,
-                images_per_product=settings.images_per_product,
-                find_insets=settings.find_insets,
-                cached_pictures=settings.query_cache,
-            ),
+            settings.search.options(),
         )
 
     def follow_switch(self, at_once: bool = False) -> bool:
@@ -145,7 +138,7 @@ class Engine:
         self.follow_switch()
         asked = query.region
         if asked is not None:
-            query = replace(query, region=picture.to_image(asked))
+            query = replace(query, region=picture.to_pixels(asked))
         results = self.searcher.search(picture.image, query, clock, picture.key)
         return replace(
             results,
@@ -158,8 +151,8 @@ class Engine:
         `ImageError`, or `ServiceBusy` while decodes hold all the memory they may. Its key, the
         bytes' hash, lets the next page of a search by the same picture skip the model (no
         key, and no hashing, where no descriptions are kept)."""
-        picture = decode_picture(data, self.settings.max_pixels, budget=self.decode_budget)
-        return replace(picture, key=content_hash(data)) if self.settings.query_cache else picture
+        picture = decode_picture(data, self.settings.decode.max_pixels, budget=self.decode_budget)
+        return replace(picture, key=content_hash(data)) if self.settings.search.cached_pictures else picture
 
     def fetch(self, url: str) -> bytes:
         """A picture from the web, through the address guard and the size and time limits."""
@@ -176,7 +169,7 @@ class Engine:
     def keep_upload(self, data: bytes) -> str:
         """Keep a query picture for later searches, once it decodes as JPG, PNG or WEBP (a bad
         one is refused before it is kept); returns its stored name."""
-        decode_image(data, self.settings.max_pixels, UPLOAD_FORMATS, self.decode_budget)
+        decode_image(data, self.settings.decode.max_pixels, UPLOAD_FORMATS, self.decode_budget)
         return self.images.put(data)
 
     # Reading the catalog
@@ -210,12 +203,12 @@ class Engine:
         """How many inferences wait for a slot (`inference_slots`) at this moment."""
         return self.vision.encoder.waiting
 
-    def product_details(self, item_id: str) -> ProductPictures:
+    def product_details(self, item_id: str) -> ProductImages:
         """A product and its pictures read in one snapshot, so they agree; raises `ProductNotFound`."""
         with self.catalog.snapshot():
             return self.catalog.get(item_id), self.catalog.images_of(item_id)
 
-    def products_page(self, after: str | None, limit: int) -> tuple[list[ProductPictures], str | None]:
+    def products_page(self, after: str | None, limit: int) -> tuple[list[ProductImages], str | None]:
         """Up to `limit` products after itemId `after`, in itemId order, with their pictures, and
         the cursor of the next page (None after the last)."""
         products = self.catalog.products(after, limit)
@@ -251,7 +244,7 @@ class Engine:
         """Keep a catalog picture sent as bytes, once it decodes; returns the reference that
         `put_product` reads it from: its name in the picture store, never a path that
         depends on the working directory."""
-        decode_image(data, self.settings.max_pixels, budget=self.decode_budget)
+        decode_image(data, self.settings.decode.max_pixels, budget=self.decode_budget)
         return self.images.put(data)
 
     def put_product(self, fields: Mapping[str, Any], pictures: list[str], names: list[str]) -> IngestReport:
@@ -271,7 +264,7 @@ class Engine:
             raise RecordError(f"cannot change {', '.join(unknown)}; fields that can change: {', '.join(FIELDS)}")
         return self.catalog.update(item_id, partial(_changed, changes=changes))
 
-    def add_picture(self, item_id: str, data: bytes, name: str, location: str | None = None) -> StoredImage:
+    def add_image(self, item_id: str, data: bytes, name: str, location: str | None = None) -> StoredImage:
         """Add one picture to a product, or replace the one of the same name ("": the next free
         name); `location` is its URL, else the bytes are kept in the picture store. A missing or
         full product fails before any model work."""
@@ -280,7 +273,7 @@ class Engine:
         names = {picture.name for picture in self.catalog.images_of(item_id)}
         if len(names) >= MAX_PICTURES and name not in names:
             raise CatalogConflict(f"product {item_id!r} already has {MAX_PICTURES} pictures, the most it may have")
-        pixels = decode_image(data, self.settings.max_pixels, budget=self.decode_budget)
+        pixels = decode_image(data, self.settings.decode.max_pixels, budget=self.decode_budget)
         described = self.vision.describe([pixels], crop=True)
         stored_at = location or self.images.put(data)
         return self.catalog.add_image(item_id, NewImage(content_hash(data), stored_at, described[0].embedding, name))

@@ -108,8 +108,9 @@ class Decoded:
         """Picture pixels per image pixel, across and down."""
         return self.size[0] / self.image.size[0], self.size[1] / self.image.size[1]
 
-    def to_image(self, box: Box) -> Box:
-        """A box on the picture, on the (reduced) image; it covers at least the same pixels."""
+    def to_pixels(self, box: Box) -> Box:
+        """A box on the picture, on its decoded (possibly reduced) pixels, `image`; it covers
+        at least the same part of the picture."""
         sx, sy = self.scale
         width, height = self.image.size
         return Box(
@@ -120,7 +121,7 @@ class Decoded:
         )
 
     def to_picture(self, box: Box) -> Box:
-        """A box on the (reduced) image, on the picture."""
+        """A box on the decoded pixels, `image`, on the picture."""
         sx, sy = self.scale
         width, height = self.size
         return Box(

@@ -25,12 +25,12 @@ from tqdm import tqdm
 from tongkuan.catalog.store import ProductStore
 from tongkuan.domain.categories import CATEGORIES
 from tongkuan.domain.products import NewImage, Product, is_web_url
-from tongkuan.errors import ImageError, ProductNotFound
+from tongkuan.errors import ImageError, ProductNotFound, RecordError
 from tongkuan.images.decode import DecodeBudget, content_hash, decode_image
 from tongkuan.images.fetch import Fetcher
 from tongkuan.images.store import ImageStore
 from tongkuan.ingest.readers import SourceRecord
-from tongkuan.ingest.records import RecordError, is_text, to_product
+from tongkuan.ingest.records import is_text, to_product
 from tongkuan.vision.encoder import background_inference
 from tongkuan.vision.pipeline import Vision
 

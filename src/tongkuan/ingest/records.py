@@ -7,15 +7,12 @@ from typing import Any
 
 from tongkuan.domain.categories import Category
 from tongkuan.domain.products import Product
+from tongkuan.errors import RecordError
 
 MAX_ITEM_ID = 128
 MAX_CUSTOM_CONTENT = 4096
 MAX_PRICE = Decimal(10) ** 12  # any store holds these exactly
 MAX_PRICE_DECIMALS = 4
-
-
-class RecordError(ValueError):
-    """A record that cannot become a product; the message names the field and the rule."""
 
 
 def to_product(fields: dict[str, Any]) -> tuple[Product, bool]:

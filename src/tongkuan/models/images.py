@@ -16,7 +16,7 @@ from tongkuan.images.store import ImageStore
 logger = logging.getLogger(__name__)
 
 
-class PictureSource:
+class ImageSource:
     """Catalog pictures from the picture store, or fetched once from their URLs into a cache
     (training reads each picture several times, re-embedding once more). Close it (or use it
     as a context manager) to close its fetcher."""
@@ -49,7 +49,7 @@ class PictureSource:
     def close(self) -> None:
         self.fetcher.close()
 
-    def __enter__(self) -> PictureSource:
+    def __enter__(self) -> ImageSource:
         return self
 
     def __exit__(

@@ -13,7 +13,7 @@ from typing import Protocol
 from tongkuan.catalog.store import Catalog
 from tongkuan.domain.spaces import SearchSpace
 from tongkuan.index.base import VectorIndex
-from tongkuan.models.pictures import PictureSource
+from tongkuan.models.images import ImageSource
 from tongkuan.vision.encoder import ModelSpec
 from tongkuan.vision.pipeline import Vision
 
@@ -44,5 +44,5 @@ class Parts(Protocol):
     def index(self, catalog: Catalog, model_name: str, space: SearchSpace | None = None) -> VectorIndex:
         """The vector index of `space` (default: the catalog's own) over the catalog."""
 
-    def pictures(self, cache: Path) -> PictureSource:
+    def images(self, cache: Path) -> ImageSource:
         """The catalog pictures' pixels; pictures held at URLs are fetched once into `cache`."""

@@ -21,8 +21,8 @@ from PIL import Image
 
 from tongkuan.catalog.store import Catalog
 from tongkuan.errors import CannotLearn, ImageError
+from tongkuan.models.images import ImageSource
 from tongkuan.models.parts import Parts
-from tongkuan.models.pictures import PictureSource
 from tongkuan.models.switch import base_model, keep_model, open_current, switch
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
 from tongkuan.vision.quantize import precision, quantize_model
@@ -56,7 +56,7 @@ def quantize_catalog(parts: Parts, pictures: int = CALIBRATION_PICTURES, seed: i
     try:
         if precision(spec.path.with_name("model.json")) == "int8":
             raise CannotLearn(f"the catalog's model {current} is 8-bit already")
-        with parts.pictures(work / "pictures") as source:
+        with parts.images(work / "pictures") as source:
             calibration = _calibration(catalog, source, pictures, seed)
             with tempfile.TemporaryDirectory(prefix="tongkuan-int8-", dir=parts.data_dir) as folder:
                 candidate = Path(folder) / "candidate"
@@ -82,7 +82,7 @@ def quantize_catalog(parts: Parts, pictures: int = CALIBRATION_PICTURES, seed: i
     )
 
 
-def _calibration(catalog: Catalog, source: PictureSource, wanted: int, seed: int) -> list[Image.Image]:
+def _calibration(catalog: Catalog, source: ImageSource, wanted: int, seed: int) -> list[Image.Image]:
     """Up to `wanted` pictures drawn at random from the catalog's first `wanted * 8`."""
     found: list[tuple[str, str]] = []
     after: str | None = None

@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from tongkuan.catalog.store import Catalog
 from tongkuan.domain.models import is_tuned
-from tongkuan.domain.products import StagedPicture
+from tongkuan.domain.products import StagedImage
 from tongkuan.errors import CannotLearn, ConfigError, ImageError, TongkuanError
+from tongkuan.models.images import ImageSource
 from tongkuan.models.parts import Parts
-from tongkuan.models.pictures import PictureSource
 from tongkuan.models.spaces import build_index, whiten_catalog
 from tongkuan.models.stored import store_model, tuned_from
 from tongkuan.vision.encoder import ModelSpec, background_inference
@@ -68,7 +68,7 @@ def open_current(parts: Parts) -> tuple[str, ModelSpec, Catalog]:
 
 
 def stage_all(
-    catalog: Catalog, model: str, vision: Vision, source: PictureSource, progress: Callable[[int], object] | None = None
+    catalog: Catalog, model: str, vision: Vision, source: ImageSource, progress: Callable[[int], object] | None = None
 ) -> None:
     """Embed every picture that has no staged vector of `model` yet. A picture that cannot be
     read any more stops the run with the reason."""
@@ -85,14 +85,14 @@ def stage_all(
                 progress(len(chunk))
 
 
-def _pixels(source: PictureSource, picture: StagedPicture) -> Image.Image:
+def _pixels(source: ImageSource, picture: StagedImage) -> Image.Image:
     try:
         return source.image(picture.location, picture.content_hash)
     except ImageError as exc:
         raise TongkuanError(f"picture {picture.location} cannot be read to embed it again: {exc}") from exc
 
 
-def stage_and_switch(parts: Parts, catalog: Catalog, model: str, spec: ModelSpec, source: PictureSource) -> float:
+def stage_and_switch(parts: Parts, catalog: Catalog, model: str, spec: ModelSpec, source: ImageSource) -> float:
     """Stage every picture's vector of `model`, then switch the catalog to it in one
     transaction (pictures added meanwhile are embedded first). Returns the seconds taken."""
     started = time.perf_counter()
@@ -133,7 +133,7 @@ def after_switch(parts: Parts, model: str) -> tuple[bool, int]:
         catalog.close()
 
 
-def switch(parts: Parts, catalog: Catalog, model: str, spec: ModelSpec, source: PictureSource) -> SwitchReport:
+def switch(parts: Parts, catalog: Catalog, model: str, spec: ModelSpec, source: ImageSource) -> SwitchReport:
     """The whole switch of an open catalog to `model`: stage, switch, whiten again, index.
     Takes the catalog over and closes it (the whitening and the index open their own)."""
     try:
@@ -152,7 +152,7 @@ def switch_catalog(parts: Parts, model: str) -> SwitchReport:
     owned = True  # until the switch takes the catalog over
     try:
         spec = parts.model(model)
-        with parts.pictures(parts.data_dir / "tune" / "pictures") as source:
+        with parts.images(parts.data_dir / "tune" / "pictures") as source:
             owned = False
             return switch(parts, catalog, model, spec, source)
     finally:

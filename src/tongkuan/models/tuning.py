@@ -26,8 +26,8 @@ from PIL import Image
 from tongkuan.adapt.recipe import CatalogShape, Recipe, choose
 from tongkuan.catalog.store import Catalog
 from tongkuan.domain.categories import CATEGORY_POSITION
+from tongkuan.models.images import ImageSource
 from tongkuan.models.parts import Parts
-from tongkuan.models.pictures import PictureSource
 from tongkuan.models.switch import base_model, keep_model, open_current, switch
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class TuningPlan:
     variants: tuple[tuple[str, Recipe], ...]
 
 
-def _examples(catalog: Catalog, source: PictureSource) -> list[Example]:
+def _examples(catalog: Catalog, source: ImageSource) -> list[Example]:
     """Every picture of the catalog as a training example: its product, its group key, the
     category its record gives."""
     from tongkuan.adapt.examples import Example
@@ -113,7 +113,7 @@ def plan_tuning(parts: Parts, recipe: Recipe = DECLARED) -> TuningPlan:
 
     current, spec, catalog = open_current(parts)
     try:
-        with parts.pictures(parts.data_dir / "tune" / "pictures") as source:
+        with parts.images(parts.data_dir / "tune" / "pictures") as source:
             examples = _examples(catalog, source)
     finally:
         catalog.close()
@@ -164,7 +164,7 @@ def tune_catalog(
     work = parts.data_dir / "tune"
     owned = True  # until the switch takes the catalog over
     try:
-        with parts.pictures(work / "pictures") as source:
+        with parts.images(work / "pictures") as source:
             base = base_model(spec, current)
             examples = _examples(catalog, source)
             started = time.perf_counter()

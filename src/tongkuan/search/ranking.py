@@ -20,7 +20,7 @@ DUPLICATE_SIMILARITY = 0.95
 PictureHit = tuple[tuple[Product, StoredImage], float]  # a picture's product and picture, and its similarity
 
 
-class ProductPictures(Protocol):
+class RankingReads(Protocol):
     """What ranking reads of the catalog: how many pictures products have, and their vectors."""
 
     def picture_counts(self, item_ids: Sequence[str]) -> dict[str, int]: ...
@@ -34,7 +34,7 @@ class ProductRanking:
     search, so a product's score does not depend on how deep the index was searched."""
 
     def __init__(
-        self, pictures: ProductPictures, space: SearchSpace, query: NDArray[np.float32], per_product: int
+        self, pictures: RankingReads, space: SearchSpace, query: NDArray[np.float32], per_product: int
     ) -> None:
         self.pictures = pictures
         self.space = space

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from tongkuan.catalog import common
 from tongkuan.catalog.postgres.database import PostgresDatabase
-from tongkuan.domain.products import StagedPicture
+from tongkuan.domain.products import StagedImage
 
 _MISSING = (
     "FROM images i WHERE NOT EXISTS (SELECT 1 FROM staged_vectors s WHERE s.model = %s AND s.vector_id = i.vector_id)"
@@ -26,12 +26,12 @@ _MISSING = (
 class PostgresModelVersions(PostgresDatabase):
     """`ModelVersions` on the server catalog."""
 
-    def unstaged(self, model: str, limit: int = 1000) -> list[StagedPicture]:
+    def unstaged(self, model: str, limit: int = 1000) -> list[StagedImage]:
         """Pictures with no staged vector of `model` yet, oldest first (at most `limit`)."""
         rows = self._rows(
             f"SELECT i.vector_id, i.location, i.content_hash {_MISSING} ORDER BY i.vector_id LIMIT %s", (model, limit)
         )
-        return [StagedPicture(int(v), str(location), str(digest)) for v, location, digest in rows]
+        return [StagedImage(int(v), str(location), str(digest)) for v, location, digest in rows]
 
     def stage(self, model: str, dim: int, vectors: Sequence[tuple[int, NDArray[np.float32]]]) -> None:
         """Keep vectors of `model` (`dim` components) for the given pictures until a switch."""

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from tongkuan.catalog import common
 from tongkuan.catalog.sqlite.database import SqliteDatabase
-from tongkuan.domain.products import StagedPicture
+from tongkuan.domain.products import StagedImage
 
 _MISSING = (
     "FROM images i WHERE NOT EXISTS (SELECT 1 FROM staged_vectors s WHERE s.model = ? AND s.vector_id = i.vector_id)"
@@ -28,12 +28,12 @@ _MISSING = (
 class SqliteModelVersions(SqliteDatabase):
     """`ModelVersions` on the embedded catalog."""
 
-    def unstaged(self, model: str, limit: int = 1000) -> list[StagedPicture]:
+    def unstaged(self, model: str, limit: int = 1000) -> list[StagedImage]:
         """Pictures with no staged vector of `model` yet, oldest first (at most `limit`)."""
         rows = self._db.execute(
             f"SELECT i.vector_id, i.location, i.content_hash {_MISSING} ORDER BY i.vector_id LIMIT ?", (model, limit)
         ).fetchall()
-        return [StagedPicture(int(v), str(location), str(digest)) for v, location, digest in rows]
+        return [StagedImage(int(v), str(location), str(digest)) for v, location, digest in rows]
 
     def stage(self, model: str, dim: int, vectors: Sequence[tuple[int, NDArray[np.float32]]]) -> None:
         """Keep vectors of `model` (`dim` components) for the given pictures until a switch."""

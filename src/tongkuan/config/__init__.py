@@ -1,0 +1,25 @@
+"""Settings, read once at the edge (CLI or `create_app`) and passed down: `Settings`, made of
+the groups in `tongkuan.config.groups`, each read by the parts it configures."""
+
+from tongkuan.config.groups import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_UPLOAD_MAX_BYTES,
+    GROUPS,
+    LOOPBACK_HOSTS,
+    parse_apps,
+    parse_rate_limits,
+)
+from tongkuan.config.settings import FIELDS, GROUP_OF, SECRET_SETTINGS, Settings
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_UPLOAD_MAX_BYTES",
+    "FIELDS",
+    "GROUPS",
+    "GROUP_OF",
+    "LOOPBACK_HOSTS",
+    "SECRET_SETTINGS",
+    "Settings",
+    "parse_apps",
+    "parse_rate_limits",
+]
