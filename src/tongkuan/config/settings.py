@@ -128,6 +128,13 @@ class Settings(BaseSettings):
         """Where pictures are stored."""
         return self.image_dir if self.image_dir is not None else Path(self.data_dir) / "images"
 
+    def value(self, name: str) -> Any:
+        """The value of the setting with this flat name (`fetch_max_bytes`)."""
+        if name not in FIELDS:
+            raise ValueError(f"no setting named {name!r}")
+        group = GROUP_OF.get(name)
+        return getattr(self, name) if group is None else getattr(getattr(self, group), FIELD_NAME[name])
+
     def changed(self, **values: Any) -> Settings:
         """These settings with some changed, by flat name (`model=...`, `catalog_url=...`),
         unchecked: for values already checked or chosen by the service itself."""

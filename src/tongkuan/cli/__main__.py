@@ -1,0 +1,5 @@
+import sys
+
+from tongkuan.cli import main
+
+sys.exit(main())
