@@ -30,20 +30,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+from quality import retrieval  # bench/quality.py
+
+from tongkuan.bench import OnnxEncoder, cropped, detect_regions, l2_normalise, learn_whitening, read_rows, resolve_model
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from quality import retrieval  # noqa: E402
-from tests.utils.data import read_rows  # noqa: E402
-
-from tongkuan.vision.detect import detect_regions  # noqa: E402
-from tongkuan.vision.encoder import OnnxEncoder, l2_normalise  # noqa: E402
-from tongkuan.vision.pipeline import WHOLE_IMAGE_COVERAGE  # noqa: E402
-from tongkuan.vision.registry import resolve_model  # noqa: E402
-from tongkuan.vision.whitening import learn_whitening  # noqa: E402
-
 BATCH = 16
 Matrix = NDArray[np.float32]
 
@@ -65,8 +56,7 @@ def crops_of(encoder: OnnxEncoder, paths: list[Path]) -> list[Image.Image]:
         assert whole.feature_maps is not None
         for image, fmap in zip(images, whole.feature_maps, strict=True):
             box = detect_regions(fmap, *image.size)[0]
-            small = box.area < WHOLE_IMAGE_COVERAGE * image.size[0] * image.size[1]
-            out.append(image.crop((box.x1, box.y1, box.x2, box.y2)) if small else image)
+            out.append(image.crop((box.x1, box.y1, box.x2, box.y2)) if cropped(box, image.size) else image)
     return out
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -39,14 +38,12 @@ from functools import partial
 from pathlib import Path
 
 import httpx
+from perf import APP, Server, free_port, iconic_catalog, latency_summary  # bench/perf.py
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+from tongkuan.bench import FileServer
 
-from perf import APP, Server, free_port, iconic_catalog, latency_summary  # noqa: E402
-from tests.utils.fileserver import FileServer  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 SLOW_PATHS = ["late?seconds=30", "slow-headers", "slow-redirect?seconds=2.5&hops=4"]
 BOMB_SIDE = 4096

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,33 +39,36 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import psycopg
 from numpy.typing import NDArray
+from perf import percentiles, synthetic_vectors  # bench/perf.py
 from PIL import Image
 
+from tongkuan.bench import (
+    CATEGORIES,
+    Catalog,
+    Description,
+    EmbeddedIndex,
+    IndexKind,
+    MilvusIndex,
+    MilvusServer,
+    NewImage,
+    OnnxEncoder,
+    PostgresCatalog,
+    PostgresServer,
+    Product,
+    Searcher,
+    SearchOptions,
+    SqliteCatalog,
+    VectorIndex,
+    Vision,
+    limit_threads,
+    read_rows,
+    resolve_model,
+    search_after_vision,
+)
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from bench.perf import percentiles, synthetic_vectors
-from tests.utils.data import read_rows
-from tests.utils.milvus_server import MilvusServer
-from tests.utils.postgres_server import PostgresServer
-
-from tongkuan.catalog.postgres import PostgresCatalog
-from tongkuan.catalog.sqlite import SqliteCatalog
-from tongkuan.catalog.store import Catalog
-from tongkuan.domain.categories import CATEGORIES
-from tongkuan.domain.indexes import IndexKind
-from tongkuan.domain.products import NewImage, Product
-from tongkuan.index.base import VectorIndex
-from tongkuan.index.embedded import EmbeddedIndex
-from tongkuan.index.faiss import limit_threads
-from tongkuan.index.milvus import MilvusIndex
-from tongkuan.search.searcher import Searcher, SearchOptions, SearchQuery
-from tongkuan.search.timing import StageClock
-from tongkuan.vision.encoder import OnnxEncoder
-from tongkuan.vision.pipeline import Description, Vision
-from tongkuan.vision.registry import resolve_model
-
 MODEL = "efficientnet-lite2"
 BATCH = 500
 
@@ -139,13 +141,7 @@ def throughput(
 def search_step(searcher: Searcher, index: VectorIndex) -> Callable[[Description], object]:
     """The search step after vision, as a replica runs it (under its searcher's lock)."""
 
-    def step(query: Description) -> object:
-        with searcher.lock:
-            index.sync()
-            with searcher.catalog.snapshot():
-                return searcher._search(query, SearchQuery(limit=20), StageClock())  # noqa: SLF001
-
-    return step
+    return lambda query: search_after_vision(searcher, index, query)
 
 
 def index_search(index: VectorIndex) -> Callable[[Description], object]:
@@ -232,7 +228,7 @@ def main() -> None:
             sync_s = time.perf_counter() - started
             wait_for_milvus_index(milvus_index, args.size)
             index_s = time.perf_counter() - started
-            with pg._pool.connection() as db:  # noqa: SLF001 - a benchmark may look inside
+            with psycopg.connect(postgres.url) as db:
                 pg_bytes = int(db.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
             results["server"] = {
                 "write products/s": round(args.size / write_s),
@@ -257,10 +253,7 @@ def main() -> None:
                     tops = {}
                     for name, (searcher, index) in searchers.items():
                         started = time.perf_counter()
-                        with searcher.lock:
-                            index.sync()
-                            with searcher.catalog.snapshot():
-                                found = searcher._search(query, SearchQuery(limit=20), StageClock())  # noqa: SLF001
+                        found = search_after_vision(searcher, index, query)
                         elapsed = time.perf_counter() - started
                         started = time.perf_counter()
                         index.search(query.embedding[None, :], 200)

@@ -17,24 +17,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from perf import latency_summary  # bench/perf.py
+
+from tongkuan.bench import Engine, SearchQuery, Settings, SourceRecord, read_rows, unmarked_ingestion
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from perf import latency_summary  # noqa: E402
-from tests.utils.data import read_rows  # noqa: E402
-
-from tongkuan.config import Settings  # noqa: E402
-from tongkuan.engine import Engine  # noqa: E402
-from tongkuan.ingest import ingester as ingester_module  # noqa: E402
-from tongkuan.ingest.readers import SourceRecord  # noqa: E402
-from tongkuan.search.searcher import SearchQuery  # noqa: E402
 
 
 def latencies(engine: Engine, photos: list[bytes], stop: threading.Event | None = None) -> list[float]:
@@ -92,13 +84,8 @@ def main() -> None:
         runs = {"searches_first": train[: args.pictures // 2], "unmarked": train[args.pictures // 2 : args.pictures]}
         for name, paths in runs.items():
             records = [SourceRecord(name, {"itemId": f"{name}-{p.stem}"}, [str(p)]) for p in paths]
-            marked = ingester_module.background_inference
-            if name == "unmarked":
-                ingester_module.background_inference = contextlib.nullcontext  # type: ignore[assignment]
-            try:
+            with unmarked_ingestion() if name == "unmarked" else contextlib.nullcontext():
                 result[name] = during_import(engine, photos, records)
-            finally:
-                ingester_module.background_inference = marked  # type: ignore[misc]
         base = result["baseline"]["p50_ms"]  # type: ignore[index]
         for name in runs:
             run = result[name]["queries"]  # type: ignore[index]

@@ -28,67 +28,22 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+from quality import describe, listing_recall, matrix, retrieval, unseen_products  # bench/quality.py
+
+from tongkuan.bench import (
+    CheapFirstPass,
+    ModelSpace,
+    ModelSpec,
+    OnnxEncoder,
+    Vision,
+    cropped,
+    learn_whitening,
+    listings_whitening,
+    read_rows,
+    resolve_model,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from quality import describe, listing_recall, matrix, retrieval, unseen_products  # noqa: E402
-from tests.utils.data import read_rows  # noqa: E402
-
-from tongkuan.adapt.whitening import listings_whitening  # noqa: E402
-from tongkuan.domain.boxes import Box  # noqa: E402
-from tongkuan.domain.spaces import ModelSpace  # noqa: E402
-from tongkuan.vision.detect import detect_regions  # noqa: E402
-from tongkuan.vision.encoder import ModelSpec, OnnxEncoder  # noqa: E402
-from tongkuan.vision.insets import find_inset  # noqa: E402
-from tongkuan.vision.pipeline import WHOLE_IMAGE_COVERAGE, Description, Vision  # noqa: E402
-from tongkuan.vision.registry import resolve_model  # noqa: E402
-from tongkuan.vision.whitening import learn_whitening  # noqa: E402
-
-
-class CheapFirstPass(Vision):
-    """Queries (described with `insets`) take their subject and context from `first`, then
-    embed the subject, or the whole picture, with this vision's encoder; a picture inside the
-    picture is searched for and described as the service does. The rest as usual."""
-
-    def __init__(self, encoder: OnnxEncoder, first: OnnxEncoder) -> None:
-        super().__init__(encoder)
-        self.first = first
-        self.boxes: list[Box] = []  # the region each query embedded
-
-    def describe(
-        self,
-        images: list[Image.Image],
-        crop: bool = True,
-        regions: list[Box | None] | None = None,
-        insets: bool = False,
-    ) -> list[Description]:
-        if not insets:
-            return super().describe(images, crop, regions, insets)
-        first = self.first.run(images)
-        assert first.feature_maps is not None
-        described = []
-        for i, image in enumerate(images):
-            width, height = image.size
-            full = Box(0, width, 0, height)
-            found = tuple(detect_regions(first.feature_maps[i], width, height))
-            chosen = self._subject(found, full)
-            if cropped(chosen, image.size):
-                out = self.encoder.run([image.crop((chosen.x1, chosen.y1, chosen.x2, chosen.y2))])
-                embedding = self._with_context(out.embeddings, first.embeddings[i : i + 1])[0]
-            else:  # the subject is (nearly) the whole picture: embedded whole, at full size
-                out = self.encoder.run([image])
-                embedding = out.embeddings[0]
-            self.boxes.append(chosen)
-            described.append(Description(found, chosen, embedding, self._priors(out.logits, 1)[0]))
-        return self._with_insets(images, described, None, first.embeddings, [find_inset(image) for image in images])
-
-
-def cropped(region: Box, size: tuple[int, int]) -> bool:
-    """Whether a query's region is embedded as a crop (else the whole picture is), as the
-    service decides."""
-    return region.area < WHOLE_IMAGE_COVERAGE * size[0] * size[1]
 
 
 def forward_ms(encoders: dict[str, OnnxEncoder], images: list[Image.Image]) -> dict[str, float]:

@@ -4,7 +4,7 @@ on the same catalog in the same process.
     python bench/keywords.py [--data ../shared/data] [--scale 100000]
 
 Quality: Product1M (9,220 listings); each of its 392 instance labels is a query and the
-listings carrying that label are relevant (see tests/utils/keywords.py). Reports nDCG@10
+listings carrying that label are relevant (`tongkuan.bench.evaluate`). Reports nDCG@10
 and Recall@20 for
 - tongkuan: jieba words + Chinese character pairs, titles holding every query word first,
   each group in BM25 order (the shipped ranking);
@@ -23,39 +23,36 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from unittest import mock
 
 import psycopg
 
+from tongkuan.bench import (
+    RECALL_AT,
+    PostgresCatalog,
+    PostgresServer,
+    Product,
+    SortOrder,
+    SqliteCatalog,
+    any_term_ranking,
+    evaluate,
+    like_search,
+    load_titles,
+    read_rows,
+    tongkuan_search,
+)
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.utils.data import read_rows
-from tests.utils.keywords import RECALL_AT, evaluate, like_search, load_titles, tongkuan_search
-from tests.utils.postgres_server import PostgresServer
-
-from tongkuan.catalog import keywords
-from tongkuan.catalog.postgres import PostgresCatalog
-from tongkuan.catalog.sqlite import SqliteCatalog
-from tongkuan.domain.products import Product, SortOrder
-
-
-def any_term(terms: list[keywords.Term], every: bool = False) -> str:
-    """`match_expression` without the all-words tier: every tier is the any-term query."""
-    return " OR ".join('"' + t.text.replace('"', '""') + '"' + ("*" if t.prefix else "") for t in terms)
 
 
 def quality(root: Path, workdir: Path) -> dict[str, dict[str, float]]:
     catalog = SqliteCatalog(workdir / "quality.db", "none", 4)
     relevant = load_titles(root, catalog)
     results = {"tongkuan": evaluate(tongkuan_search(catalog), relevant)}
-    with mock.patch.object(keywords, "match_expression", any_term):
-        # (A) NOT (A) is empty, so only the any-term group remains, in BM25 order
+    with any_term_ranking():
         results["any-term BM25"] = evaluate(tongkuan_search(catalog), relevant)
     results["LIKE"] = evaluate(like_search(catalog.path), relevant)
     return results

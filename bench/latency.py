@@ -13,17 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from tongkuan.bench import ModelSpec, OnnxEncoder, Vision
 
-from tongkuan.vision.encoder import ModelSpec, OnnxEncoder  # noqa: E402
-from tongkuan.vision.pipeline import Vision  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,35 +44,31 @@ from numpy.typing import NDArray
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from tongkuan.bench import (
+    CannotLearn,
+    Engine,
+    FileServer,
+    NewImage,
+    OnnxEncoder,
+    Product,
+    Settings,
+    SourceRecord,
+    SqliteCatalog,
+    Vision,
+    Whitening,
+    free_port,
+    index_files,
+    learn_whitening,
+    read_rows,
+    resolve_model,
+    store_whitening,
+    synthetic_fields,
+)
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.utils.data import read_rows
-from tests.utils.fileserver import FileServer
-
-from tongkuan.adapt.whitening import META_KEY, search_space
-from tongkuan.catalog.sqlite import SqliteCatalog
-from tongkuan.config import Settings
-from tongkuan.domain.products import NewImage, Product
-from tongkuan.engine import Engine
-from tongkuan.errors import CannotLearn
-from tongkuan.ingest.readers import SourceRecord
-from tongkuan.sample import synthetic_fields
-from tongkuan.vision.encoder import OnnxEncoder
-from tongkuan.vision.pipeline import Vision
-from tongkuan.vision.registry import resolve_model
-from tongkuan.vision.whitening import Whitening, learn_whitening
-
 APP = ("bench", "bench-secret")
 MODEL = "efficientnet-lite2"
 PAGES = "next pages of the same picture (pageNo 10-40)"
-QUERY_CACHE = Settings.model_fields["query_cache"].default
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentiles(values_s: list[float]) -> dict[str, float]:
@@ -174,8 +169,11 @@ def iconic_catalog(data: Path, work: Path, model: str) -> tuple[Path, list[dict[
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
-        self.data_dir, self.port, self.env = data_dir, port, env or {}
+    """`tongkuan serve` in its own process; the query cache off unless `query_cache` (then as
+    the service has it by default)."""
+
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None, query_cache: bool = False) -> None:
+        self.data_dir, self.port, self.env, self.query_cache = data_dir, port, env or {}, query_cache
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
@@ -189,6 +187,8 @@ class Server:
             "TONGKUAN_QUERY_CACHE": "0",
             **self.env,
         }
+        if self.query_cache:
+            del env["TONGKUAN_QUERY_CACHE"]  # the service's own default
         started = time.perf_counter()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tongkuan.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
@@ -237,7 +237,7 @@ def serve_and_measure(
     server.stop()
     # sequential queries (each a new picture) and next pages with the service's own defaults;
     # the load after them with every search describing its picture
-    cached = Server(data_dir, port, {**(env or {}), "TONGKUAN_QUERY_CACHE": str(QUERY_CACHE), "TONGKUAN_METRICS": "1"})
+    cached = Server(data_dir, port, {**(env or {}), "TONGKUAN_METRICS": "1"}, query_cache=True)
     cold_start = cached.start()
     base = f"http://127.0.0.1:{port}/taobao/image-search/url"
     query_urls = [str(httpx.URL(base, params={"appKey": APP[0], "appSecret": APP[1], "picUrl": u})) for u in urls]
@@ -274,16 +274,14 @@ def serve_and_measure(
     rss = server.rss_mb()
     server.stop()
     space = SqliteCatalog(data_dir / "catalog.db", MODEL, 1280)
-    key = search_space(space).key
+    files = index_files(data_dir, space)
     space.close()
-    folder = data_dir / "index" / (f"{MODEL}-{key}" if key else MODEL)
-    index_files = list(folder.rglob("index-*.faiss"))
     images = SqliteCatalog(data_dir / "catalog.db", MODEL, 1280).count()[1]
     return {
         "catalog images": images,
         "first start s (index rebuilt from SQLite)": round(first_start, 2),
         "cold start s": round(cold_start, 2),
-        "index bytes per image": round(sum(f.stat().st_size for f in index_files) / images),
+        "index bytes per image": round(sum(f.stat().st_size for f in files) / images),
         "sequential queries": {"n": len(latencies), "errors": errors, **percentiles(latencies)},
         "sequential p50 / one forward pass": round(float(np.median(latencies)) * 1000 / forward_ms, 2),
         "sequential stages, mean ms (from /metrics)": {
@@ -439,14 +437,14 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",") if s):
         grow_catalog(catalog, real, size)
         if args.against:  # the service as it was at that commit, on the same catalog
-            catalog.set_learned(META_KEY, None if whitening is None else whitening.to_text())
+            store_whitening(catalog, whitening)
             env = {"PYTHONPATH": str(checkout(args.against, args.work))}
             name = f"baseline: the service at {args.against}"
         else:  # as the service answered before learned whitening and inset search
-            catalog.set_learned(META_KEY, None)
+            store_whitening(catalog, None)
             env, name = {"TONGKUAN_FIND_INSETS": "0"}, "baseline: no whitening, no inset search"
         before = serve_and_measure(data_dir, urls, args.seconds, free_port(), forward_ms, env)
-        catalog.set_learned(META_KEY, None if whitening is None else whitening.to_text())
+        store_whitening(catalog, whitening)
         result = serve_and_measure(data_dir, urls, args.seconds, free_port(), forward_ms)
         result[name] = before
         result["against the baseline"] = against(before, result)

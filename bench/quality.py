@@ -37,30 +37,33 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.utils.composites import composites  # noqa: E402
-from tests.utils.data import read_rows
-
-from tongkuan.adapt.groups import mutual_pairs  # noqa: E402
-from tongkuan.adapt.whitening import (  # noqa: E402
+from tongkuan.bench import (
+    CATEGORIES,
+    CATEGORY_BY_NAME,
+    CATEGORY_POSITION,
+    CONTEXT_WEIGHT,
     PAIR_COSINE,
     PAIR_NEIGHBOURS,
+    Box,
+    Description,
+    ModelSpace,
+    OnnxEncoder,
+    PoolingVision,
+    Vision,
+    composites,
+    crop_share,
     duplicated_share,
+    find_inset,
+    fuse,
+    learn_whitening,
     listings_whitening,
+    mutual_pairs,
+    neighbour_vote,
+    read_rows,
+    resolve_model,
 )
-from tongkuan.domain.boxes import Box  # noqa: E402
-from tongkuan.domain.categories import CATEGORIES, CATEGORY_BY_NAME, CATEGORY_POSITION  # noqa: E402
-from tongkuan.domain.spaces import ModelSpace  # noqa: E402
-from tongkuan.vision import pipeline  # noqa: E402
-from tongkuan.vision.classify import fuse, neighbour_vote  # noqa: E402
-from tongkuan.vision.encoder import OnnxEncoder  # noqa: E402
-from tongkuan.vision.insets import find_inset  # noqa: E402
-from tongkuan.vision.pipeline import CONTEXT_WEIGHT, Description, Vision  # noqa: E402
-from tongkuan.vision.registry import resolve_model  # noqa: E402
-from tongkuan.vision.whitening import learn_whitening  # noqa: E402
 
+REPO = Path(__file__).resolve().parent.parent
 BATCH = 16
 
 
@@ -256,12 +259,8 @@ def small_pictures(vision: Vision, root: Path, limit: int | None, cache: Path) -
 
     result: dict[str, object] = {"queries": len(val_rows), "catalog_images": len(catalog_rows)}
     result["service (default: crop only a subject >= half the input)"] = run(vision, True)
-    saved = pipeline.MIN_CROP_SHARE
-    pipeline.MIN_CROP_SHARE = 0.0
-    try:
+    with crop_share(0.0):
         result["crop always (before)"] = run(vision, True)
-    finally:
-        pipeline.MIN_CROP_SHARE = saved
     result["whole picture"] = run(vision, False)
     naive = Vision(OnnxEncoder(resolve_model("efficientnet-lite0", cache)))
     result["naive: Lite0, whole picture, nearest picture"] = run(naive, False, per_product=1)
@@ -371,7 +370,7 @@ def main() -> None:
     )
     parser.add_argument("--only", default=None, help="Comma-separated tables to run (default: all).")
     args = parser.parse_args()
-    vision = Vision(
+    vision = PoolingVision(
         OnnxEncoder(resolve_model(args.model, args.model_cache)), pool_above=args.pool_above, context=args.context
     )
     started = time.perf_counter()

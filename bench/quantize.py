@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,15 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tongkuan.bench import ModelSpec, OnnxEncoder, quantize_model, read_rows, resolve_model
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.utils.data import read_rows  # noqa: E402
-
-from tongkuan.vision.encoder import ModelSpec, OnnxEncoder  # noqa: E402
-from tongkuan.vision.quantize import quantize_model  # noqa: E402
-from tongkuan.vision.registry import resolve_model  # noqa: E402
-
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 

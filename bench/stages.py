@@ -25,13 +25,11 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+from perf import APP, Server, checkout, free_port, iconic_catalog  # bench/perf.py
+
+from tongkuan.bench import FileServer
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from perf import APP, Server, checkout, free_port, iconic_catalog  # noqa: E402
-from tests.utils.fileserver import FileServer  # noqa: E402
 
 # (stage, substrings of a frame "function (file:line)"), tried innermost frame first
 STAGES = [

@@ -40,23 +40,32 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image
 
+from tongkuan.bench import (
+    CATEGORIES,
+    CATEGORY_BY_NAME,
+    CATEGORY_POSITION,
+    LISTINGS,
+    ModelSpec,
+    OnnxEncoder,
+    Recipe,
+    TunedNet,
+    TuneResult,
+    Vision,
+    examples_from_files,
+    export_error,
+    export_tuned_model,
+    fuse,
+    learn_whitening,
+    listings_whitening,
+    load_tunable,
+    neighbour_vote,
+    purity,
+    read_rows,
+    tune,
+    worth_switching,
+)
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.utils.data import read_rows
-
-from tongkuan.adapt.export import export_error, export_tuned_model
-from tongkuan.adapt.groups import purity
-from tongkuan.adapt.network import TunedNet, load_tunable
-from tongkuan.adapt.training import LISTINGS_RECIPE, TuneResult, TuneSettings, examples_from_files, tune
-from tongkuan.adapt.whitening import listings_whitening
-from tongkuan.domain.categories import CATEGORY_BY_NAME, CATEGORY_POSITION
-from tongkuan.engine.tuning import worth_switching
-from tongkuan.vision.classify import fuse, neighbour_vote
-from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
-from tongkuan.vision.pipeline import Vision
-from tongkuan.vision.whitening import learn_whitening
-
 Rows = list[dict[str, str]]
 LOWRES = 120
 
@@ -149,8 +158,6 @@ def category_top1(
     catalog: NDArray[np.float32], catalog_categories: list[int],
 ) -> dict[str, float]:  # fmt: skip
     """Top-1 of the service's fusion at each prior weight (0: the vote alone, 1: the prior alone)."""
-    from tongkuan.domain.categories import CATEGORIES
-
     vectors, priors = queries
     sims = vectors @ catalog.T
     nearest = np.argsort(-sims, axis=1)[:, :30]
@@ -187,8 +194,8 @@ def training_summary(result: TuneResult, truth: NDArray[np.int64] | None = None)
         "total seconds": round(result.seconds, 1),
         "switches (as tongkuan tune decides)": worth_switching(result, result.held_back_metric != "views"),
     }
-    if result.settings is not None:  # what the catalog's shape chose, where it differs from the flags
-        summary["trained with"] = {k: v for k, v in result.settings.__dict__.items() if k in LISTINGS_RECIPE}
+    if result.recipe is not None:  # what the catalog's shape chose, where it differs from the flags
+        summary["trained with"] = {k: v for k, v in result.recipe.__dict__.items() if k in LISTINGS}
     if truth is not None:
         trained_on = result.labels >= 0
         summary["pseudo-group purity"] = round(purity(result.labels[trained_on], truth[trained_on]), 4)
@@ -201,42 +208,42 @@ def main() -> None:
     parser.add_argument("--shapes", default="retailer,lowres,studio,listings")
     parser.add_argument("--classes", type=int, default=None, help="Use this many classes (a smoke run).")
     parser.add_argument("--model", default="efficientnet-lite0")
-    parser.add_argument("--epochs", type=int, default=TuneSettings.epochs)
+    parser.add_argument("--epochs", type=int, default=Recipe.epochs)
     parser.add_argument(
         "--views",
         type=int,
-        default=TuneSettings.cached_views,
+        default=Recipe.cached_views,
         help="Cached views per picture (first one clean); 0: a fresh view at every step (the front runs each time).",
     )
     parser.add_argument("--studio-views", type=int, default=16)
     parser.add_argument("--studio-epochs", type=int, default=30, help="Studio epochs (each 2 batches of 32).")
-    parser.add_argument("--p-background", type=float, default=TuneSettings.p_background)
+    parser.add_argument("--p-background", type=float, default=Recipe.p_background)
     parser.add_argument("--per-product", type=int, default=0, help="Tuning pictures per product at most (0: all).")
     parser.add_argument("--head-dim", type=int, default=None)
-    parser.add_argument("--pseudo", default=TuneSettings.pseudo)
-    parser.add_argument("--pseudo-threshold", type=float, default=TuneSettings.pseudo_threshold)
-    parser.add_argument("--pseudo-step", type=float, default=TuneSettings.pseudo_threshold_step)
-    parser.add_argument("--pseudo-k", type=int, default=TuneSettings.pseudo_k)
+    parser.add_argument("--pseudo", default=Recipe.pseudo)
+    parser.add_argument("--pseudo-threshold", type=float, default=Recipe.pseudo_threshold)
+    parser.add_argument("--pseudo-step", type=float, default=Recipe.pseudo_threshold_step)
+    parser.add_argument("--pseudo-k", type=int, default=Recipe.pseudo_k)
     parser.add_argument(
-        "--twin-threshold", type=float, default=TuneSettings.twin_threshold, help="Negative: no twins left out."
+        "--twin-threshold", type=float, default=Recipe.twin_threshold, help="Negative: no twins left out."
     )
-    parser.add_argument("--recluster-every", type=int, default=TuneSettings.recluster_every)
-    parser.add_argument("--lr", type=float, default=TuneSettings.lr_backbone, help="Backbone learning rate.")
+    parser.add_argument("--recluster-every", type=int, default=Recipe.recluster_every)
+    parser.add_argument("--lr", type=float, default=Recipe.lr_backbone, help="Backbone learning rate.")
     parser.add_argument("--frozen-blocks", type=int, default=None)
-    parser.add_argument("--refresh-every", type=int, default=TuneSettings.refresh_views_every)
-    parser.add_argument("--schedule", default=TuneSettings.schedule)
-    parser.add_argument("--patience", type=int, default=TuneSettings.patience)
-    parser.add_argument("--keep", default=TuneSettings.keep)
-    parser.add_argument("--view-budget", type=int, default=TuneSettings.view_budget)
-    parser.add_argument("--holdback", type=float, default=TuneSettings.holdback)
+    parser.add_argument("--refresh-every", type=int, default=Recipe.refresh_views_every)
+    parser.add_argument("--schedule", default=Recipe.schedule)
+    parser.add_argument("--patience", type=int, default=Recipe.patience)
+    parser.add_argument("--keep", default=Recipe.keep)
+    parser.add_argument("--view-budget", type=int, default=Recipe.view_budget)
+    parser.add_argument("--holdback", type=float, default=Recipe.holdback)
     parser.add_argument("--backgrounds", type=int, default=0, help="Clothing photos to paste products onto.")
     parser.add_argument(
         "--tune-share", type=float, default=0.5, help="Share of the classes tuned on (1: the whole catalog, as in use)."
     )
-    parser.add_argument("--outliers", default=TuneSettings.outliers, help="drop or keep ungrouped listings.")
+    parser.add_argument("--outliers", default=Recipe.outliers, help="drop or keep ungrouped listings.")
     parser.add_argument(
         "--listings",
-        default=TuneSettings.listings,
+        default=Recipe.listings,
         help="auto: listings mostly listed again train with their own recipe; off: with these flags.",
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -277,7 +284,7 @@ def main() -> None:
     val = of("val")
     q_labels = labels(val)
     q_tuned = np.isin(q_labels, list(tuned_classes))
-    settings = TuneSettings(
+    settings = Recipe(
         model=args.model, epochs=args.epochs, cached_views=args.views or None, head_dim=args.head_dim, seed=args.seed,
         threads=args.threads, min_products=min(20, max(3, len(tuned_classes) - 1)), pseudo=args.pseudo,
         pseudo_threshold=args.pseudo_threshold, pseudo_threshold_step=args.pseudo_step, pseudo_k=args.pseudo_k,
@@ -337,7 +344,7 @@ def main() -> None:
         i_labels = labels(iconic)
         tuning = [r for r in iconic if int(r["class_id"]) in tuned_classes]
         examples = examples_from_files([Path(r["file"]) for r in tuning], [r["class_id"] for r in tuning])
-        studio_settings = TuneSettings(
+        studio_settings = Recipe(
             **{
                 **settings.__dict__,
                 "cached_views": args.studio_views,

@@ -1,13 +1,24 @@
-"""Smoke runs of the benchmarks on tiny sets: they run end to end and end in a JSON summary."""
+"""Smoke runs of the benchmarks on tiny sets: they run end to end and end in a JSON summary.
+And what they stand on: the service's public forms and `tongkuan.bench`, never the tests.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+import tongkuan.bench
 from tests.conftest import REPO
+from tongkuan.bench import Box, OnnxEncoder, PoolingVision, resolve_model
+
+# what a benchmark may import of the package: the client, and the support for benchmarks
+PUBLIC = {"tongkuan.bench", "tongkuan.client"}
 
 
 def run_bench(*args: str) -> dict:  # type: ignore[type-arg]
@@ -87,3 +98,79 @@ def test_no_benchmark_script_shadows_a_standard_module() -> None:
     # `import cProfile` load it instead of the standard `profile`, and bench/tune.py failed
     scripts = {path.stem for path in (REPO / "bench").glob("*.py")}
     assert not scripts & set(sys.stdlib_module_names)
+
+
+def reaches_past_the_surface(script: Path) -> list[str]:
+    """What a benchmark does that it must not: import the tests, a module of the package other
+    than its public ones, a name `tongkuan.bench` does not offer, or change `sys.path`."""
+    found = []
+    for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module]
+            if node.module == "tongkuan.bench":
+                found += [
+                    f"{alias.name} is not offered" for alias in node.names if alias.name not in tongkuan.bench.__all__
+                ]
+        else:
+            modules = []
+            if isinstance(node, ast.Attribute) and ast.unparse(node) == "sys.path":
+                found.append(f"line {node.lineno} touches sys.path")
+        for module in modules:
+            top = module.split(".")[0]
+            if top in ("tests", "bench") or (top == "tongkuan" and module not in PUBLIC):
+                found.append(f"line {node.lineno} imports {module}")
+    return found
+
+
+def test_benchmarks_stand_on_the_public_surface_only() -> None:
+    # a benchmark runs with its own folder first on sys.path, so one may import a sibling
+    # (`from perf import ...`); the repository itself is never on it
+    scripts = sorted((REPO / "bench").glob("*.py"))
+    assert scripts
+    assert {script.name: reaches_past_the_surface(script) for script in scripts} == {s.name: [] for s in scripts}
+
+
+def test_the_check_catches_the_tests_a_deep_import_and_the_path(tmp_path: Path) -> None:
+    script = tmp_path / "bad.py"
+    script.write_text(
+        "import sys\nsys.path.insert(0, '..')\nfrom tests.utils.data import read_rows\n"
+        "from tongkuan.vision.pipeline import Vision\nfrom tongkuan.bench import nothing_such\n"
+    )
+    assert sorted(reaches_past_the_surface(script)) == [
+        "line 2 touches sys.path",
+        "line 3 imports tests.utils.data",
+        "line 4 imports tongkuan.vision.pipeline",
+        "nothing_such is not offered",
+    ]
+
+
+def test_every_name_the_support_for_benchmarks_offers_exists() -> None:
+    names = tongkuan.bench.__all__
+    assert len(names) == len(set(names))
+    assert [name for name in names if getattr(tongkuan.bench, name, None) is None] == []
+
+
+def test_a_pooling_vision_embeds_a_region_from_the_one_inference(data_root: Path, model_cache: Path) -> None:
+    encoder = OnnxEncoder(resolve_model("efficientnet-lite0", model_cache), threads=1)
+    photo = Image.open(
+        data_root / "grocery_store/images/val/Packages/Milk/Arla-Standard-Milk/Arla-Standard-Milk_001.jpg"
+    )
+    photo = photo.convert("RGB")
+    whole = encoder.run([photo]).embeddings[0]
+    region = Box(44, 190, 54, 272)
+    calls: list[int] = []
+    original = encoder.run
+
+    def counted(images: list[Image.Image]) -> object:
+        calls.append(len(images))
+        return original(images)
+
+    encoder.run = counted  # type: ignore[method-assign,assignment]
+    pooled = PoolingVision(encoder, pool_above=0.0).describe([photo], regions=[region])[0]
+    assert pooled.searched == region and calls == [1]
+    assert abs(float(np.linalg.norm(pooled.embedding)) - 1.0) < 1e-5
+    assert not np.allclose(pooled.embedding, whole)
+    cropped = PoolingVision(encoder).describe([photo], regions=[region])[0]  # none: cropped, a second run
+    assert calls == [1, 1, 1] and not np.allclose(cropped.embedding, pooled.embedding)

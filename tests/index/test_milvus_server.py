@@ -1,4 +1,4 @@
-"""The throwaway Milvus launcher (`tests/utils/milvus_server.py`): CRUD and search against it, every
+"""The throwaway Milvus launcher (`tongkuan.bench.MilvusServer`): CRUD and search against it, every
 socket on loopback, and data surviving a SIGKILL and restart on the same folder."""
 
 from __future__ import annotations

@@ -1,46 +1,7 @@
-"""Scenes with a known subject box: a catalog shot pasted into a real photo, fixed by a seed."""
+"""Scenes with a known subject box (shared with the benchmarks: `tongkuan.bench`)."""
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
-from pathlib import Path
+from tongkuan.bench import Composite, composites
 
-from PIL import Image
-
-from tests.utils.data import read_rows
-from tongkuan.domain.boxes import Box
-
-
-@dataclass(frozen=True)
-class Composite:
-    image: Image.Image
-    box: Box
-    subject: Path  # the shot pasted in
-
-
-def composites(root: Path, count: int, seed: int = 7) -> list[Composite]:
-    """`count` scenes: a grocery iconic or fashion shot pasted at a random box into a grocery
-    shelf photo or a clothing photo."""
-    rng = random.Random(seed)
-    grocery = read_rows(root / "grocery_store" / "labels.csv")
-    shelves = [root / "grocery_store" / r["path"] for r in grocery if r["split"] == "train"]
-    iconic = [root / "grocery_store" / r["path"] for r in grocery if r["split"] == "catalog"]
-    fashion_rows = read_rows(root / "fashion_product_images_small" / "labels.csv")
-    fashion = [root / "fashion_product_images_small" / r["path"] for r in fashion_rows[::50]]
-    clothing_rows = read_rows(root / "clothing_dataset" / "labels.csv")
-    clothing = [root / "clothing_dataset" / r["path"] for r in clothing_rows[::20]]
-    scenes = []
-    for i in range(count):
-        background = Image.open(rng.choice(shelves if i % 2 == 0 else clothing)).convert("RGB")
-        subject_path = rng.choice(iconic if i % 3 else fashion)
-        subject = Image.open(subject_path).convert("RGB")
-        width, height = background.size
-        longest = rng.uniform(0.35, 0.55) * min(width, height)
-        scale = longest / max(subject.size)
-        subject = subject.resize((max(8, int(subject.width * scale)), max(8, int(subject.height * scale))))
-        x = rng.randint(0, width - subject.width)
-        y = rng.randint(0, height - subject.height)
-        background.paste(subject, (x, y))
-        scenes.append(Composite(background, Box(x, x + subject.width, y, y + subject.height), subject_path))
-    return scenes
+__all__ = ["Composite", "composites"]

@@ -1,12 +1,7 @@
-"""Reading the data sets' CSV label files."""
+"""Reading the data sets' CSV label files (shared with the benchmarks: `tongkuan.bench`)."""
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
+from tongkuan.bench import read_rows
 
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """Every row of a CSV file with a header, as dicts."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
+__all__ = ["read_rows"]

@@ -57,14 +57,11 @@ class Description:
 class Vision:
     """Detect, classify and embed with one encoder; batch-friendly for ingestion."""
 
-    def __init__(self, encoder: OnnxEncoder, pool_above: float | None = None, context: float = CONTEXT_WEIGHT) -> None:
+    def __init__(self, encoder: OnnxEncoder, context: float = CONTEXT_WEIGHT) -> None:
         self.encoder = encoder
         self.context = context
         self.spec = encoder.spec
         self._projection = label_projection(encoder.spec.labels)
-        # embed a subject covering at least this share of the picture by pooling the whole
-        # picture's feature map inside its box (no second inference); None: always crop
-        self.pool_above = pool_above
         # searches for a picture inside the picture, run while the model describes it
         self._beside = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inset-search")
 
@@ -81,6 +78,15 @@ class Vision:
         """The main subject, unless it is too small to crop to (then the whole picture)."""
         main = boxes[0]
         return main if min(main.x2 - main.x1, main.y2 - main.y1) >= self.min_crop_side else full
+
+    def subjects(self, feature_map: NDArray[np.float32] | None, size: tuple[int, int]) -> tuple[tuple[Box, ...], Box]:
+        """Every subject a picture's activation map shows, main first (the whole picture where
+        the model gives no map), and the region embedded where the caller chose none: the main
+        subject, or the whole picture where that is too small to crop to."""
+        width, height = size
+        full = Box(0, width, 0, height)
+        boxes = tuple(detect_regions(feature_map, width, height)) if feature_map is not None else (full,)
+        return boxes, self._subject(boxes, full)
 
     def describe(
         self,
@@ -109,29 +115,17 @@ class Vision:
         found: list[tuple[Box, ...]] = []
         chosen: list[Box] = []
         for i, image in enumerate(images):
-            width, height = image.size
-            full = Box(0, width, 0, height)
-            boxes = (
-                tuple(detect_regions(whole.feature_maps[i], width, height))
-                if whole.feature_maps is not None
-                else (full,)
-            )
+            boxes, subject = self.subjects(None if whole.feature_maps is None else whole.feature_maps[i], image.size)
             found.append(boxes)
             given = regions[i] if regions else None
-            chosen.append(given or (self._subject(boxes, full) if crop else full))
+            chosen.append(given or (subject if crop else Box(0, image.size[0], 0, image.size[1])))
         embeddings = whole.embeddings.copy()
         priors = self._priors(whole.logits, len(images))
-        to_crop = [
-            i
-            for i, (img, box) in enumerate(zip(images, chosen, strict=True))
-            if box.area < WHOLE_IMAGE_COVERAGE * img.size[0] * img.size[1]
-        ]
-        if self.pool_above is not None and whole.feature_maps is not None:
-            pooled = [i for i in to_crop if chosen[i].area >= self.pool_above * images[i].size[0] * images[i].size[1]]
-            for i in pooled:
-                width, height = images[i].size
-                embeddings[i] = pool_region(whole.feature_maps[i], chosen[i], width, height)
-            to_crop = [i for i in to_crop if i not in pooled]
+        to_crop = [i for i, (img, box) in enumerate(zip(images, chosen, strict=True)) if cropped(box, img.size)]
+        pooled = self._pooled(images, chosen, to_crop, whole.feature_maps)
+        for i, embedding in pooled.items():
+            embeddings[i] = embedding
+        to_crop = [i for i in to_crop if i not in pooled]
         if to_crop:
             crops = [images[i].crop((chosen[i].x1, chosen[i].y1, chosen[i].x2, chosen[i].y2)) for i in to_crop]
             out = self.encoder.run(crops)
@@ -186,7 +180,7 @@ class Vision:
         for i, boxes in subjects:
             width, height = images[i].size
             subject = self._subject(boxes, Box(0, width, 0, height))
-            if subject.area < WHOLE_IMAGE_COVERAGE * width * height:
+            if cropped(subject, images[i].size):
                 to_crop.append((i, subject))
             else:
                 plain[i] = whole[i]
@@ -195,6 +189,18 @@ class Vision:
             mixed = self._with_context(out.embeddings, whole[[i for i, _ in to_crop]])
             plain.update({i: mixed[k] for k, (i, _) in enumerate(to_crop)})
         return plain
+
+    def _pooled(
+        self,
+        images: list[Image.Image],
+        regions: list[Box],
+        to_crop: list[int],
+        feature_maps: NDArray[np.float32] | None,
+    ) -> dict[int, NDArray[np.float32]]:
+        """Embeddings, by position, of the regions in `to_crop` that are taken from the first
+        pass instead of cropped and run again: none here, every one is cropped (a subclass
+        may pool the feature map inside a region, as `tongkuan.bench` does to measure it)."""
+        return {}
 
     def _with_context(self, subjects: NDArray[np.float32], wholes: NDArray[np.float32]) -> NDArray[np.float32]:
         """Cropped subjects' embeddings with `context` of their whole pictures' mixed in."""
@@ -207,6 +213,12 @@ class Vision:
             # No classifier: a flat prior, so the neighbour vote decides.
             return np.full((n, len(CATEGORIES)), 1.0 / len(CATEGORIES), dtype=np.float32)
         return (softmax(logits.astype(np.float32)) @ self._projection).astype(np.float32)
+
+
+def cropped(region: Box, size: tuple[int, int]) -> bool:
+    """Whether `region` of a picture of `size` is embedded as a crop: one that covers nearly
+    the whole picture is embedded as the whole picture (one inference instead of two)."""
+    return region.area < WHOLE_IMAGE_COVERAGE * size[0] * size[1]
 
 
 def _inset_of(image: Image.Image, search: Future[Box | None]) -> Box | None:
