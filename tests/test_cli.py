@@ -88,7 +88,8 @@ BAD = {
     "TONGKUAN_MODEL": (
         "efficientnet-b7",
         "TONGKUAN_MODEL='efficientnet-b7' is not valid: use efficientnet-lite0, efficientnet-lite2, "
-        "a tuned model's name (tuned-...) or the path of an existing model.json (empty or unset: the default)",
+        "a tuned model's name (tuned-...), the name of a model in the data directory (tongkuan models list) "
+        "or the path of an existing model.json (empty or unset: the default)",
     ),
     "TONGKUAN_PUBLIC_URL": (
         "search.example.com",

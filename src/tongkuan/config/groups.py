@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tongkuan.domain.indexes import IndexKind
-from tongkuan.domain.models import DEFAULT_MODEL, is_shipped, is_tuned
+from tongkuan.domain.models import DEFAULT_MODEL, is_library_name, is_shipped, is_tuned
 from tongkuan.errors import ConfigError
 from tongkuan.images.fetch import FetchPolicy
 from tongkuan.search.query import SearchOptions
@@ -294,7 +294,8 @@ class Models(Group):
     model: str | None = Field(
         None,
         description="A shipped model (efficientnet-lite0, efficientnet-lite2), a tuned model's name "
-        "(tuned-..., stored in the catalog) or a path to a model.json; "
+        "(tuned-..., stored in the catalog), an imported or pulled model's name (tongkuan models list) "
+        "or a path to a model.json; "
         f"unset: the model the data directory was built with, else {DEFAULT_MODEL}.",
     )
     threads: int = Field(2, ge=1, description="ONNX Runtime threads per inference.")
@@ -306,8 +307,8 @@ class Models(Group):
         import os
         from pathlib import Path
 
-        if not value or is_shipped(value) or is_tuned(value):
-            return value or None
+        if not value or is_shipped(value) or is_tuned(value) or is_library_name(value):
+            return value or None  # an imported model's name is checked against the data directory
         described = Path(value).expanduser()
         if described.suffix == ".json" and described.is_file():
             return os.path.abspath(described)  # like the folders: independent of the working directory

@@ -26,7 +26,8 @@ _RULES = {
     "data_dir": "a folder that exists or can be created",
     "image_dir": "a folder that exists or can be created",
     "model": ", ".join(SHIPPED_MODEL_NAMES)
-    + ", a tuned model's name (tuned-...) or the path of an existing model.json",
+    + ", a tuned model's name (tuned-...), the name of a model in the data directory (tongkuan models list)"
+    " or the path of an existing model.json",
     "public_url": "an http:// or https:// URL with a host name",
     "fetch_allow_hosts": "host names or IP addresses separated by commas",
 }
@@ -83,6 +84,20 @@ def _setting_named(location: tuple[int | str, ...]) -> str:
     return str(location[0]) if location else ""
 
 
+def refusal(name: str, value: Any, given: Mapping[str, Any]) -> str:
+    """The line that refuses `value` for setting `name`, saying where the value came from."""
+    shown = " (value not shown)" if name in SECRET_SETTINGS else f"={value!r}"
+    if name in given:
+        where = f"{name}{shown}"
+    elif environment(name) is not None:
+        where = f"TONGKUAN_{name.upper()}{shown}"
+    else:
+        where = f"{name}{shown} in {toml_path(given)}"
+    default = default_text(name)
+    unset = f"the default, {default}" if default else "the default"
+    return f"{where} is not valid: use {setting_rule(name)} (empty or unset: {unset})"
+
+
 def describe_errors(exc: ValidationError, given: Mapping[str, Any]) -> str:
     """One line for every setting `exc` refuses: where its value came from (an argument, its
     environment variable or `tongkuan.toml`), the value (unless secret), what it may be and
@@ -94,16 +109,5 @@ def describe_errors(exc: ValidationError, given: Mapping[str, Any]) -> str:
             described.append(error["msg"])
             continue
         value = str(error["input"]) if hasattr(error["input"], "__fspath__") else error["input"]
-        shown = " (value not shown)" if name in SECRET_SETTINGS else f"={value!r}"
-        if name in given:
-            where = f"{name}{shown}"
-        elif environment(name) is not None:
-            where = f"TONGKUAN_{name.upper()}{shown}"
-        else:
-            where = f"{name}{shown} in {toml_path(given)}"
-        default = default_text(name)
-        described.append(
-            f"{where} is not valid: use {setting_rule(name)} "
-            f"(empty or unset: the default{', ' + default if default else ''})"
-        )
+        described.append(refusal(name, value, given))
     return "; ".join(described)

@@ -41,6 +41,7 @@ from tongkuan.config.groups import (
     Models,
     Search,
 )
+from tongkuan.domain.models import is_library_name
 from tongkuan.errors import ConfigError
 
 PREFIX = "TONGKUAN_"
@@ -79,6 +80,11 @@ class Settings(BaseSettings):
             raise ConfigError(describe_errors(exc, values)) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{toml_path(values)} is not valid TOML: {exc}") from None
+        model = self.models.model
+        if model and is_library_name(model) and not (self.data_dir / "models" / model / "record.json").is_file():
+            from tongkuan.config.messages import refusal
+
+            raise ConfigError(refusal("model", model, values))
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,7 @@ from tongkuan.index.embedded import EmbeddedIndex
 from tongkuan.index.faiss import limit_threads
 from tongkuan.ingest.ingester import DEFAULT_BATCH_SIZE, Ingester
 from tongkuan.models.images import ImageSource
+from tongkuan.models.library import library_spec
 from tongkuan.models.stored import tuned_from, unpack_model
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
 from tongkuan.vision.pipeline import Vision
@@ -64,10 +65,11 @@ def stored_spec(settings: Settings) -> tuple[str, int] | None:
 
 def open_model(settings: Settings, model: str) -> ModelSpec:
     """The model's description: a shipped model is exported into the data directory on first
-    use, a model tuned on the catalog unpacked from the catalog, where it is stored."""
+    use, a model tuned on the catalog unpacked from the catalog, where it is stored; an
+    imported or pulled one is in the data directory's library."""
     data_dir = Path(settings.data_dir)
     if not is_tuned(model):
-        return resolve_model(model, data_dir)
+        return library_spec(data_dir, model) or resolve_model(model, data_dir)
     folder = data_dir / "models" / model
     if not (folder / "model.json").exists():
         stored = stored_spec(settings)
@@ -82,8 +84,14 @@ def open_model(settings: Settings, model: str) -> ModelSpec:
 
 
 def open_vision(settings: Settings, spec: ModelSpec) -> Vision:
-    """Detection, classification and embedding with the configured threads and inference slots."""
-    return Vision(OnnxEncoder(spec, threads=settings.models.threads, slots=settings.models.inference_slots))
+    """Detection, classification and embedding with the configured threads and inference slots.
+    A model with no feature map of its own (any CLIP, SigLIP or DINOv2-class embedder) gets the
+    default shipped model to find its subjects and predict the category prior."""
+    threads, slots = settings.models.threads, settings.models.inference_slots
+    finder = None
+    if spec.feature_map_output is None:
+        finder = OnnxEncoder(resolve_model(DEFAULT_MODEL, Path(settings.data_dir)), threads=threads, slots=slots)
+    return Vision(OnnxEncoder(spec, threads=threads, slots=slots), finder=finder)
 
 
 def open_catalog(settings: Settings, model: str, dim: int) -> Catalog:

@@ -1,10 +1,11 @@
 """ONNX Runtime inference for any image-embedding model described by a `ModelSpec`.
 
-A model is an `.onnx` file plus the numbers needed to feed it (input name and size, mean
-and std on the 0-255 scale) and the names of its outputs: the embedding (required), and
-optionally a (C, h, w) feature map for subject detection and class logits (ImageNet-1k)
-for the category prior. A model without a feature map still searches; it detects no
-subjects and reports the whole image as the region.
+A model is an `.onnx` file plus the numbers needed to feed it (input name and size, how a
+picture is resized to it, mean and std on the 0-255 scale) and the names of its outputs: the
+embedding (required; a transformer's token sequence is pooled to its first, class, token),
+and optionally a (C, h, w) feature map for subject detection and class logits (ImageNet-1k)
+for the category prior. A model without a feature map still searches: a shipped model finds
+the subjects for it (`tongkuan.vision.pipeline.Vision`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ class ModelSpec:
     feature_map_output: str | None = None
     logits_output: str | None = None
     labels: str | None = None
+    # "squash": the picture resized to a square of `resize_to` (default the input size);
+    # "shortest": its shorter side resized to `resize_to`; then the input cut from the centre
+    resize: str = "squash"
+    resize_to: int | None = None
+    interpolation: str = "bilinear"  # or bicubic, nearest, lanczos, box, hamming (Pillow's filters)
+    # how a (batch, tokens, dim) embedding output becomes one vector: "cls", its first token
+    pooling: str = "cls"
 
     @classmethod
     def from_json(cls, json_path: Path, onnx_path: Path | None = None) -> ModelSpec:
@@ -79,9 +87,12 @@ class ModelSpec:
             raise ModelNotFound(f"model description {json_path} does not exist") from exc
         except ValueError as exc:
             raise ModelLoadError(f"model description {json_path} is not valid JSON") from exc
+        for key, allowed in (("resize", RESIZE_MODES), ("interpolation", tuple(RESAMPLING)), ("pooling", ("cls",))):
+            if key in raw and raw[key] not in allowed:
+                raise ModelLoadError(f"{json_path}: {key} {raw[key]!r} is not one of {', '.join(allowed)}")
         return cls(
             name=str(raw.get("name", json_path.parent.name)),
-            path=onnx_path or json_path.with_name("model.onnx"),
+            path=onnx_path or json_path.parent / str(raw.get("onnx", "model.onnx")),
             input_size=int(raw["input_size"]),
             dim=int(raw["dim"]),
             input_name=str(raw.get("input_name", "image")),
@@ -91,7 +102,33 @@ class ModelSpec:
             feature_map_output=raw.get("feature_map_output"),
             logits_output=raw.get("logits_output"),
             labels=raw.get("labels"),
+            resize=str(raw.get("resize", "squash")),
+            resize_to=None if raw.get("resize_to") is None else int(raw["resize_to"]),
+            interpolation=str(raw.get("interpolation", "bilinear")),
+            pooling=str(raw.get("pooling", "cls")),
         )
+
+    def to_json(self, folder: Path) -> dict[str, Any]:
+        """The `model.json` in `folder` that describes this model (its `.onnx` file named
+        relative to the folder)."""
+        described: dict[str, Any] = {
+            "name": self.name,
+            "onnx": self.path.relative_to(folder).as_posix(),
+            "input_size": self.input_size,
+            "dim": self.dim,
+            "input_name": self.input_name,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "embedding_output": self.embedding_output,
+            "feature_map_output": self.feature_map_output,
+            "logits_output": self.logits_output,
+            "labels": self.labels,
+            "resize": self.resize,
+            "resize_to": self.resize_to,
+            "interpolation": self.interpolation,
+            "pooling": self.pooling,
+        }
+        return {key: value for key, value in described.items() if value is not None}
 
 
 @dataclass
@@ -103,6 +140,38 @@ class Outputs:
     logits: NDArray[np.float32] | None = None
 
 
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+RESIZE_MODES = ("squash", "shortest")
+
+
+def fit(image: Image.Image, spec: ModelSpec) -> Image.Image:
+    """An RGB image resized (and cut) to the model's square input, as the model was trained:
+    "squash" resizes it to a square of `resize_to` (default the input size), "shortest" its
+    shorter side to `resize_to`; then the input is cut from the centre."""
+    size = spec.input_size
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert copies even an RGB image
+    filter_ = RESAMPLING[spec.interpolation]
+    side = spec.resize_to or size
+    if spec.resize == "squash":
+        resized = rgb.resize((side, side), filter_)
+    else:
+        width, height = rgb.size
+        scale = side / min(width, height)
+        # the longer side as the image processors compute it (int, not round)
+        resized = rgb.resize((side, int(height * scale)) if width <= height else (int(width * scale), side), filter_)
+    if resized.size == (size, size):
+        return resized
+    left, top = (resized.size[0] - size) // 2, (resized.size[1] - size) // 2
+    return resized.crop((left, top, left + size, top + size))
+
+
 def preprocess(images: list[Image.Image], spec: ModelSpec) -> NDArray[np.float32]:
     """Resize each RGB image to the model's square input and normalise it, NCHW float32."""
     size = spec.input_size
@@ -110,8 +179,7 @@ def preprocess(images: list[Image.Image], spec: ModelSpec) -> NDArray[np.float32
     mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
     for i, image in enumerate(images):
-        rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert copies even an RGB image
-        resized = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        resized = fit(image, spec)
         # in place, straight from the 8-bit pixels: the same floats as (pixels - mean) / std,
         # without the three temporary arrays that took 1.4 ms of a 15 ms Lite2 pass
         np.subtract(np.asarray(resized).transpose(2, 0, 1), mean, out=batch[i], dtype=np.float32)
@@ -204,6 +272,8 @@ class OnnxEncoder:
             results = [np.concatenate([part[i] for part in parts]) for i in range(len(wanted))]
         by_name = dict(zip(wanted, results, strict=True))
         emb = np.asarray(by_name[self.spec.embedding_output], dtype=np.float32)
+        if emb.ndim == 3:  # a transformer's tokens: its class token is the picture's embedding
+            emb = emb[:, 0]
         emb = emb.reshape(len(images), -1)
         return Outputs(
             embeddings=l2_normalise(emb),

@@ -55,13 +55,21 @@ class Description:
 
 
 class Vision:
-    """Detect, classify and embed with one encoder; batch-friendly for ingestion."""
+    """Detect, classify and embed; batch-friendly for ingestion.
 
-    def __init__(self, encoder: OnnxEncoder, context: float = CONTEXT_WEIGHT) -> None:
+    The encoder embeds. Where it has no feature map of its own (a CLIP, SigLIP or DINOv2-class
+    embedder), `finder`, a shipped model, finds the subjects on the whole picture and gives
+    the category prior; the encoder then embeds the chosen region as it would its own."""
+
+    def __init__(
+        self, encoder: OnnxEncoder, context: float = CONTEXT_WEIGHT, finder: OnnxEncoder | None = None
+    ) -> None:
         self.encoder = encoder
         self.context = context
         self.spec = encoder.spec
+        self.finder = finder if encoder.spec.feature_map_output is None else None
         self._projection = label_projection(encoder.spec.labels)
+        self._finder_projection = None if self.finder is None else label_projection(self.finder.spec.labels)
         # searches for a picture inside the picture, run while the model describes it
         self._beside = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inset-search")
 
@@ -112,15 +120,18 @@ class Vision:
                 image.load()  # a file opened lazily loads here, not in two threads at once
             searches = [self._beside.submit(find_inset, image) for image in images]
         whole = self.encoder.run(images)
+        maps, priors = whole.feature_maps, self._priors(whole.logits, len(images))
+        if self.finder is not None:  # the embedder has no map: the shipped model finds the subjects
+            seen = self.finder.run(images)
+            maps, priors = seen.feature_maps, self._priors(seen.logits, len(images), self._finder_projection)
         found: list[tuple[Box, ...]] = []
         chosen: list[Box] = []
         for i, image in enumerate(images):
-            boxes, subject = self.subjects(None if whole.feature_maps is None else whole.feature_maps[i], image.size)
+            boxes, subject = self.subjects(None if maps is None else maps[i], image.size)
             found.append(boxes)
             given = regions[i] if regions else None
             chosen.append(given or (subject if crop else Box(0, image.size[0], 0, image.size[1])))
         embeddings = whole.embeddings.copy()
-        priors = self._priors(whole.logits, len(images))
         to_crop = [i for i, (img, box) in enumerate(zip(images, chosen, strict=True)) if cropped(box, img.size)]
         pooled = self._pooled(images, chosen, to_crop, whole.feature_maps)
         for i, embedding in pooled.items():
@@ -133,7 +144,8 @@ class Vision:
             embeddings[to_crop] = out.embeddings
             mine = [to_crop[k] for k in own]
             embeddings[mine] = self._with_context(out.embeddings[own], whole.embeddings[mine])
-            priors[to_crop] = self._priors(out.logits, len(crops))
+            if out.logits is not None:  # the crop's own prior; else the whole picture's stays
+                priors[to_crop] = self._priors(out.logits, len(crops))
         described = [Description(found[i], chosen[i], embeddings[i], priors[i]) for i in range(len(images))]
         if searches is not None:
             insets_found = [_inset_of(image, search) for image, search in zip(images, searches, strict=True)]
@@ -208,11 +220,14 @@ class Vision:
             return subjects
         return l2_normalise((1 - self.context) * subjects + self.context * wholes)
 
-    def _priors(self, logits: NDArray[np.float32] | None, n: int) -> NDArray[np.float32]:
-        if logits is None or self._projection is None:
+    def _priors(
+        self, logits: NDArray[np.float32] | None, n: int, projection: NDArray[np.float32] | None = None
+    ) -> NDArray[np.float32]:
+        projection = self._projection if projection is None else projection
+        if logits is None or projection is None:
             # No classifier: a flat prior, so the neighbour vote decides.
             return np.full((n, len(CATEGORIES)), 1.0 / len(CATEGORIES), dtype=np.float32)
-        return (softmax(logits.astype(np.float32)) @ self._projection).astype(np.float32)
+        return (softmax(logits.astype(np.float32)) @ projection).astype(np.float32)
 
 
 def cropped(region: Box, size: tuple[int, int]) -> bool:
