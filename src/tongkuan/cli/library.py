@@ -80,6 +80,29 @@ def import_(folder: Path, name: str, data_dir: Path) -> None:
     )
 
 
+@models.command("pull")
+@click.argument("reference", metavar="REPO[@REVISION]")
+@click.option("--name", default=None, help="What to call it [default: the repository's name].")
+@click.option("--token", default=None, help="A hub token, for gated models [default: HF_TOKEN].")
+@DATA_DIR
+def pull(reference: str, name: str | None, token: str | None, data_dir: Path) -> None:
+    """Download a model from the Hugging Face Hub (HF_ENDPOINT: a mirror; HF_HUB_OFFLINE=1: only
+    what was downloaded before), check every file against the hub's hashes and import it.
+    Only the files its layout needs are fetched; an interrupted pull keeps what it finished."""
+    from tongkuan.models.hub import pull_model
+
+    settings = settings_from(data_dir)
+    try:
+        record = pull_model(settings.data_dir, reference, name, token)
+    except TongkuanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"pulled {reference} as {record.name} ({record.layout} layout, {record.dim} dimensions, "
+        f"{record.size_bytes / 1e6:.1f} MB, licence {record.licence or 'unknown'}); "
+        f"search with it: tongkuan models use {record.name}"
+    )
+
+
 @models.command("use")
 @click.argument("name", required=False)
 @click.option("--undo", is_flag=True, help="Switch back to the model used before the last switch.")
