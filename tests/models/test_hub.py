@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.models.test_library import data_dir  # noqa: F401  (the fixture)
 from tests.models.test_tuning import MODEL, small_catalog, vectors
 from tests.utils.fake_hub import FakeHub
 from tests.utils.tiny_models import tiny_hf_onnx, tiny_immich
@@ -46,7 +45,7 @@ def library(data: Path) -> list[str]:
 def test_a_model_is_pulled_switched_to_searched_with_and_switched_back(
     hub: FakeHub,
     data_root: Path,
-    data_dir: Path,  # noqa: F811
+    data_dir: Path,
 ) -> None:
     small_catalog(data_root, data_dir, 4)
     code, out = run("models", "pull", "tiny/dinov2-tiny", "--data-dir", str(data_dir))
@@ -77,7 +76,7 @@ def test_a_model_is_pulled_switched_to_searched_with_and_switched_back(
 def test_hub_failures_are_one_line_and_leave_the_library_as_it_was(
     hub: FakeHub,
     data_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cases = [
         (("tiny/nothing-here",), "no such repository"),
@@ -111,7 +110,7 @@ def test_hub_failures_are_one_line_and_leave_the_library_as_it_was(
     assert code == 1 and "cannot download tiny/other@main on http://127.0.0.1:9" in out, out
 
 
-def test_a_download_cut_off_is_taken_up_again(hub: FakeHub, data_dir: Path) -> None:  # noqa: F811
+def test_a_download_cut_off_is_taken_up_again(hub: FakeHub, data_dir: Path) -> None:
     hub.cut_once.add("onnx/model.onnx")
     code, out = run("models", "pull", "tiny/dinov2-tiny", "--data-dir", str(data_dir))
     assert code == 0, out
@@ -122,7 +121,7 @@ def test_a_download_cut_off_is_taken_up_again(hub: FakeHub, data_dir: Path) -> N
 def test_offline_a_pull_takes_only_what_was_downloaded_before(
     hub: FakeHub,
     data_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, out = run("models", "pull", "tiny/dinov2-tiny", "--data-dir", str(data_dir))
