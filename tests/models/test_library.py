@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import settings_for
+from tests.conftest import as_records, new_database, settings_for
 from tests.models.test_tuning import MODEL, small_catalog, vectors
+from tests.utils.milvus_server import MilvusServer
+from tests.utils.postgres_server import PostgresServer
 from tests.utils.tiny_models import tiny_hf_onnx, tiny_immich
 from tongkuan.cli import main
 from tongkuan.config import Settings
 from tongkuan.engine import Engine
+from tongkuan.engine.build import Builder
+from tongkuan.engine.engine import MODEL_CHECK_S
 from tongkuan.errors import ConfigError
+from tongkuan.models.switch import switch_catalog
 from tongkuan.sample import grocery_records
 from tongkuan.search.searcher import SearchQuery
 
@@ -61,6 +67,8 @@ def test_a_hugging_face_onnx_folder_is_imported_listed_used_and_switched_back(
         engine.close()
     code, out = run("models", "list", "--data-dir", str(data_dir))
     assert "* dinov2-tiny" in out
+    code, out = run("tune", "--data-dir", str(data_dir))
+    assert code == 1 and "tuning trains the shipped EfficientNet-Lite models" in out and len(out.splitlines()) == 1
 
     code, out = run("models", "use", MODEL, "--data-dir", str(data_dir))
     assert code == 0, out
@@ -132,3 +140,29 @@ def test_the_catalogs_own_model_cannot_be_removed(data_root: Path, data_dir: Pat
     code, out = run("models", "remove", MODEL, "--data-dir", str(data_dir))
     assert code == 1 and "only imported and pulled models can be removed" in out
     shutil.rmtree(tmp_path / "m")
+
+
+def test_a_server_catalog_switches_to_an_imported_model_and_back(
+    data_root: Path, data_dir: Path, tmp_path: Path, postgres: PostgresServer, milvus: MilvusServer
+) -> None:
+    servers = {"catalog_url": new_database(postgres), "vectors_url": f"milvus://127.0.0.1:{milvus.port}/imported"}
+    raw = list(grocery_records(data_root, photos_per_product=1))[:5]
+    engine = Engine(settings_for(data_dir, model=MODEL, **servers))
+    try:
+        assert not engine.ingester().ingest(as_records(raw)).failures
+        assert (
+            run("models", "import", str(tiny_hf_onnx(tmp_path / "m")), "--name", "m", "--data-dir", str(data_dir))[0]
+            == 0
+        )
+        switched = switch_catalog(Builder(settings_for(data_dir, **servers)), "m")
+        assert switched.model == "m" and switched.index_pictures == 10
+        time.sleep(MODEL_CHECK_S)
+        picture = Path(str(raw[2]["images"][0]))  # type: ignore[index]
+        found = engine.search(engine.decode(picture.read_bytes()), SearchQuery(limit=1))  # the engine follows
+        assert engine.vision.spec.name == "m" and engine.vision.dim == 24
+        assert found.hits[0].product.item_id == raw[2]["itemId"]
+        assert "m" in getattr(engine.vector_index, "name", "")  # a Milvus collection of its own
+        back = switch_catalog(Builder(settings_for(data_dir, **servers)), MODEL)
+        assert back.model == MODEL and back.index_pictures == 10
+    finally:
+        engine.close()

@@ -26,6 +26,8 @@ from PIL import Image
 from tongkuan.adapt.recipe import CatalogShape, Recipe, choose
 from tongkuan.catalog.store import Catalog
 from tongkuan.domain.categories import CATEGORY_POSITION
+from tongkuan.domain.models import is_shipped
+from tongkuan.errors import CannotLearn
 from tongkuan.models.images import ImageSource
 from tongkuan.models.parts import Parts
 from tongkuan.models.switch import base_model, keep_model, open_current, switch
@@ -107,11 +109,26 @@ def _examples(catalog: Catalog, source: ImageSource) -> list[Example]:
     return examples
 
 
+def _tunable(base: str) -> None:
+    """Raise `CannotLearn` for a catalog whose model is not one tuning can train."""
+    if not is_shipped(base):
+        raise CannotLearn(
+            f"tuning trains the shipped EfficientNet-Lite models, and the catalog searches with {base}: "
+            "switch to one (tongkuan models use efficientnet-lite2) to tune it, or keep the imported model "
+            "and learn its whitening (tongkuan whiten)"
+        )
+
+
 def plan_tuning(parts: Parts, recipe: Recipe = DECLARED) -> TuningPlan:
     """The recipe `tune_catalog` would run on this catalog (`tongkuan tune --dry-run`)."""
     from tongkuan.adapt.groups import labels_from_products
 
     current, spec, catalog = open_current(parts)
+    try:
+        _tunable(base_model(spec, current))
+    except CannotLearn:
+        catalog.close()
+        raise
     try:
         with parts.images(parts.data_dir / "tune" / "pictures") as source:
             examples = _examples(catalog, source)
@@ -166,6 +183,7 @@ def tune_catalog(
     try:
         with parts.images(work / "pictures") as source:
             base = base_model(spec, current)
+            _tunable(base)
             examples = _examples(catalog, source)
             started = time.perf_counter()
             result = tune(examples, replace(recipe, model=base), checkpoint=work / "checkpoint.pt", progress=progress)
