@@ -15,6 +15,7 @@
       VisionError
         ModelNotFound
         ModelLoadError
+        CannotSearchWords
       StoreError
         ProductNotFound
         PictureNotFound
@@ -102,6 +103,10 @@ class ModelNotFound(VisionError):
 
 class ModelLoadError(VisionError):
     """A model file that exists but cannot be loaded."""
+
+
+class CannotSearchWords(VisionError):
+    """A search by words with a model that has no text tower."""
 
 
 class StoreError(TongkuanError):

@@ -90,3 +90,69 @@ def tiny_immich(folder: Path, dim: int = 16, side: int = 32, patch: int = 8, see
     )
     (folder / "config.json").write_text(json.dumps({"embed_dim": dim, "vision_cfg": {"image_size": side}}))
     return folder
+
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
+
+
+def tiny_clip(folder: Path, dim: int = 8, side: int = 32, seed: int = 2) -> Path:
+    """A CLIP-style model in the Hugging Face ONNX layout whose towers agree on colours: the
+    visual tower projects a picture's mean colour, the text tower projects the colour its
+    colour word names, through the same random matrix (`onnx/vision_model.onnx` giving
+    `image_embeds`, `onnx/text_model.onnx` giving `text_embeds`, a word-level
+    `tokenizer.json`). "red" finds a red picture first, and nothing else does."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    rng = np.random.default_rng(seed)
+    projection = rng.normal(0, 1, (3, dim)).astype(np.float32)
+    (folder / "onnx").mkdir(parents=True, exist_ok=True)
+    vision = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["pixel_values"], ["mean_colour"], axes=[2, 3], keepdims=0),
+            helper.make_node("MatMul", ["mean_colour", "projection"], ["image_embeds"]),
+        ],
+        "tiny-clip-vision",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, side, side])],
+        [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["batch", dim])],
+        [numpy_helper.from_array(projection, "projection")],
+    )
+    words = ["<pad>", "<unk>", *COLOURS, "a", "photo", "of"]
+    table = np.zeros((len(words), dim), dtype=np.float32)
+    for i, word in enumerate(words):
+        if word in COLOURS:  # the colour as the visual tower sees it: 0.5 mean and std on the 0-1 scale
+            normalised = (np.array(COLOURS[word], dtype=np.float32) / 255 - 0.5) / 0.5
+            table[i] = normalised @ projection
+    text = helper.make_graph(
+        [
+            helper.make_node("Gather", ["word_table", "input_ids"], ["words"]),
+            helper.make_node("ReduceSum", ["words", "token_axis"], ["text_embeds"], keepdims=0),
+        ],
+        "tiny-clip-text",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"])],
+        [helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT, ["batch", dim])],
+        [numpy_helper.from_array(table, "word_table"), numpy_helper.from_array(np.array([1], np.int64), "token_axis")],
+    )
+    for graph, name in ((vision, "vision_model.onnx"), (text, "text_model.onnx")):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        onnx.save(model, str(folder / "onnx" / name))
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"pad_token": "<pad>", "model_max_length": 8}))
+    (folder / "config.json").write_text(json.dumps({"model_type": "clip", "projection_dim": dim}))
+    processor = {
+        "image_processor_type": "CLIPImageProcessor",
+        "size": {"height": side, "width": side},
+        "do_center_crop": False,
+        "resample": 3,
+        "do_rescale": True,
+        "rescale_factor": 0.00392156862745098,
+        "do_normalize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor))
+    return folder

@@ -211,12 +211,15 @@ def restore(archive: Path, data_dir: Path, force: bool) -> None:
 
 
 @main.command()
-@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("image", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @DATA_DIR
 @click.option("--limit", default=10, show_default=True)
 @click.option("--no-crop", is_flag=True, help="Search the whole image, not the main subject.")
-def search(image: Path, data_dir: Path, limit: int, no_crop: bool) -> None:
-    """Search the catalog with a local image and print JSON."""
+@click.option("--words", default=None, help="Search by what the pictures show (a model with a text tower).")
+def search(image: Path | None, data_dir: Path, limit: int, no_crop: bool, words: str | None) -> None:
+    """Search the catalog with a local image (or, with --words, by words) and print JSON."""
+    if (image is None) == (words is None):
+        raise click.UsageError("give an IMAGE, or --words")
     settings = settings_from(data_dir)
     from tongkuan.api.wire import search_summary
     from tongkuan.engine import Engine
@@ -224,7 +227,13 @@ def search(image: Path, data_dir: Path, limit: int, no_crop: bool) -> None:
 
     engine = Engine(settings)
     try:
-        results = engine.search(engine.decode(image.read_bytes()), SearchQuery(crop=not no_crop, limit=limit))
+        if words is not None:
+            results = engine.search_words(words, SearchQuery(limit=limit))
+        else:
+            assert image is not None
+            results = engine.search(engine.decode(image.read_bytes()), SearchQuery(crop=not no_crop, limit=limit))
+    except TongkuanError as exc:
+        raise click.ClickException(str(exc)) from exc
     finally:
         engine.close()
     click.echo(json.dumps(search_summary(results), ensure_ascii=False, indent=2))

@@ -29,6 +29,7 @@ from tongkuan.models.stored import tuned_from, unpack_model
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
 from tongkuan.vision.pipeline import Vision
 from tongkuan.vision.registry import resolve_model
+from tongkuan.vision.text import TextEncoder, text_spec
 
 
 def stored_model(settings: Settings) -> str | None:
@@ -91,7 +92,9 @@ def open_vision(settings: Settings, spec: ModelSpec) -> Vision:
     finder = None
     if spec.feature_map_output is None:
         finder = OnnxEncoder(resolve_model(DEFAULT_MODEL, Path(settings.data_dir)), threads=threads, slots=slots)
-    return Vision(OnnxEncoder(spec, threads=threads, slots=slots), finder=finder)
+    tower = text_spec(spec.described) if spec.described is not None else None
+    text = None if tower is None else TextEncoder(tower, threads=threads)
+    return Vision(OnnxEncoder(spec, threads=threads, slots=slots), finder=finder, text=text)
 
 
 def open_catalog(settings: Settings, model: str, dim: int) -> Catalog:

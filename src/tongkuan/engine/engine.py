@@ -146,6 +146,12 @@ class Engine:
             regions=tuple(picture.to_picture(box) for box in results.regions),
         )
 
+    def search_words(self, words: str, query: SearchQuery) -> SearchResults:
+        """Rank catalog products by how well their pictures show `words`, with the model's
+        text tower (CLIP- and SigLIP-class models); raises `CannotSearchWords` without one."""
+        self.follow_switch()
+        return self.searcher.search_words(words, query)
+
     def decode(self, data: bytes) -> Decoded:
         """A query picture within the pixel limit and the decode memory budget; raises
         `ImageError`, or `ServiceBusy` while decodes hold all the memory they may. Its key, the

@@ -20,7 +20,7 @@ from pathlib import Path
 from tongkuan.domain.models import LIBRARY_NAME, SHIPPED_MODEL_NAMES, is_shipped, is_tuned
 from tongkuan.errors import ConfigError, ModelNotFound
 from tongkuan.vision.encoder import ModelSpec
-from tongkuan.vision.layouts import layout_of, read_model_folder
+from tongkuan.vision.layouts import layout_of, read_model_folder, read_text_tower
 
 RECORD = "record.json"
 NAME_PATTERN = LIBRARY_NAME
@@ -40,6 +40,7 @@ class ModelRecord:
     licence: str | None
     source: str
     layout: str | None = None
+    text: bool = False  # whether it has a text tower (text-to-picture search)
 
 
 def models_folder(data_dir: Path) -> Path:
@@ -87,6 +88,9 @@ def import_model(data_dir: Path, source: Path, name: str, origin: dict[str, str]
         spec = read_model_folder(staging, name)
         described = spec.to_json(staging) if layout != "tongkuan" else json.loads((staging / "model.json").read_text())
         described["name"] = name
+        text = read_text_tower(staging)
+        if text is not None and layout != "tongkuan":
+            described["text"] = text.to_json(staging)
         (staging / "model.json").write_text(json.dumps(described, indent=2))
         licence = (origin or {}).get("licence") or card_licence(staging / "README.md")
         record = {
@@ -95,6 +99,7 @@ def import_model(data_dir: Path, source: Path, name: str, origin: dict[str, str]
             "layout": layout,
             "licence": licence or "",
             "dim": spec.dim,
+            "text": text is not None,
             "added": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **{k: v for k, v in (origin or {}).items() if k not in ("licence", "source")},
         }
@@ -133,6 +138,7 @@ def _library_record(folder: Path) -> ModelRecord:
         licence=record.get("licence") or None,
         source=str(record.get("source", "")),
         layout=record.get("layout"),
+        text=bool(record.get("text")),
     )
 
 

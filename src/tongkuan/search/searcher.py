@@ -71,6 +71,22 @@ class Searcher:
             clock.stop()
             return results
 
+    def search_words(self, words: str, query: SearchQuery, clock: StageClock | None = None) -> SearchResults:
+        """Rank catalog products by how well their pictures show `words` (the model's text
+        tower; raises `CannotSearchWords` for a model without one)."""
+        clock = clock if clock is not None else StageClock()
+        clock.start(Stage.VISION)
+        described = self.vision.describe_words(words)
+        clock.stop()
+        with self.lock:
+            clock.start(Stage.INDEX)
+            self.index.sync()
+            clock.start(Stage.CATALOG)
+            with self.catalog.snapshot():
+                results = self._search(described, query, clock)
+            clock.stop()
+            return results
+
     def _describe(self, image: Image.Image, query: SearchQuery, key: str | None) -> Description:
         """The query picture as the model sees it, from the cache where it was seen before."""
         cache = None if key is None else self._described

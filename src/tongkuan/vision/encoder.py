@@ -77,6 +77,7 @@ class ModelSpec:
     interpolation: str = "bilinear"  # or bicubic, nearest, lanczos, box, hamming (Pillow's filters)
     # how a (batch, tokens, dim) embedding output becomes one vector: "cls", its first token
     pooling: str = "cls"
+    described: Path | None = None  # the model.json it was read from
 
     @classmethod
     def from_json(cls, json_path: Path, onnx_path: Path | None = None) -> ModelSpec:
@@ -106,6 +107,7 @@ class ModelSpec:
             resize_to=None if raw.get("resize_to") is None else int(raw["resize_to"]),
             interpolation=str(raw.get("interpolation", "bilinear")),
             pooling=str(raw.get("pooling", "cls")),
+            described=json_path,
         )
 
     def to_json(self, folder: Path) -> dict[str, Any]:

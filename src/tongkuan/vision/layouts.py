@@ -20,6 +20,7 @@ from typing import Any
 
 from tongkuan.errors import ModelLoadError
 from tongkuan.vision.encoder import ModelSpec
+from tongkuan.vision.text import TextSpec, text_spec
 
 # Pillow's filter numbers, as preprocessor_config.json's `resample` gives them
 _RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -70,18 +71,89 @@ def _json(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _graph_io(path: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """The input names and (output name, rank) of an ONNX file, read without its weights."""
+def _graph(path: Path) -> Any:
     import onnx
 
     try:
-        graph = onnx.load(str(path), load_external_data=False).graph
+        return onnx.load(str(path), load_external_data=False).graph
     except Exception as exc:  # onnx raises protobuf's own errors for a file that is not a model
         raise ModelLoadError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from exc
+
+
+def _graph_io(path: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """The input names and (output name, rank) of an ONNX file, read without its weights."""
+    graph = _graph(path)
     initialisers = {tensor.name for tensor in graph.initializer}
     inputs = [value.name for value in graph.input if value.name not in initialisers]
     outputs = [(value.name, len(value.type.tensor_type.shape.dim)) for value in graph.output]
     return inputs, outputs
+
+
+def _input_types(path: Path) -> dict[str, str]:
+    """Each input's integer type ("int32" or "int64"), for token ids."""
+    graph = _graph(path)
+    kinds = {6: "int32", 7: "int64"}
+    return {value.name: kinds.get(value.type.tensor_type.elem_type, "int64") for value in graph.input}
+
+
+def _pad_token(config: dict[str, Any]) -> str | None:
+    pad = config.get("pad_token")
+    if isinstance(pad, dict):  # an AddedToken written out
+        pad = pad.get("content")
+    return str(pad) if pad else None
+
+
+def read_text_tower(folder: Path) -> TextSpec | None:
+    """The model's text tower where its folder has one (and its tokenizer), else None; one
+    that is there but cannot be read is refused (`ModelLoadError`), never guessed."""
+    layout = layout_of(folder)
+    if layout == "tongkuan":
+        return text_spec(folder / "model.json")
+    if layout == "hf-onnx":
+        path, tokenizer = folder / "onnx" / "text_model.onnx", folder / "tokenizer.json"
+        if not path.is_file():
+            return None
+        if not tokenizer.is_file():
+            raise ModelLoadError(f"{folder} has a text tower but no tokenizer.json")
+        config = _json(folder / "config.json") if (folder / "config.json").is_file() else {}
+        settings_path = folder / "tokenizer_config.json"
+        settings = _json(settings_path) if settings_path.is_file() else {}
+        text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+        length = settings.get("model_max_length")
+        if not isinstance(length, int) or length > 4096:  # transformers writes 1e30 for "no limit"
+            length = text_config.get("max_position_embeddings") if isinstance(text_config, dict) else None
+        canonicalize = bool(settings.get("do_lower_case")) or str(config.get("model_type", "")).startswith("siglip")
+        names: tuple[str, ...] = ("text_embeds", "pooler_output")
+    else:
+        path, tokenizer = folder / "textual" / "model.onnx", folder / "textual" / "tokenizer.json"
+        if not path.is_file():
+            return None
+        if not tokenizer.is_file():
+            raise ModelLoadError(f"{folder} has a text tower but no textual/tokenizer.json")
+        config = _json(folder / "config.json") if (folder / "config.json").is_file() else {}
+        settings_path = folder / "textual" / "tokenizer_config.json"
+        settings = _json(settings_path) if settings_path.is_file() else {}
+        text_cfg = config.get("text_cfg") if isinstance(config.get("text_cfg"), dict) else {}
+        length = (text_cfg or {}).get("context_length", 77)
+        kwargs = (text_cfg or {}).get("tokenizer_kwargs") or {}
+        canonicalize = isinstance(kwargs, dict) and kwargs.get("clean") == "canonicalize"
+        names = ()
+    pad = _pad_token(settings)
+    if pad is None:
+        raise ModelLoadError(f"{settings_path} gives no pad_token for the text tower")
+    if not isinstance(length, int) or length < 1:
+        raise ModelLoadError(f"{folder}: the text tower's context length cannot be read")
+    inputs, outputs = _graph_io(path)
+    types = _input_types(path)
+    ids = next((i for i in inputs if i in ("input_ids", "text")), None)
+    if ids is None:
+        raise ModelLoadError(f"{path} takes no input_ids or text input (it takes {', '.join(inputs)})")
+    mask = "attention_mask" if "attention_mask" in inputs else None
+    given = [name for name, _ in outputs]
+    output = next((n for n in names if n in given), given[0] if not names and given else None)
+    if output is None:
+        raise ModelLoadError(f"{path} gives none of {', '.join(names)} (it gives {', '.join(given)})")
+    return TextSpec(path, tokenizer, length, pad, ids, types.get(ids, "int64"), mask, output, canonicalize)
 
 
 def _square(value: Any, what: str, path: Path) -> int:

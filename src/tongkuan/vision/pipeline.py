@@ -11,10 +11,12 @@ from PIL import Image
 
 from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import CATEGORIES
+from tongkuan.errors import CannotSearchWords
 from tongkuan.vision.classify import label_projection, softmax
 from tongkuan.vision.detect import detect_regions
 from tongkuan.vision.encoder import OnnxEncoder, l2_normalise
 from tongkuan.vision.insets import find_inset
+from tongkuan.vision.text import TextEncoder
 
 # The share of the whole picture's embedding in a cropped main subject's (the rest is the
 # crop's): the whole picture is embedded anyway to find the subject, and its context helps.
@@ -62,9 +64,14 @@ class Vision:
     the category prior; the encoder then embeds the chosen region as it would its own."""
 
     def __init__(
-        self, encoder: OnnxEncoder, context: float = CONTEXT_WEIGHT, finder: OnnxEncoder | None = None
+        self,
+        encoder: OnnxEncoder,
+        context: float = CONTEXT_WEIGHT,
+        finder: OnnxEncoder | None = None,
+        text: TextEncoder | None = None,
     ) -> None:
         self.encoder = encoder
+        self.text = text  # the model's text tower, where it has one
         self.context = context
         self.spec = encoder.spec
         self.finder = finder if encoder.spec.feature_map_output is None else None
@@ -72,6 +79,18 @@ class Vision:
         self._finder_projection = None if self.finder is None else label_projection(self.finder.spec.labels)
         # searches for a picture inside the picture, run while the model describes it
         self._beside = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inset-search")
+
+    def describe_words(self, words: str) -> Description:
+        """Words as a query: their vector in the pictures' space from the model's text tower
+        (no regions, a flat category prior: the neighbours' vote decides). Raises
+        `CannotSearchWords` where the model has no text tower."""
+        if self.text is None:
+            raise CannotSearchWords(
+                f"model {self.spec.name} has no text tower: search by words needs a CLIP- or SigLIP-class model"
+            )
+        embedding = self.text.embed([words])[0]
+        flat = np.full(len(CATEGORIES), 1.0 / len(CATEGORIES), dtype=np.float32)
+        return Description((), Box(0, 0, 0, 0), embedding, flat)
 
     @property
     def dim(self) -> int:

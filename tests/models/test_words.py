@@ -1,0 +1,70 @@
+"""Search by words with a model's text tower: a CLIP-style model whose towers agree on colours
+(built here, random weights) is imported with its tokenizer, the catalog switches to it, and
+"red" finds the red product first; a model without a text tower answers in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from PIL import Image
+
+from tests.utils.tiny_models import COLOURS, tiny_clip, tiny_hf_onnx
+from tongkuan.cli import main
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def colour_catalog(folder: Path) -> Path:
+    """Two products of each colour, one solid picture each, as a JSONL file to ingest."""
+    folder.mkdir(parents=True)
+    lines = []
+    for colour, rgb in COLOURS.items():
+        for n in range(2):
+            path = folder / f"{colour}-{n}.png"
+            Image.new("RGB", (96, 64 + 16 * n), rgb).save(path)
+            lines.append({"itemId": f"{colour}-{n}", "title": f"item {n}", "images": [str(path)]})
+    source = folder / "catalog.jsonl"
+    source.write_text("\n".join(json.dumps(line) for line in lines))
+    return source
+
+
+def test_words_find_the_products_whose_pictures_show_them(data_dir: Path, tmp_path: Path) -> None:
+    source = colour_catalog(tmp_path / "pictures")
+    code, out = run("ingest", str(source), "--model", "efficientnet-lite0", "--no-whiten", "--data-dir", str(data_dir))
+    assert code == 0, out
+    code, out = run("search", "--words", "red", "--data-dir", str(data_dir))
+    assert code == 1 and "has no text tower" in out and len(out.splitlines()) == 1
+
+    code, out = run(
+        "models", "import", str(tiny_clip(tmp_path / "clip")), "--name", "clip-tiny", "--data-dir", str(data_dir)
+    )
+    assert code == 0, out
+    described = json.loads((data_dir / "models" / "clip-tiny" / "model.json").read_text())
+    assert described["embedding_output"] == "image_embeds" and described["text"]["ids_input"] == "input_ids"
+    assert described["text"]["context_length"] == 8 and described["text"]["pad_token"] == "<pad>"
+    assert run("models", "use", "clip-tiny", "--data-dir", str(data_dir))[0] == 0
+
+    for colour in COLOURS:
+        code, out = run(
+            "search", "--words", f"a photo of {colour.upper()}", "--limit", "2", "--data-dir", str(data_dir)
+        )
+        assert code == 0, out
+        found = [hit["itemId"] for hit in json.loads(out)["hits"]]
+        assert sorted(found) == [f"{colour}-0", f"{colour}-1"], (colour, out)
+
+
+def test_a_text_tower_that_cannot_be_read_is_refused_in_one_line(data_dir: Path, tmp_path: Path) -> None:
+    clip = tiny_clip(tmp_path / "clip")
+    (clip / "tokenizer.json").unlink()
+    code, out = run("models", "import", str(clip), "--name", "no-tokenizer", "--data-dir", str(data_dir))
+    assert code == 1 and "has a text tower but no tokenizer.json" in out
+    plain = tiny_hf_onnx(tmp_path / "plain")
+    assert run("models", "import", str(plain), "--name", "plain", "--data-dir", str(data_dir))[0] == 0
+    code, out = run("models", "list", "--json", "--data-dir", str(data_dir))
+    rows = {row["name"]: row for row in map(json.loads, out.splitlines())}
+    assert rows["plain"]["text"] is False
