@@ -57,10 +57,12 @@ from tongkuan.bench import (
     fuse,
     learn_whitening,
     listings_whitening,
+    model_spec,
     mutual_pairs,
     neighbour_vote,
     read_rows,
     resolve_model,
+    subject_finder,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -370,9 +372,13 @@ def main() -> None:
     )
     parser.add_argument("--only", default=None, help="Comma-separated tables to run (default: all).")
     args = parser.parse_args()
+    # a shipped model, a model imported or pulled into the --model-cache data directory
+    # (tongkuan models pull ... --data-dir DIR), or a model.json
+    spec = model_spec(args.model, args.model_cache)
     vision = PoolingVision(
-        OnnxEncoder(resolve_model(args.model, args.model_cache)), pool_above=args.pool_above, context=args.context
-    )
+        OnnxEncoder(spec), pool_above=args.pool_above, context=args.context,
+        finder=subject_finder(spec, args.model_cache),
+    )  # fmt: skip
     started = time.perf_counter()
     summary: dict[str, object] = {"model": args.model, "pool_above": args.pool_above, "context": args.context}
     benches: list[tuple[str, Callable[[Vision, Path, int | None], dict[str, object]]]] = [

@@ -27,6 +27,25 @@ def run_bench(*args: str) -> dict:  # type: ignore[type-arg]
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def test_the_quality_benchmark_runs_against_an_imported_model(data_root: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tests.utils.tiny_models import tiny_hf_onnx
+    from tongkuan.cli import main
+
+    data_dir = tmp_path / "data"
+    imported = CliRunner().invoke(
+        main, ["models", "import", str(tiny_hf_onnx(tmp_path / "tiny")), "--name", "tiny", "--data-dir", str(data_dir)]
+    )
+    assert imported.exit_code == 0, imported.output
+    summary = run_bench(
+        "bench/quality.py", "--data", str(data_root), "--limit", "3", "--model", "tiny",
+        "--model-cache", str(data_dir), "--only", "same_product,detection",
+    )  # fmt: skip
+    assert summary["model"] == "tiny" and summary["same_product"]["queries"] == 3
+    assert summary["detection"]["scenes"] == 3  # the shipped model finds the subjects for it
+
+
 def test_quality_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
     summary = run_bench(
         "bench/quality.py", "--data", str(data_root), "--limit", "8", "--model", "efficientnet-lite0",

@@ -45,6 +45,8 @@ _HOME: dict[str, str] = {
     "any_term_ranking": "tongkuan.bench.keywords",  # keyword search without its all-words tier, inside
     # the models, as the quality benchmarks run them
     "resolve_model": "tongkuan.vision.registry",  # a shipped model by name (or a model.json)
+    "model_spec": "tongkuan.bench.service",  # a model by name as the service opens it (library models too)
+    "subject_finder": "tongkuan.bench.service",  # the shipped model that finds an embedder's subjects
     "ModelSpec": "tongkuan.vision.encoder",  # a model: its files, input size, dimension, labels
     "OnnxEncoder": "tongkuan.vision.encoder",  # one model run: embeddings, feature maps, logits
     "l2_normalise": "tongkuan.vision.encoder",  # rows scaled to unit length

@@ -12,14 +12,32 @@ from unittest import mock
 
 from tongkuan.adapt.whitening import META_KEY, search_space
 from tongkuan.catalog.store import LearnedMetadata
+from tongkuan.domain.models import DEFAULT_MODEL
 from tongkuan.engine.build import index_folder
 from tongkuan.index.base import VectorIndex
 from tongkuan.ingest import ingester
+from tongkuan.models.library import library_spec
 from tongkuan.search.query import SearchQuery, SearchResults
 from tongkuan.search.searcher import Searcher
 from tongkuan.search.timing import StageClock
+from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
 from tongkuan.vision.pipeline import Description
+from tongkuan.vision.registry import resolve_model
 from tongkuan.vision.whitening import Whitening
+
+
+def model_spec(model: str, data_dir: Path) -> ModelSpec:
+    """A model as the service opens it by name: shipped (exported into `data_dir` on first
+    use), imported or pulled into `data_dir`'s library, or the path of a model.json."""
+    return library_spec(data_dir, model) or resolve_model(model, data_dir)
+
+
+def subject_finder(spec: ModelSpec, data_dir: Path) -> OnnxEncoder | None:
+    """The shipped model that finds a model's subjects where it has no feature map of its own,
+    as the service does (None: the model finds its own)."""
+    if spec.feature_map_output is not None:
+        return None
+    return OnnxEncoder(resolve_model(DEFAULT_MODEL, data_dir))
 
 
 @contextmanager

@@ -27,8 +27,14 @@ class PoolingVision(Vision):
     the whole picture's feature map inside it (`pool_region`) instead of running the model
     on the crop. None: cropped as the service does."""
 
-    def __init__(self, encoder: OnnxEncoder, pool_above: float | None = None, context: float = CONTEXT_WEIGHT) -> None:
-        super().__init__(encoder, context)
+    def __init__(
+        self,
+        encoder: OnnxEncoder,
+        pool_above: float | None = None,
+        context: float = CONTEXT_WEIGHT,
+        finder: OnnxEncoder | None = None,
+    ) -> None:
+        super().__init__(encoder, context, finder=finder)
         self.pool_above = pool_above
 
     def _pooled(
