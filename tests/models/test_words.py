@@ -10,8 +10,11 @@ from pathlib import Path
 from click.testing import CliRunner
 from PIL import Image
 
+from tests.conftest import serve, settings_for
 from tests.utils.tiny_models import COLOURS, tiny_clip, tiny_hf_onnx
+from tongkuan.api.app import create_app
 from tongkuan.cli import main
+from tongkuan.engine import Engine
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -68,3 +71,38 @@ def test_a_text_tower_that_cannot_be_read_is_refused_in_one_line(data_dir: Path,
     code, out = run("models", "list", "--json", "--data-dir", str(data_dir))
     rows = {row["name"]: row for row in map(json.loads, out.splitlines())}
     assert rows["plain"]["text"] is False
+
+
+def test_the_keyword_route_finds_by_pictures_only_when_asked_and_the_page_by_default(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    source = colour_catalog(tmp_path / "pictures")
+    assert (
+        run("ingest", str(source), "--model", "efficientnet-lite0", "--no-whiten", "--data-dir", str(data_dir))[0] == 0
+    )
+    engine = Engine(settings_for(data_dir))
+    with serve(create_app(engine.settings, engine=engine)) as service:
+        answer = service.get("/taobao/traffic/item/search", {"keyword": "red", "pictures": "true"})
+        body = answer.json()
+        assert body["code"] == 400 and "pictures=true needs a model with a text tower" in body["message"]
+    engine.close()
+
+    assert (
+        run("models", "import", str(tiny_clip(tmp_path / "clip")), "--name", "clip", "--data-dir", str(data_dir))[0]
+        == 0
+    )
+    assert run("models", "use", "clip", "--data-dir", str(data_dir))[0] == 0
+    engine = Engine(settings_for(data_dir))
+    try:
+        with serve(create_app(engine.settings, engine=engine)) as service:
+            titles = service.get("/taobao/traffic/item/search", {"keyword": "green"}).json()["data"]
+            assert titles["total"] == 0  # DAJI's route keeps its title semantics: no title says green
+            asked = {"keyword": "green", "pictures": "true", "page_size": "2"}
+            shown = service.get("/taobao/traffic/item/search", asked).json()["data"]
+            assert sorted(item["itemId"] for item in shown["data"]) == ["green-0", "green-1"]
+            both = service.get("/taobao/traffic/item/search", {"keyword": "item 1", "pictures": "true"}).json()["data"]
+            assert {item["itemId"] for item in both["data"]} >= {f"{c}-1" for c in COLOURS}  # titles kept
+            page = service.client.get("/web/api/keyword", params={"keyword": "blue", "page_size": "2"}).json()
+            assert sorted(item["itemId"] for item in page["data"]["data"]) == ["blue-0", "blue-1"]  # by default
+    finally:
+        engine.close()

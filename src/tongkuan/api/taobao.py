@@ -274,6 +274,7 @@ class KeywordParams:
     size: int
     order: SortOrder
     where: ProductFilter
+    pictures: bool
 
 
 KEYWORD = ParamTable(
@@ -283,6 +284,13 @@ KEYWORD = ParamTable(
     PAGE_SIZE,
     Param("sort", "order", rules.sort_order, "default (relevance), price_asc, price_desc or sales_desc."),
     FILTER,
+    Param(
+        "pictures",
+        "pictures",
+        partial(rules.boolean, default=False),
+        "tongkuan's extension: true also finds products whose pictures show the words (a model with a "
+        "text tower, such as CLIP or SigLIP), fused with the title matches; default false (titles only).",
+    ),
 )
 
 
@@ -296,8 +304,15 @@ def keyword_answer(engine: Engine, params: dict[str, str], base: str) -> dict[st
     """The keyword search's `data` for parameters already let through (signed, or from the
     search page): one table and one answer for both routes."""
     wanted = KEYWORD.parse(params)
+    if wanted.pictures and not engine.searches_words:
+        raise ParameterError(
+            f"pictures=true needs a model with a text tower (CLIP, SigLIP); this catalog searches with "
+            f"{engine.vision.spec.name} (pictures=true 需要带文本编码器的模型)"
+        )
     offset = (wanted.page - 1) * wanted.size
-    products, total = engine.keyword_page(wanted.keyword, wanted.order, wanted.where, offset, wanted.size)
+    products, total = engine.keyword_page(
+        wanted.keyword, wanted.order, wanted.where, offset, wanted.size, pictures=wanted.pictures
+    )
     return keyword_data(products, engine.first_pictures(products), wanted.page, total, base)
 
 

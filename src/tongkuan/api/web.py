@@ -138,5 +138,8 @@ def search(engine: EngineDep, params: QueryParams, metrics: MetricsDep, base: Ba
     openapi_extra=taobao.KEYWORD.openapi(),
 )
 def keyword(engine: EngineDep, params: QueryParams, base: BaseUrl) -> dict[str, Any]:
-    """Titles matching `keyword`, answered as `GET /taobao/traffic/item/search` answers them."""
+    """Titles matching `keyword`, answered as `GET /taobao/traffic/item/search` answers them;
+    with a model that has a text tower, also what the products' pictures show (`pictures`)."""
+    if engine.searches_words and not params.get("pictures"):
+        params = {**params, "pictures": "true"}
     return ok(taobao.keyword_answer(engine, params, base))

@@ -41,6 +41,8 @@ from tongkuan.ingest.ingester import DEFAULT_BATCH_SIZE, Ingester, IngestReport
 from tongkuan.ingest.jobs import ImportJobs
 from tongkuan.ingest.readers import SourceRecord
 from tongkuan.ingest.records import FIELDS, to_product, to_record
+from tongkuan.search.blend import BLEND_CANDIDATES, fused
+from tongkuan.search.blend import ordered as blended_order
 from tongkuan.search.searcher import Searcher, SearchQuery, SearchResults
 from tongkuan.search.timing import StageClock
 
@@ -225,11 +227,26 @@ class Engine:
         """Each product's first picture by itemId, for listings that show one."""
         return self.catalog.first_images([p.item_id for p in products])
 
+    @property
+    def searches_words(self) -> bool:
+        """Whether the catalog's model has a text tower (search by what pictures show)."""
+        return self.vision.text is not None
+
     def keyword_page(
-        self, text: str, order: SortOrder, where: ProductFilter, offset: int, limit: int
+        self, text: str, order: SortOrder, where: ProductFilter, offset: int, limit: int, pictures: bool = False
     ) -> tuple[list[Product], int]:
-        """One page of the products whose titles match `text`, and how many match in all."""
-        return self.catalog.keyword_search(text, order, where, offset, limit)
+        """One page of the products whose titles match `text`, and how many match in all. With
+        `pictures` (a model with a text tower), also the products whose pictures show `text`,
+        the two rankings fused (`tongkuan.search.blend`): a product is found by what its
+        pictures show even where its title lacks the words."""
+        if not pictures:
+            return self.catalog.keyword_search(text, order, where, offset, limit)
+        titled, _ = self.catalog.keyword_search(text, SortOrder.RELEVANCE, where, 0, BLEND_CANDIDATES)
+        shown = self.search_words(text, SearchQuery(limit=BLEND_CANDIDATES, where=where)).hits
+        by_id = {p.item_id: p for p in titled} | {h.product.item_id: h.product for h in shown}
+        ranked = [by_id[i] for i in fused([p.item_id for p in titled], [h.product.item_id for h in shown])]
+        ranked = blended_order(ranked, order)
+        return ranked[offset : offset + limit], len(ranked)
 
     def shop_page(
         self, text: str, offset: int, limit: int, top_items: int
