@@ -15,6 +15,7 @@ from tests.utils.tiny_models import COLOURS, tiny_clip, tiny_hf_onnx
 from tongkuan.api.app import create_app
 from tongkuan.cli import main
 from tongkuan.engine import Engine
+from tongkuan.search.searcher import SearchQuery
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -104,5 +105,24 @@ def test_the_keyword_route_finds_by_pictures_only_when_asked_and_the_page_by_def
             assert {item["itemId"] for item in both["data"]} >= {f"{c}-1" for c in COLOURS}  # titles kept
             page = service.client.get("/web/api/keyword", params={"keyword": "blue", "page_size": "2"}).json()
             assert sorted(item["itemId"] for item in page["data"]["data"]) == ["blue-0", "blue-1"]  # by default
+    finally:
+        engine.close()
+
+
+def test_a_text_tower_names_the_categories_instead_of_imagenets_labels(data_dir: Path, tmp_path: Path) -> None:
+    from tongkuan.domain.categories import CATEGORIES, Category
+
+    clip = tiny_clip(tmp_path / "clip", meanings={"shoes": "red", "handbag": "blue"})
+    assert run("models", "import", str(clip), "--name", "clip", "--data-dir", str(data_dir))[0] == 0
+    source = colour_catalog(tmp_path / "pictures")
+    assert run("ingest", str(source), "--model", "clip", "--no-whiten", "--data-dir", str(data_dir))[0] == 0
+    engine = Engine(settings_for(data_dir))
+    try:
+        red, blue = (Image.open(tmp_path / "pictures" / f"{c}-0.png").convert("RGB") for c in ("red", "blue"))
+        priors = [d.prior for d in engine.vision.describe([red, blue])]
+        assert CATEGORIES[int(priors[0].argmax())] == Category.SHOES and priors[0].max() > 0.9
+        assert CATEGORIES[int(priors[1].argmax())] == Category.BAGS
+        found = engine.search(engine.decode((tmp_path / "pictures" / "red-1.png").read_bytes()), SearchQuery(limit=1))
+        assert found.categories[0].category == Category.SHOES  # multiCategoryId, as the wire answers it
     finally:
         engine.close()

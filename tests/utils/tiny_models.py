@@ -95,12 +95,15 @@ def tiny_immich(folder: Path, dim: int = 16, side: int = 32, patch: int = 8, see
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
 
 
-def tiny_clip(folder: Path, dim: int = 8, side: int = 32, seed: int = 2) -> Path:
+def tiny_clip(
+    folder: Path, dim: int = 8, side: int = 32, seed: int = 2, meanings: dict[str, str] | None = None
+) -> Path:
     """A CLIP-style model in the Hugging Face ONNX layout whose towers agree on colours: the
     visual tower projects a picture's mean colour, the text tower projects the colour its
     colour word names, through the same random matrix (`onnx/vision_model.onnx` giving
     `image_embeds`, `onnx/text_model.onnx` giving `text_embeds`, a word-level
-    `tokenizer.json`). "red" finds a red picture first, and nothing else does."""
+    `tokenizer.json`). "red" finds a red picture first, and nothing else does; `meanings`
+    gives more words a colour ({"shoes": "red"}: shoes look red to it)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
     rng = np.random.default_rng(seed)
@@ -116,11 +119,12 @@ def tiny_clip(folder: Path, dim: int = 8, side: int = 32, seed: int = 2) -> Path
         [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["batch", dim])],
         [numpy_helper.from_array(projection, "projection")],
     )
-    words = ["<pad>", "<unk>", *COLOURS, "a", "photo", "of"]
+    meanings = {colour: colour for colour in COLOURS} | (meanings or {})
+    words = ["<pad>", "<unk>", *meanings, "a", "photo", "of"]
     table = np.zeros((len(words), dim), dtype=np.float32)
     for i, word in enumerate(words):
-        if word in COLOURS:  # the colour as the visual tower sees it: 0.5 mean and std on the 0-1 scale
-            normalised = (np.array(COLOURS[word], dtype=np.float32) / 255 - 0.5) / 0.5
+        if word in meanings:  # the colour as the visual tower sees it: 0.5 mean and std on the 0-1 scale
+            normalised = (np.array(COLOURS[meanings[word]], dtype=np.float32) / 255 - 0.5) / 0.5
             table[i] = normalised @ projection
     text = helper.make_graph(
         [

@@ -127,6 +127,41 @@ def label_projection(labels: str | None) -> NDArray[np.float32] | None:
     return None
 
 
+# What each category shows, as a model with a text tower is asked (CLIP's zero-shot prompts,
+# several per category, their embeddings averaged: prompt ensembling, Radford et al. 2021).
+CATEGORY_PROMPTS: dict[Category, tuple[str, ...]] = {
+    Category.TOPS: ("a shirt", "a t-shirt", "a jacket", "a sweater", "a coat"),
+    Category.DRESSES: ("a dress", "a skirt dress"),
+    Category.BOTTOMS: ("trousers", "jeans", "shorts", "a skirt"),
+    Category.BAGS: ("a handbag", "a backpack", "a suitcase", "a wallet"),
+    Category.SHOES: ("shoes", "sneakers", "boots", "sandals", "high heels"),
+    Category.ACCESSORIES: ("jewellery", "a watch", "a hat", "sunglasses", "a belt", "a scarf"),
+    Category.SNACKS: ("snacks", "packaged food", "fruit", "vegetables", "a box of biscuits"),
+    Category.BEAUTY: ("a cosmetic product", "a skin care bottle", "a lipstick", "perfume"),
+    Category.BOTTLED_BEVERAGES: ("a bottled drink", "a carton of milk", "a bottle of juice", "a can of soda"),
+    Category.FURNITURE: ("furniture", "a chair", "a table", "a sofa", "a bed"),
+    Category.TOYS: ("a toy", "a doll", "a plush toy", "a toy car", "building blocks"),
+    Category.UNDERWEAR: ("underwear", "a bra", "socks", "pyjamas"),
+    Category.DIGITAL: ("a mobile phone", "a laptop", "headphones", "a camera", "an electronic device"),
+    Category.OTHER: ("a household item", "a tool", "a product"),
+}
+PROMPT_TEMPLATES = ("a photo of {}.", "a product photo of {}.")
+ZERO_SHOT_SCALE = 100.0  # CLIP's learnt logit scale
+
+
+def category_prompts() -> list[tuple[Category, str]]:
+    """Every (category, prompt) a text tower embeds for zero-shot categories."""
+    return [(c, t.format(p)) for c, prompts in CATEGORY_PROMPTS.items() for p in prompts for t in PROMPT_TEMPLATES]
+
+
+def zero_shot_prior(
+    embeddings: NDArray[np.float32], categories: NDArray[np.float32], scale: float = ZERO_SHOT_SCALE
+) -> NDArray[np.float32]:
+    """Category probabilities from pictures' embeddings and each category's (normalised)
+    prompt embedding, in CATEGORIES' order: a softmax over scaled cosines."""
+    return softmax((scale * embeddings @ categories.T).astype(np.float32))
+
+
 def softmax(logits: NDArray[np.float32]) -> NDArray[np.float32]:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)

@@ -12,7 +12,7 @@ from PIL import Image
 from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import CATEGORIES
 from tongkuan.errors import CannotSearchWords
-from tongkuan.vision.classify import label_projection, softmax
+from tongkuan.vision.classify import category_prompts, label_projection, softmax, zero_shot_prior
 from tongkuan.vision.detect import detect_regions
 from tongkuan.vision.encoder import OnnxEncoder, l2_normalise
 from tongkuan.vision.insets import find_inset
@@ -71,7 +71,8 @@ class Vision:
         text: TextEncoder | None = None,
     ) -> None:
         self.encoder = encoder
-        self.text = text  # the model's text tower, where it has one
+        self.text = text  # the model's text tower, where it has one: it also names the categories
+        self._categories: NDArray[np.float32] | None = None
         self.context = context
         self.spec = encoder.spec
         self.finder = finder if encoder.spec.feature_map_output is None else None
@@ -79,6 +80,18 @@ class Vision:
         self._finder_projection = None if self.finder is None else label_projection(self.finder.spec.labels)
         # searches for a picture inside the picture, run while the model describes it
         self._beside = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inset-search")
+
+    def _category_vectors(self) -> NDArray[np.float32]:
+        """Each category's prompts embedded by the text tower and averaged (once per model)."""
+        if self._categories is None:
+            assert self.text is not None
+            prompts = category_prompts()
+            embedded = self.text.embed([prompt for _, prompt in prompts])
+            owners = np.array([CATEGORIES.index(category) for category, _ in prompts])
+            self._categories = l2_normalise(
+                np.stack([embedded[owners == i].mean(axis=0) for i in range(len(CATEGORIES))])
+            )
+        return self._categories
 
     def describe_words(self, words: str) -> Description:
         """Words as a query: their vector in the pictures' space from the model's text tower
@@ -165,6 +178,8 @@ class Vision:
             embeddings[mine] = self._with_context(out.embeddings[own], whole.embeddings[mine])
             if out.logits is not None:  # the crop's own prior; else the whole picture's stays
                 priors[to_crop] = self._priors(out.logits, len(crops))
+        if self.text is not None:  # the model's own words for the categories, instead of ImageNet's
+            priors = zero_shot_prior(embeddings, self._category_vectors())
         described = [Description(found[i], chosen[i], embeddings[i], priors[i]) for i in range(len(images))]
         if searches is not None:
             insets_found = [_inset_of(image, search) for image, search in zip(images, searches, strict=True)]
