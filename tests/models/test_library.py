@@ -166,3 +166,29 @@ def test_a_server_catalog_switches_to_an_imported_model_and_back(
         assert back.model == MODEL and back.index_pictures == 10
     finally:
         engine.close()
+
+
+def test_an_imported_model_is_quantized_and_switched_back_to_float(
+    data_root: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    assert (
+        run("models", "import", str(tiny_hf_onnx(tmp_path / "m")), "--name", "m", "--data-dir", str(data_dir))[0] == 0
+    )
+    raw = list(grocery_records(data_root, photos_per_product=2))[:12]
+    engine = Engine(settings_for(data_dir, model="m"))
+    try:
+        assert not engine.ingester().ingest(as_records(raw)).failures
+    finally:
+        engine.close()
+    code, out = run("quantize", "--pictures", "30", "--data-dir", str(data_dir))
+    assert code == 0, out
+    assert "quantized m to 8 bits, calibrated on 30 catalog pictures" in out
+    model, vectors_int8 = vectors(data_dir)
+    assert model.startswith("tuned-") and vectors_int8.shape == (36, 24)
+    described = json.loads((data_dir / "models" / model / "model.json").read_text())
+    assert described["precision"] == "int8" and described["onnx"] == "model.onnx"
+    assert described["resize"] == "shortest" and described["resize_to"] == 40  # its preprocessing kept
+    code, out = run("tune", "--data-dir", str(data_dir))
+    assert code == 1 and "tuning trains the shipped EfficientNet-Lite models" in out
+    assert run("tune", "--undo", "--data-dir", str(data_dir))[0] == 0
+    assert vectors(data_dir)[0] == "m"

@@ -45,7 +45,7 @@ def choose_model(settings: Settings) -> str:
     stored = stored_model(settings)
     model = settings.models.model or stored or DEFAULT_MODEL
     if stored and is_tuned(stored) and model != stored and not is_tuned(model):
-        if tuned_from(open_model(settings, stored).path.with_name("model.json")) == model:
+        if tuned_from(open_model(settings, stored).description_file) == model:
             return stored
     return str(Path(model).resolve()) if model.endswith(".json") else model
 

@@ -54,7 +54,7 @@ def quantize_catalog(parts: Parts, pictures: int = CALIBRATION_PICTURES, seed: i
     work = parts.data_dir / "quantize"  # never DATA_DIR/tune: an interrupted tune resumes from it
     owned = True  # until the switch takes the catalog over
     try:
-        if precision(spec.path.with_name("model.json")) == "int8":
+        if precision(spec.description_file) == "int8":
             raise CannotLearn(f"the catalog's model {current} is 8-bit already")
         with parts.images(work / "pictures") as source:
             calibration = _calibration(catalog, source, pictures, seed)

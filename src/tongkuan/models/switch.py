@@ -53,7 +53,7 @@ class SwitchReport:
 
 def base_model(spec: ModelSpec, model: str) -> str:
     """The shipped model a model was tuned from (itself, for a shipped model)."""
-    return (tuned_from(spec.path.with_name("model.json")) or model) if is_tuned(model) else model
+    return (tuned_from(spec.description_file) or model) if is_tuned(model) else model
 
 
 def open_current(parts: Parts) -> tuple[str, ModelSpec, Catalog]:

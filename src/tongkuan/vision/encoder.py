@@ -110,6 +110,12 @@ class ModelSpec:
             described=json_path,
         )
 
+    @property
+    def description_file(self) -> Path:
+        """The model.json that describes this model (beside its .onnx file unless read from
+        one elsewhere, as in a Hugging Face or Immich layout)."""
+        return self.described or self.path.with_name("model.json")
+
     def to_json(self, folder: Path) -> dict[str, Any]:
         """The `model.json` in `folder` that describes this model (its `.onnx` file named
         relative to the folder)."""

@@ -64,11 +64,12 @@ def quantize_model(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
         )
-    original = (
-        json.loads(spec.path.with_name("model.json").read_text()) if spec.path.with_name("model.json").exists() else {}
-    )
+    original = json.loads(spec.description_file.read_text()) if spec.description_file.exists() else {}
     description = {**original, **_spec_fields(spec), **described, "precision": "int8"}
     description.pop("name", None)  # named by the folder it is unpacked into
+    # the 8-bit image tower alone: a text tower's files stay with the float model
+    description.pop("text", None)
+    description["onnx"] = "model.onnx"
     target = out_dir / "model.json"
     target.write_text(json.dumps(description, indent=2))
     return target
@@ -86,6 +87,10 @@ def _spec_fields(spec: ModelSpec) -> dict[str, object]:
         "feature_map_output": spec.feature_map_output,
         "logits_output": spec.logits_output,
         "labels": spec.labels,
+        "resize": spec.resize,
+        "resize_to": spec.resize_to,
+        "interpolation": spec.interpolation,
+        "pooling": spec.pooling,
     }
 
 
