@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import tongkuan.bench
@@ -99,6 +100,21 @@ def test_perf_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
     assert baseline["sequential queries"]["errors"] == 0 and all(not run["errors"] for run in baseline["load"])
     assert service["sequential p50 / one forward pass"] > 1 and service["against the baseline"]["p50"] > 0
     assert summary["index at 3000"]["HNSW32"]["recall@10"] > 0.8
+
+
+def test_embedders_benchmark_smoke(data_root: Path, model_cache: Path, tmp_path: Path) -> None:
+    pytest.importorskip("transformers")  # the benchmark's own requirement, not the service's
+    summary = run_bench(
+        "bench/embedders.py", "--data", str(data_root), "--only", "dinov2-s14", "--runs", "2", "--batch", "2",
+        "--batch-runs", "1", "--pictures", "2", "--calibration", "16", "--cache", str(tmp_path),
+        "--model-cache", str(model_cache),
+    )  # fmt: skip
+    lite2, dino = summary["models"]["efficientnet-lite2"], summary["models"]["dinov2-s14"]
+    assert set(summary["models"]) == {"efficientnet-lite2", "dinov2-s14"}
+    assert lite2["x_lite2"]["float"]["batch 1"] == 1.0
+    assert dino["dim"] == 384 and 20 < dino["params_m"] < 25 and dino["mb"]["int8"] < dino["mb"]["float"]
+    assert all(ms > 0 for by in dino["ms_per_picture"].values() for ms in by.values())
+    assert dino["int8_cosine"]["mean"] > 0.9
 
 
 def test_thirty_seconds_of_32_clients_gives_no_errors_and_flat_memory(data_root: Path, tmp_path: Path) -> None:
