@@ -170,3 +170,38 @@ def test_restore_never_writes_outside_the_data_directory(tmp_path: Path, member:
     result = CliRunner().invoke(main, ["restore", str(archive), "--data-dir", str(tmp_path / "target")])
     assert result.exit_code != 0
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_a_backup_is_readable_by_its_owner_only(tmp_path: Path, model_cache: Path) -> None:
+    data_dir = new_data_dir(tmp_path / "live", model_cache)
+    (data_dir / "catalog.db").write_bytes(b"")
+    (data_dir / "tongkuan.toml").write_text('apps = "key:a-secret-of-the-shop"\n')
+    for name in ("b.tar", "b.tar.gz"):
+        run("backup", str(tmp_path / name), "--data-dir", str(data_dir))
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600  # it holds the apps' secrets
+
+
+def test_restore_leaves_the_archives_settings_out_unless_asked(tmp_path: Path, model_cache: Path) -> None:
+    data_dir = new_data_dir(tmp_path / "live", model_cache)
+    (data_dir / "catalog.db").write_bytes(b"")
+    (data_dir / "tongkuan.toml").write_text(
+        'apps = "key:a-secret-of-the-shop"\nallowed_hosts = "*"\nforwarded_allow_ips = "*"\nthreads = 1\n'
+    )
+    archive = tmp_path / "b.tar"
+    run("backup", str(archive), "--data-dir", str(data_dir))
+
+    target = tmp_path / "target"
+    out = run("restore", str(archive), "--data-dir", str(target))
+    assert not (target / "tongkuan.toml").exists()
+    assert "settings not restored (allowed_hosts, apps, forwarded_allow_ips, threads)" in out
+    assert "a-secret-of-the-shop" not in out and "--with-settings" in out
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "tongkuan.toml").write_text("threads = 2\n")
+    run("restore", str(archive), "--data-dir", str(mine), "--force")
+    assert (mine / "tongkuan.toml").read_text() == "threads = 2\n"  # the directory's own settings stay
+
+    out = run("restore", str(archive), "--data-dir", str(tmp_path / "asked"), "--with-settings")
+    assert "forwarded_allow_ips" in (tmp_path / "asked" / "tongkuan.toml").read_text()
+    assert "settings restored: allowed_hosts, apps, forwarded_allow_ips, threads" in out

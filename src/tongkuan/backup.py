@@ -7,6 +7,11 @@ or later, so opening it replays what the index lacks), then the picture files (w
 before the catalog rows that name them, and never deleted, so every picture the snapshot
 names is there). Exported models are left out: they are exported again from the installed
 packages at the first start.
+
+An archive holds the catalog and `tongkuan.toml` (the apps' secrets, the admin token, which
+hosts and proxies are trusted), so it is written readable by its owner only, and a restore
+leaves the archive's settings out unless asked (`--with-settings`): trust is not carried in
+by a file.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import sqlite3
 import tarfile
 import tempfile
 import time
+import tomllib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +31,7 @@ from pathlib import Path
 from tongkuan.errors import BackupError
 
 CATALOG = "catalog.db"
+SETTINGS = "tongkuan.toml"
 _INDEX_FILE = re.compile(r"index-(\d+)\.(faiss|deleted\.npy)")
 _SKIPPED = (".part", "-wal", "-shm", "-journal")
 
@@ -34,6 +41,8 @@ class BackupReport:
     files: int
     bytes: int
     seconds: float
+    settings: tuple[str, ...] = ()  # the settings the archive's tongkuan.toml sets, by name
+    settings_restored: bool = False
 
 
 def backup(data_dir: Path, archive: Path) -> BackupReport:
@@ -45,9 +54,13 @@ def backup(data_dir: Path, archive: Path) -> BackupReport:
     compressed = archive.name.endswith((".tar.gz", ".tgz"))
     partial = archive.with_name(archive.name + ".part")
     files = 0
+    # created readable by its owner only, before a byte is written: it holds the secrets
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # also where an earlier partial file had other modes
     with (
+        os.fdopen(descriptor, "wb") as out,
         tempfile.TemporaryDirectory(dir=archive.parent) as scratch,
-        tarfile.open(partial, "w:gz") if compressed else tarfile.open(partial, "w") as tar,
+        tarfile.open(fileobj=out, mode="w:gz" if compressed else "w") as tar,
     ):
         for folder in sorted((data_dir / "index").glob("*")):  # 1. the index cache, one folder per model
             files += _add_index(tar, data_dir, folder, Path(scratch))
@@ -63,8 +76,8 @@ def backup(data_dir: Path, archive: Path) -> BackupReport:
         files += 1
         for name in ("images", "imports"):  # 3. pictures (and import jobs), then settings
             files += _add_tree(tar, data_dir, data_dir / name)
-        if (data_dir / "tongkuan.toml").is_file():
-            tar.add(data_dir / "tongkuan.toml", "tongkuan.toml")
+        if (data_dir / SETTINGS).is_file():
+            tar.add(data_dir / SETTINGS, SETTINGS)
             files += 1
     os.replace(partial, archive)
     return BackupReport(files, archive.stat().st_size, time.perf_counter() - started)
@@ -108,10 +121,11 @@ def _add_tree(tar: tarfile.TarFile, data_dir: Path, root: Path) -> int:
     return count
 
 
-def restore(archive: Path, data_dir: Path, force: bool = False) -> BackupReport:
+def restore(archive: Path, data_dir: Path, force: bool = False, with_settings: bool = False) -> BackupReport:
     """Unpack `archive` into `data_dir`, which must be empty or absent (or, with `force`, is
-    replaced whole; stop any service on it first). The catalog is checked before anything
-    is replaced."""
+    replaced whole, its own `tongkuan.toml` kept; stop any service on it first). The catalog
+    is checked before anything is replaced. The archive's `tongkuan.toml` is restored only
+    `with_settings`; the report names the settings it sets either way."""
     started = time.perf_counter()
     if not archive.is_file():
         raise BackupError(f"{archive} does not exist")
@@ -123,6 +137,11 @@ def restore(archive: Path, data_dir: Path, force: bool = False) -> BackupReport:
         with tarfile.open(archive) as tar:
             tar.extractall(staging, filter="data")
         _check_catalog(staging / CATALOG)
+        settings = _setting_names(staging / SETTINGS)
+        if not with_settings:
+            (staging / SETTINGS).unlink(missing_ok=True)
+            if (data_dir / SETTINGS).is_file():  # the directory's own settings stay
+                shutil.copy2(data_dir / SETTINGS, staging / SETTINGS)
         files = sum(1 for p in staging.rglob("*") if p.is_file())
         if data_dir.exists():
             old = data_dir.with_name(f".{data_dir.name}.replaced-{int(time.time())}")
@@ -140,7 +159,22 @@ def restore(archive: Path, data_dir: Path, force: bool = False) -> BackupReport:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return BackupReport(files, archive.stat().st_size, time.perf_counter() - started)
+    restored = with_settings and bool(settings)
+    return BackupReport(files, archive.stat().st_size, time.perf_counter() - started, settings, restored)
+
+
+def _setting_names(path: Path) -> tuple[str, ...]:
+    """The names a `tongkuan.toml` sets (tables' keys as `table.key`), never their values."""
+    if not path.is_file():
+        return ()
+    try:
+        parsed = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return ("(unreadable tongkuan.toml)",)
+    names: list[str] = []
+    for key, value in parsed.items():
+        names += [f"{key}.{inner}" for inner in value] if isinstance(value, dict) else [key]
+    return tuple(sorted(names))
 
 
 def _check_catalog(path: Path) -> None:

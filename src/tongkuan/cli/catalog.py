@@ -199,15 +199,25 @@ def backup(archive: Path, data_dir: Path) -> None:
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @DATA_DIR
 @click.option("--force", is_flag=True, help="Replace a data directory that is not empty (stop its service first).")
-def restore(archive: Path, data_dir: Path, force: bool) -> None:
-    """Unpack a backup into the data directory."""
+@click.option(
+    "--with-settings",
+    is_flag=True,
+    help="Also restore the archive's tongkuan.toml (apps and their secrets, admin token, trusted hosts and proxies).",
+)
+def restore(archive: Path, data_dir: Path, force: bool, with_settings: bool) -> None:
+    """Unpack a backup into the data directory; its settings only when asked."""
     from tongkuan.backup import restore as unpack
 
     try:
-        report = unpack(archive, data_dir, force)
+        report = unpack(archive, data_dir, force, with_settings)
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"restored {report.files} files into {data_dir} in {report.seconds:.1f} s")
+    named = ", ".join(report.settings)
+    if report.settings_restored:
+        click.echo(f"settings restored: {named} (check them before starting the service)")
+    elif report.settings:
+        click.echo(f"settings not restored ({named}): restore them with --with-settings, or set them yourself")
 
 
 @main.command()
