@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from tongkuan.models.library import ModelRecord
 
 from tongkuan.cli.common import DATA_DIR, main, settings_from
 from tongkuan.errors import TongkuanError
@@ -31,6 +35,14 @@ def _current(data_dir: Path) -> tuple[str | None, str | None]:
     finally:
         catalog.close()
     return stored[0], None if previous is None else previous[0]
+
+
+def _described(record: ModelRecord) -> str:
+    """A model brought into the library, and how to search with it."""
+    return (
+        f"{record.name} ({record.layout} layout, {record.dim} dimensions, {record.size_bytes / 1e6:.1f} MB, "
+        f"licence {record.licence or 'unknown'}); search with it: tongkuan models use {record.name}"
+    )
 
 
 @models.command("list")
@@ -73,11 +85,7 @@ def import_(folder: Path, name: str, data_dir: Path) -> None:
         record = import_model(settings.data_dir, folder, name)
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(
-        f"imported {record.name} ({record.layout} layout, {record.dim} dimensions, "
-        f"{record.size_bytes / 1e6:.1f} MB, licence {record.licence or 'unknown'}); "
-        f"search with it: tongkuan models use {record.name}"
-    )
+    click.echo(f"imported {_described(record)}")
 
 
 @models.command("pull")
@@ -96,11 +104,7 @@ def pull(reference: str, name: str | None, token: str | None, data_dir: Path) ->
         record = pull_model(settings.data_dir, reference, name, token)
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(
-        f"pulled {reference} as {record.name} ({record.layout} layout, {record.dim} dimensions, "
-        f"{record.size_bytes / 1e6:.1f} MB, licence {record.licence or 'unknown'}); "
-        f"search with it: tongkuan models use {record.name}"
-    )
+    click.echo(f"pulled {reference} as {_described(record)}")
 
 
 @models.command("use")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -187,8 +186,3 @@ def _silent_bars() -> Any:
             super().__init__(*args, **{**kwargs, "disable": True})
 
     return Silent
-
-
-def forget_download(data_dir: Path) -> None:
-    """Delete the download cache (what a pull keeps between tries)."""
-    shutil.rmtree(models_folder(data_dir) / ".hub", ignore_errors=True)

@@ -201,6 +201,25 @@ def l2_normalise(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
     return out
 
 
+def open_session(path: Path, threads: int) -> tuple[Any, list[str]]:
+    """An ONNX Runtime session of `path` as the service runs every model (the preferred
+    providers available, `threads` intra-op threads, idle workers not spinning), and the
+    providers it got; raises `ModelLoadError` for a file ONNX Runtime cannot load."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle ORT workers spin by default; in a server that steals the cores from the
+    # request's own Python work between the two forward passes.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = [p for p in SUPPORTED_PROVIDERS if p in ort.get_available_providers()]
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers), providers
+    except Exception as exc:  # ORT raises its own untyped errors for corrupt files
+        raise ModelLoadError(f"cannot load {path}: {exc}") from exc
+
+
 class OnnxEncoder:
     """Runs a `ModelSpec` with ONNX Runtime. Thread-safe: ORT sessions allow concurrent `run`."""
 
@@ -230,21 +249,10 @@ class OnnxEncoder:
         with self._lock:
             if self._session is not None:
                 return
-            import onnxruntime as ort
 
             if not self.spec.path.exists():
                 raise ModelNotFound(f"model file {self.spec.path} does not exist")
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            # Idle ORT workers spin by default; in a server that steals the cores from the
-            # request's own Python work between the two forward passes.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            providers = [p for p in SUPPORTED_PROVIDERS if p in ort.get_available_providers()]
-            try:
-                session = ort.InferenceSession(str(self.spec.path), sess_options=options, providers=providers)
-            except Exception as exc:  # ORT raises its own untyped errors for corrupt files
-                raise ModelLoadError(f"cannot load {self.spec.path}: {exc}") from exc
+            session, providers = open_session(self.spec.path, self.threads)
             names = {o.name for o in session.get_outputs()}
             for wanted in (
                 self.spec.embedding_output,

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tongkuan.errors import ModelLoadError, ModelNotFound
-from tongkuan.vision.encoder import l2_normalise
+from tongkuan.vision.encoder import l2_normalise, open_session
 
 MAX_WORDS = 200  # characters of a text query; CLIP-class context lengths hold fewer tokens anyway
 
@@ -100,7 +100,6 @@ class TextEncoder:
         with self._lock:
             if self._session is not None:
                 return
-            import onnxruntime as ort
             from tokenizers import Tokenizer
 
             for path in (self.spec.path, self.spec.tokenizer):
@@ -116,14 +115,7 @@ class TextEncoder:
             length = self.spec.context_length
             tokenizer.enable_padding(length=length, pad_id=pad, pad_token=self.spec.pad_token)
             tokenizer.enable_truncation(max_length=length)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            try:
-                session = ort.InferenceSession(str(self.spec.path), sess_options=options)
-            except Exception as exc:  # ORT raises its own untyped errors for corrupt files
-                raise ModelLoadError(f"cannot load {self.spec.path}: {exc}") from exc
+            session, _ = open_session(self.spec.path, self.threads)
             self._tokenizer, self._session = tokenizer, session
 
     def embed(self, texts: list[str]) -> NDArray[np.float32]:
