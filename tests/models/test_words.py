@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.conftest import serve, settings_for
+from tests.conftest import new_database, serve, settings_for
+from tests.utils.fake_hub import FakeHub
+from tests.utils.fileserver import FileServer
 from tests.utils.tiny_models import COLOURS, tiny_clip, tiny_hf_onnx
 from tongkuan.api.app import create_app
 from tongkuan.cli import main
+from tongkuan.domain.categories import Category
 from tongkuan.engine import Engine
 from tongkuan.search.searcher import SearchQuery
 
@@ -124,5 +128,69 @@ def test_a_text_tower_names_the_categories_instead_of_imagenets_labels(data_dir:
         assert CATEGORIES[int(priors[1].argmax())] == Category.BAGS
         found = engine.search(engine.decode((tmp_path / "pictures" / "red-1.png").read_bytes()), SearchQuery(limit=1))
         assert found.categories[0].category == Category.SHOES  # multiCategoryId, as the wire answers it
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("backend", ["embedded", "server"])
+def test_a_pulled_clip_model_serves_pictures_words_and_categories_on_each_backend_until_undone(
+    backend: str,
+    data_dir: Path,
+    tmp_path: Path,
+    file_server: FileServer,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pull → use → image search, words, categories over HTTP → use --undo, on SQLite+faiss and
+    on PostgreSQL+Milvus: what an operator does with a CLIP-class model from a hub."""
+    servers: dict[str, str] = {}
+    if backend == "server":
+        postgres, milvus = request.getfixturevalue("postgres"), request.getfixturevalue("milvus")
+        servers = {"catalog_url": new_database(postgres), "vectors_url": f"milvus://127.0.0.1:{milvus.port}/words"}
+        for name, value in servers.items():
+            monkeypatch.setenv(f"TONGKUAN_{name.upper()}", value)
+    source = colour_catalog(tmp_path / "pictures")
+    code, out = run("ingest", str(source), "--model", "efficientnet-lite0", "--no-whiten", "--data-dir", str(data_dir))
+    assert code == 0, out
+    engine = Engine(settings_for(data_dir, **servers))
+    first = {item_id: engine.catalog.get(item_id).category for item_id in ("red-0", "blue-0", "green-0")}
+    engine.close()
+    with FakeHub() as hub:
+        hub.add("tiny/clip-tiny", tiny_clip(tmp_path / "clip", meanings={"shoes": "red", "handbag": "blue"}))
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        code, out = run("models", "pull", "tiny/clip-tiny", "--data-dir", str(data_dir))
+        assert code == 0 and "8 dimensions" in out, out
+    assert run("models", "use", "clip-tiny", "--data-dir", str(data_dir))[0] == 0
+
+    red = file_server.put(f"red-{backend}.png", (tmp_path / "pictures" / "red-1.png").read_bytes())
+    engine = Engine(settings_for(data_dir, **servers))
+    try:
+        assert engine.vision.spec.name == "clip-tiny"
+        with serve(create_app(engine.settings, engine=engine)) as service:
+            found = service.get("/taobao/image-search/url", {"picUrl": red, "pageSize": "2"}).json()
+            assert found["code"] == 200, found
+            assert sorted(item["itemId"] for item in found["data"]["data"]) == ["red-0", "red-1"]
+            main = found["data"]["picInfo"]["mainRegion"]
+            assert main["region"] and found["data"]["picInfo"]["multiRegion"]  # the shipped model finds subjects
+            assert main["multiCategoryId"][0]["categoryId"] == Category.SHOES  # named by the text tower
+            assert engine.catalog.get("red-0").category == Category.SHOES  # the catalog's too
+            assert engine.catalog.get("blue-0").category == Category.BAGS
+            words = {"keyword": "green", "pictures": "true", "page_size": "2"}
+            shown = service.get("/taobao/traffic/item/search", words).json()["data"]
+            assert sorted(item["itemId"] for item in shown["data"]) == ["green-0", "green-1"]
+    finally:
+        engine.close()
+
+    code, out = run("models", "use", "--undo", "--data-dir", str(data_dir))
+    assert code == 0, out
+    engine = Engine(settings_for(data_dir, **servers))
+    try:
+        assert engine.vision.spec.name == "efficientnet-lite0" and not engine.searches_words
+        assert {item_id: engine.catalog.get(item_id).category for item_id in first} == first  # as they were
+        with serve(create_app(engine.settings, engine=engine)) as service:
+            found = service.get("/taobao/image-search/url", {"picUrl": red, "pageSize": "1"}).json()
+            assert found["data"]["data"][0]["itemId"].startswith("red-")
+            refused = service.get("/taobao/traffic/item/search", {"keyword": "green", "pictures": "true"}).json()
+            assert refused["code"] == 400 and "text tower" in refused["message"]
     finally:
         engine.close()

@@ -207,7 +207,7 @@ class Ingester:
         pixels = [p for item, _, _ in changed for p in item.pixels]
         described = []
         with background_inference():  # searches in the same process go first
-            for chunk in _batches(pixels, self.batch_size):
+            for chunk in _batches(pixels, self.vision.batch(self.batch_size)):
                 described += self.vision.describe(chunk, crop=True)
         report.images_embedded += len(described)
         position = 0

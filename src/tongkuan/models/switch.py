@@ -6,23 +6,30 @@ a switch to another model and `--undo` all go through.
 2. The switch is one catalog transaction (`ModelVersions.switch_model`); pictures added
    meanwhile are embedded first, so a restart or `kill -9` at any point leaves the old
    model or the new one, never a mix. A running service follows within seconds.
-3. The whitening is learned again in the new space and the vector index built for it, so a
+3. The categories the old model predicted (products whose records name none) are predicted
+   again by the new one, from the pictures it has just embedded; the old model's are kept so
+   that switching back restores them without another pass.
+4. The whitening is learned again in the new space and the vector index built for it, so a
    (re)started service searches with the new model at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 from tqdm import tqdm
 
 from tongkuan.catalog.store import Catalog
+from tongkuan.domain.categories import CATEGORIES, Category
 from tongkuan.domain.models import is_tuned
 from tongkuan.domain.products import StagedImage
 from tongkuan.errors import CannotLearn, ConfigError, ImageError, TongkuanError
@@ -67,20 +74,33 @@ def open_current(parts: Parts) -> tuple[str, ModelSpec, Catalog]:
     return model, spec, parts.catalog(model, spec.dim)
 
 
+Priors = dict[int, NDArray[np.float32]]
+"""Category priors of pictures, by vector id, as the model being switched to sees them."""
+
+
 def stage_all(
-    catalog: Catalog, model: str, vision: Vision, source: ImageSource, progress: Callable[[int], object] | None = None
+    catalog: Catalog,
+    model: str,
+    vision: Vision,
+    source: ImageSource,
+    progress: Callable[[int], object] | None = None,
+    priors: Priors | None = None,
 ) -> None:
-    """Embed every picture that has no staged vector of `model` yet. A picture that cannot be
-    read any more stops the run with the reason."""
-    while batch := catalog.unstaged(model, _EMBED_BATCH * 8):
-        for start in range(0, len(batch), _EMBED_BATCH):
-            chunk = batch[start : start + _EMBED_BATCH]
+    """Embed every picture that has no staged vector of `model` yet (keeping each one's
+    category prior in `priors` when given). A picture that cannot be read any more stops the
+    run with the reason."""
+    size = vision.batch(_EMBED_BATCH)
+    while batch := catalog.unstaged(model, size * 8):
+        for start in range(0, len(batch), size):
+            chunk = batch[start : start + size]
             images = [_pixels(source, picture) for picture in chunk]
             with background_inference():  # a service in the same process searches first
                 described = vision.describe(images, crop=True)  # as ingestion embeds
             catalog.stage(
                 model, vision.dim, [(p.vector_id, d.embedding) for p, d in zip(chunk, described, strict=True)]
             )
+            if priors is not None:
+                priors.update((p.vector_id, d.prior) for p, d in zip(chunk, described, strict=True))
             if progress is not None:
                 progress(len(chunk))
 
@@ -97,13 +117,55 @@ def stage_and_switch(parts: Parts, catalog: Catalog, model: str, spec: ModelSpec
     transaction (pictures added meanwhile are embedded first). Returns the seconds taken."""
     started = time.perf_counter()
     vision = parts.vision(spec)
+    before, _ = catalog.current_model()
     _, pictures = catalog.count()
+    priors: Priors = {}
     with tqdm(total=pictures, desc="embedding", unit="picture") as bar:
         while True:
-            stage_all(catalog, model, vision, source, bar.update)
+            stage_all(catalog, model, vision, source, bar.update, priors)
             if catalog.switch_model(model, spec.dim):
                 break
+    if before != model:
+        predict_categories_again(catalog, before, model, priors)
     return time.perf_counter() - started
+
+
+def _categories_key(model: str) -> str:
+    return f"predicted-categories/{model}"
+
+
+def predict_categories_again(catalog: Catalog, before: str, model: str, priors: Priors) -> int:
+    """Give each product whose category was predicted (its record names none) the category
+    `model` predicts: the mean prior of its pictures embedded in this switch, or, for a product
+    none of whose pictures needed embedding (a switch back), what `model` predicted when the
+    catalog last used it. The categories `before` predicted are kept for a switch back.
+    Returns how many products changed category."""
+    kept: dict[str, int] = {}
+    earlier: dict[str, int] = json.loads(catalog.learned(_categories_key(model)) or "{}")
+    changed: list[tuple[str, Category]] = []
+    after: str | None = None
+    while page := catalog.products(after=after, limit=500):
+        after = page[-1].item_id
+        for product in page:
+            if not product.category_predicted or product.category is None:
+                continue
+            kept[product.item_id] = int(product.category)
+            images = catalog.images_of(product.item_id)
+            mine = [priors[image.vector_id] for image in images if image.vector_id in priors]
+            if mine:
+                category = CATEGORIES[int(np.argmax(np.mean(mine, axis=0)))]
+            elif product.item_id in earlier:
+                category = Category(earlier[product.item_id])
+            else:
+                continue
+            if category != product.category:
+                changed.append((product.item_id, category))
+    catalog.set_learned(_categories_key(before), json.dumps(kept, separators=(",", ":")))
+    for item_id, category in changed:
+        catalog.update(item_id, lambda product, c=category: replace(product, category=c))  # type: ignore[misc]
+    if changed:
+        logger.info("%d products' predicted categories changed with the model", len(changed))
+    return len(changed)
 
 
 def keep_model(parts: Parts, catalog: Catalog, candidate: Path) -> tuple[str, ModelSpec]:

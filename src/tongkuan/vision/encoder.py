@@ -30,6 +30,9 @@ from tongkuan.errors import ModelLoadError, ModelNotFound
 logger = logging.getLogger(__name__)
 
 SUPPORTED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+# Pictures per batch where ingestion and re-embedding run on a GPU: a CPU gains little past
+# 16-32 (bench/embedders.py), a GPU needs far more pictures per pass to keep busy.
+GPU_BATCH = 128
 # Pictures per inference for background work (ingestion, re-embedding): a search waits for
 # at most one such run, not a whole batch (a 16-picture Lite2 batch holds the cores ~0.2 s).
 BACKGROUND_CHUNK = 4
@@ -227,6 +230,7 @@ class OnnxEncoder:
         self.spec = spec
         self.threads = threads
         self._session: Any = None
+        self.providers: list[str] = []  # known once loaded
         self._lock = threading.Lock()
         # Runs at once: more than the cores can serve only multiplies ORT's working memory
         # (32 concurrent requests grew RSS 13 % in five minutes) without adding throughput.
@@ -262,7 +266,14 @@ class OnnxEncoder:
                 if wanted is not None and wanted not in names:
                     raise ModelLoadError(f"model {self.spec.name} has no output {wanted!r}; it has {sorted(names)}")
             logger.info("model %s loaded with %s, %d threads", self.spec.name, providers, self.threads)
+            self.providers = providers
             self._session = session
+
+    def batch(self, cpu_batch: int) -> int:
+        """Pictures per batch for bulk embedding: `cpu_batch` on the CPU, `GPU_BATCH` (or more,
+        if asked) where the session runs on CUDA."""
+        self.load()
+        return max(cpu_batch, GPU_BATCH) if "CUDAExecutionProvider" in self.providers else cpu_batch
 
     def run(self, images: list[Image.Image]) -> Outputs:
         """Embed a batch of RGB images; also return feature maps and logits if the model has them."""

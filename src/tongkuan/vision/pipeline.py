@@ -109,6 +109,10 @@ class Vision:
     def dim(self) -> int:
         return self.spec.dim
 
+    def batch(self, cpu_batch: int) -> int:
+        """Pictures per batch for bulk embedding on the device the model runs on."""
+        return self.encoder.batch(cpu_batch)
+
     @property
     def min_crop_side(self) -> int:
         """The shortest side, in pixels, of a subject worth cropping to."""
