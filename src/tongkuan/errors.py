@@ -28,8 +28,10 @@
         JobNotFound
       RecordError               a source record that cannot become a product
       BackupError               a backup or restore that cannot be made as asked
+      CheckSetError             a check set line that cannot be a check
       CannotLearn               too little in the catalog to learn from
       ServiceBusy               every slot for this kind of work is taken; retry shortly
+        LookupsBusy             slow names hold the picture hosts' name lookups (an ImageFetchError too)
 
 Only `tongkuan.api.envelope` knows HTTP status codes and envelope codes. A `RecordError` has
 none: it is caught where it arises (ingestion counts the record as failed, the admin API
@@ -184,6 +186,15 @@ class BackupError(TongkuanError):
     """A backup or restore that cannot be made as asked (no catalog, a damaged archive, a target not empty)."""
 
 
+class CheckSetError(TongkuanError):
+    """A check set (labelled query pictures) with a line that cannot be a check."""
+
+
 class ServiceBusy(TongkuanError):
     """Work refused because its shared limit is reached (picture downloads or decode memory
     in use): waiting would tie up a thread other requests need; the client retries shortly."""
+
+
+class LookupsBusy(ServiceBusy, ImageFetchError):
+    """A picture host's name not looked up: slow names hold every lookup, or their domain's
+    share. Busy to a request (503); to an import, one picture that could not be fetched."""

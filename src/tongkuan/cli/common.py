@@ -19,6 +19,14 @@ DATA_DIR = click.option(
     show_default=True,
     help="Data directory: catalog, index, images, model cache, tongkuan.toml.",
 )
+CHECKS = click.option(
+    "--check",
+    "checks",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A check set (see tongkuan eval) that decides the switch: R@1 must rise by the margin and R@5 not fall.",
+)
+CHECK_MARGIN = click.option("--check-margin", type=float, default=None, help="R@1 to gain [default: 0.02].")
 
 
 def settings_from(data_dir: Path, **overrides: Any) -> Settings:

@@ -12,7 +12,7 @@ import click
 if TYPE_CHECKING:
     from tongkuan.models.library import ModelRecord
 
-from tongkuan.cli.common import DATA_DIR, main, settings_from
+from tongkuan.cli.common import CHECK_MARGIN, CHECKS, DATA_DIR, main, settings_from
 from tongkuan.errors import TongkuanError
 
 
@@ -110,18 +110,33 @@ def pull(reference: str, name: str | None, token: str | None, data_dir: Path) ->
 @models.command("use")
 @click.argument("name", required=False)
 @click.option("--undo", is_flag=True, help="Switch back to the model used before the last switch.")
+@CHECKS
+@CHECK_MARGIN
 @DATA_DIR
-def use(name: str | None, undo: bool, data_dir: Path) -> None:
+def use(name: str | None, undo: bool, checks: Path | None, check_margin: float | None, data_dir: Path) -> None:
     """Switch the catalog to model NAME: every picture is embedded with it while the current
     model keeps serving, then the catalog switches in one step (a running service follows
     within seconds). Returns once the new model serves."""
     if undo == (name is not None):
         raise click.UsageError("give a model's NAME, or --undo")
+    if undo and checks is not None:
+        raise click.UsageError("--check decides a switch to a NAME: --undo switches back unasked")
     settings = settings_from(data_dir)
     from tongkuan.engine.build import Builder
     from tongkuan.models.switch import switch_catalog, undo_switch
 
     try:
+        if checks is not None and name is not None:
+            from tongkuan.evaluation.decision import CHECK_MARGIN, decide
+
+            current, _ = _current(data_dir)
+            chosen, reason = decide(settings, checks, CHECK_MARGIN if check_margin is None else check_margin)(
+                current or "", name
+            )
+            click.echo(reason)
+            if not chosen:
+                click.echo(f"the catalog keeps {current}")
+                return
         switched = undo_switch(Builder(settings)) if undo else switch_catalog(Builder(settings), name or "")
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -9,7 +9,7 @@ import click
 
 from tongkuan.adapt.recipe import Recipe
 from tongkuan.adapt.whitening import PAIR_DIMS, PAIR_SHRINKAGE, Neighbours
-from tongkuan.cli.common import DATA_DIR, main, settings_from
+from tongkuan.cli.common import CHECK_MARGIN, CHECKS, DATA_DIR, main, settings_from
 from tongkuan.errors import TongkuanError
 from tongkuan.vision.whitening import DEFAULT_DIMS, DEFAULT_SHRINKAGE
 
@@ -110,7 +110,18 @@ def _echo_plan(plan: TuningPlan) -> None:
 @click.option("--threads", type=int, default=None, help="CPU threads for training [default: all].")
 @click.option("--undo", is_flag=True, help="Switch back to the model used before the last switch.")
 @click.option("--dry-run", is_flag=True, help="Print the recipe this catalog would be tuned with, and stop.")
-def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool, dry_run: bool) -> None:
+@CHECKS
+@CHECK_MARGIN
+def tune(
+    data_dir: Path,
+    epochs: int,
+    seed: int,
+    threads: int | None,
+    undo: bool,
+    dry_run: bool,
+    checks: Path | None,
+    check_margin: float | None,
+) -> None:
     """Fine-tune the catalog's model on the catalog itself (its products' pictures, group keys
     and pseudo-groups, augmented views), store it in the catalog, embed the catalog with it
     and switch to it in one step. Returns once a (re)started service searches with it; an
@@ -131,7 +142,12 @@ def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool
             switched = undo_switch(Builder(settings))
             click.echo(f"switched back to {switched.model}: {switched.index_pictures} pictures indexed")
             return
-        report = tune_catalog(Builder(settings), recipe)
+        decider = None
+        if checks is not None:
+            from tongkuan.evaluation.decision import CHECK_MARGIN, decide
+
+            decider = decide(settings, checks, CHECK_MARGIN if check_margin is None else check_margin)
+        report = tune_catalog(Builder(settings), recipe, decide=decider)
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
     held_back = "listings' near-duplicates" if report.held_back_metric == "twins" else "products"
@@ -145,7 +161,9 @@ def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool
             else ""
         )
     )
-    if report.model is None and not report.verified:
+    if report.decided_by:
+        click.echo(report.decided_by + ("" if report.model else ": the catalog keeps its model"))
+    elif report.model is None and not report.verified:
         click.echo(
             "the catalog keeps its model: its products have one picture each, and too few have a near-duplicate"
             " among the others, so the tuned model cannot be checked on held-back products (give listings of one"
@@ -153,8 +171,11 @@ def tune(data_dir: Path, epochs: int, seed: int, threads: int | None, undo: bool
             + ("" if report.category_after >= 0 else "; categories in the records would train a category head")
         )
         return
+    else:
+        click.echo(f"the label-free check decided: held-back {held_back} R@1, as above")
     if report.model is None:
-        click.echo(f"the tuned model finds the held-back {held_back} less well: the catalog keeps its model")
+        if not report.decided_by:
+            click.echo(f"the tuned model finds the held-back {held_back} less well: the catalog keeps its model")
         return
     click.echo(
         f"switched to {report.model}: {report.index_pictures} pictures embedded in {report.embed_seconds:.0f} s"

@@ -43,6 +43,9 @@ _PAGE = 500
 CATEGORY_GAIN = 0.02
 DECLARED = Recipe()  # the recipe as `tongkuan.adapt.recipe` declares it
 
+Decider = Callable[[str, str], tuple[bool, str]]
+"""Given the catalog's model and a candidate, whether to switch and why (a check set's rule)."""
+
 
 @dataclass(frozen=True)
 class TuneReport:
@@ -67,6 +70,7 @@ class TuneReport:
     category_before: float = -1.0
     category_after: float = -1.0
     variant: str = ""  # the recipe's variant the catalog's shape chose
+    decided_by: str = ""  # a check set's verdict, where one decided the switch
 
 
 @dataclass(frozen=True)
@@ -168,12 +172,16 @@ def worth_switching(result: TuneResult, verified: bool) -> bool:
 
 
 def tune_catalog(
-    parts: Parts, recipe: Recipe = DECLARED, require_improvement: bool = True, progress: bool = True
+    parts: Parts,
+    recipe: Recipe = DECLARED,
+    require_improvement: bool = True,
+    progress: bool = True,
+    decide: Decider | None = None,
 ) -> TuneReport:
     """Tune the catalog's model on the catalog with `recipe` (its `model` is the catalog's
     own shipped base) and switch to it when it finds the held-back products better than the
-    model in use (always, without `require_improvement`); raises `CannotLearn` where the
-    catalog is too small."""
+    model in use (always, without `require_improvement`), or, given `decide` (a check set),
+    when that says so; raises `CannotLearn` where the catalog is too small."""
     from tongkuan.adapt.export import export_tuned_model
     from tongkuan.adapt.training import tune
 
@@ -195,7 +203,7 @@ def tune_catalog(
                 held_back_metric=result.held_back_metric, category_before=result.held_back_category_before,
                 category_after=result.held_back_category_after, variant=result.variant,
             )  # fmt: skip
-            if require_improvement and not worth_switching(result, report.verified):
+            if decide is None and require_improvement and not worth_switching(result, report.verified):
                 return report
             candidate = work / "candidate"
             shutil.rmtree(candidate, ignore_errors=True)
@@ -204,6 +212,11 @@ def tune_catalog(
             described.pop("name", None)  # named by the folder it is unpacked into: its digest
             (candidate / "model.json").write_text(json.dumps(described, indent=2))
             name, new_spec = keep_model(parts, catalog, candidate)
+            if decide is not None:
+                chosen, reason = decide(current, name)
+                report = replace(report, decided_by=reason)
+                if not chosen:
+                    return report  # kept in the catalog: `tongkuan models use` can still switch to it
             owned = False
             switched = switch(parts, catalog, name, new_spec, source)
     finally:

@@ -1,0 +1,1 @@
+"""Measuring a catalog's search on the operator's own labelled query pictures (check sets)."""
