@@ -254,3 +254,24 @@ def test_tune_switches_by_the_check_set_when_one_is_given(data_root: Path, model
     )
     assert code == 0 and "R@5 did not fall" in out and "switched to " in out, out
     assert model_of(data_dir) != MODEL  # the tuned model
+
+
+def test_whiten_learns_only_when_the_check_set_finds_the_catalog_better(
+    data_root: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    data_dir = new_data_dir(tmp_path / "data", model_cache)
+    raw = list(grocery_records(data_root, photos_per_product=3))[:40]
+    engine = Engine(settings_for(data_dir, model=MODEL))
+    assert not engine.ingester().ingest(as_records(raw)).failures
+    engine.close()
+    photos = held_out(data_root, {str(r["itemId"]) for r in raw}, per_product=1)[:10]
+    checks = tmp_path / "checks.jsonl"
+    checks.write_text("\n".join(json.dumps({"picture": str(data_root / p), "itemIds": [i]}) for i, p in photos))
+    code, out = run("whiten", "--check", str(checks), "--check-margin", "1", "--data-dir", str(data_dir))
+    assert code == 0 and "R@1 rose by less than 1.000" in out and "the catalog stays as it is" in out, out
+    assert not (data_dir / "eval" / f"trial-{MODEL}").exists()
+    engine = Engine(settings_for(data_dir))
+    assert engine.catalog.learned("whitening") is None  # nothing learned in the catalog itself
+    engine.close()
+    code, out = run("whiten", "--check", str(checks), "--check-margin", "-1", "--data-dir", str(data_dir))
+    assert code == 0 and ("learned " in out) == ("R@5 did not fall" in out), out

@@ -1,4 +1,5 @@
-"""The catalog admin API: products and their pictures, bulk imports, export.
+"""The catalog admin API: products and their pictures, bulk imports, export, evaluations
+on check sets and the checks the search page saves.
 
 Modelled on Alibaba Cloud Image Search's AddImage / DeleteImage / DumpMeta. It answers in
 the same envelope as the DAJI routes but authenticates differently: a bearer token
@@ -17,18 +18,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from tongkuan.api import params as rules
-from tongkuan.api.deps import AuthThrottleDep, BaseUrl, EngineDep, SettingsDep
+from tongkuan.api.deps import AuthThrottleDep, BaseUrl, EngineDep, EvaluationsDep, SettingsDep
 from tongkuan.api.envelope import ok
 from tongkuan.api.request import throttled
-from tongkuan.api.wire import deleted, details, job, products_data, stored_url
+from tongkuan.api.wire import deleted, details, evaluation, job, products_data, stored_url
 from tongkuan.config import Settings
 from tongkuan.engine import Engine
 from tongkuan.engine.engine import MAX_PICTURES
-from tongkuan.errors import AuthError, BadCredentials, ImageTooLarge, ParameterError, RecordError
+from tongkuan.errors import AuthError, BadCredentials, CheckSetError, ImageTooLarge, ParameterError, RecordError
 from tongkuan.ingest.ingester import picture_name
 from tongkuan.ingest.readers import JsonTooDeep, load_json
 
@@ -289,3 +290,51 @@ async def export(request: Request, engine: EngineDep, base: BaseUrl) -> Streamin
             yield (json.dumps(record, ensure_ascii=False) + "\n").encode()
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+_CHECKS_BODY = {"requestBody": {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}}
+
+
+@router.post("/evaluations", summary="Run a check set on the catalog", openapi_extra=_CHECKS_BODY)
+async def start_evaluation(request: Request, evaluations: EvaluationsDep) -> dict[str, Any]:
+    """The body is a check set (JSONL, one `{"picture": URL or "imageId": ..., "itemIds": [...]}`
+    a line, as `tongkuan eval` reads). Answers at once; poll the evaluation for its figures."""
+    body = await request.body()
+    if not body.strip():
+        raise ParameterError("the body is empty: send a check set, one JSON check per line")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParameterError("the check set must be UTF-8 text") from exc
+    try:
+        started = await run_in_threadpool(evaluations.submit, text)
+    except CheckSetError as exc:
+        raise ParameterError(str(exc)) from exc
+    return ok(evaluation(started))
+
+
+@router.get("/evaluations/{evaluation_id}", summary="Progress and figures of an evaluation")
+def evaluation_status(evaluation_id: str, evaluations: EvaluationsDep) -> dict[str, Any]:
+    return ok(evaluation(evaluations.get(evaluation_id)))
+
+
+@router.get("/evaluations", summary="The evaluations this process ran")
+def evaluation_list(evaluations: EvaluationsDep) -> dict[str, Any]:
+    return ok([evaluation(run) for run in evaluations.runs()])
+
+
+@router.post("/checks", summary="Save a search as a check: this picture shows these products")
+async def save_check(request: Request, evaluations: EvaluationsDep) -> dict[str, Any]:
+    """One check as JSON (`imageId` of the uploaded picture, `itemIds`, optional `region`,
+    `categoryId`, `note`), appended to the saved check set."""
+    line = await _json_object(request, "the check")
+    try:
+        saved = await run_in_threadpool(evaluations.save, line)
+    except CheckSetError as exc:
+        raise ParameterError(str(exc)) from exc
+    return ok({"imageId": saved.picture, "itemIds": sorted(saved.item_ids)})
+
+
+@router.get("/checks", summary="The saved check set, as JSONL")
+def saved_checks(evaluations: EvaluationsDep) -> Response:
+    return Response(evaluations.saved_text(), media_type="application/x-ndjson")

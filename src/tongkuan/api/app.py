@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -16,6 +17,7 @@ from tongkuan.api.guards import HostCheck, SecurityHeaders
 from tongkuan.api.limits import AuthThrottle, BodyLimit, FetchSlots, RateLimiter
 from tongkuan.config import Settings
 from tongkuan.engine import Engine
+from tongkuan.evaluation.service import Evaluations
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -26,6 +28,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         own = engine is None
         opened = engine or Engine(settings)
         app.state.engine = opened  # read by `tongkuan.api.deps.get_engine`
+        app.state.evaluations = Evaluations(opened, Path(settings.data_dir) / "checks.jsonl")
         opened.warm_up()
         opened.imports.start()
         try:

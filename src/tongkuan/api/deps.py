@@ -20,6 +20,7 @@ from tongkuan.api.metrics import Metrics
 from tongkuan.api.request import base_url, checked_params, query_params
 from tongkuan.config import Settings
 from tongkuan.engine import Engine
+from tongkuan.evaluation.service import Evaluations
 
 APP_KEY = accepted("appKey", "Your application key.")
 APP_SECRET = accepted("appSecret", "Your app secret, in testing mode only.")
@@ -70,6 +71,12 @@ async def get_metrics(request: Request) -> Metrics | None:
     return metrics
 
 
+async def get_evaluations(request: Request) -> Evaluations:
+    """The evaluations the service runs on its catalog, and the checks the page saved."""
+    evaluations: Evaluations = request.app.state.evaluations
+    return evaluations
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
@@ -77,6 +84,7 @@ WebLimiterDep = Annotated[RateLimiter, Depends(get_web_limiter)]
 AuthThrottleDep = Annotated[AuthThrottle, Depends(get_auth_throttle)]
 FetchSlotsDep = Annotated[FetchSlots, Depends(get_fetch_slots)]
 MetricsDep = Annotated[Metrics | None, Depends(get_metrics)]
+EvaluationsDep = Annotated[Evaluations, Depends(get_evaluations)]
 
 
 async def served_base(request: Request, settings: SettingsDep) -> str:

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tongkuan.api.access_log import ResponseStatus
 from tongkuan.engine import Engine
 from tongkuan.errors import TongkuanError
+from tongkuan.evaluation.service import Evaluations
 from tongkuan.search.timing import Stage, StageClock
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class _ScrapeTimeValues:
         engine: Engine | None = getattr(self.state, "engine", None)
         if engine is None:
             return  # the app has not started
+        yield from _evaluation_figures(getattr(self.state, "evaluations", None))
         yield GaugeMetricFamily(
             "tongkuan_inference_waiting",
             "Inferences (searches and ingestion) waiting for one of the TONGKUAN_INFERENCE_SLOTS.",
@@ -108,6 +110,23 @@ class _ScrapeTimeValues:
         yield GaugeMetricFamily("tongkuan_catalog_products", "Products in the catalog.", value=products)
         yield GaugeMetricFamily("tongkuan_catalog_pictures", "Pictures in the catalog.", value=pictures)
         yield GaugeMetricFamily("tongkuan_index_vectors", "Pictures the vector index holds.", value=vectors)
+
+
+def _evaluation_figures(evaluations: Evaluations | None) -> Iterator[Metric]:
+    """The last finished evaluation's figures (nothing before one finishes)."""
+    scores = evaluations.last_scores() if evaluations is not None else None
+    if scores is None:
+        return
+    recall = GaugeMetricFamily(
+        "tongkuan_eval_recall",
+        "Recall at k of the last evaluation on a check set (POST /admin/evaluations).",
+        labels=["k"],
+    )
+    for k, value in (("1", scores.recall_1), ("5", scores.recall_5), ("20", scores.recall_20)):
+        recall.add_metric([k], value)
+    yield recall
+    yield GaugeMetricFamily("tongkuan_eval_mrr", "Mean reciprocal rank of the last evaluation.", value=scores.mrr)
+    yield GaugeMetricFamily("tongkuan_eval_checks", "Checks the last evaluation scored.", value=scores.n)
 
 
 class RequestCounter:

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from tongkuan.domain.products import Product, Shop, StoredImage, is_web_url
+from tongkuan.evaluation.service import EvaluationRun
 from tongkuan.ingest.jobs import Job
 from tongkuan.search.searcher import SearchHit, SearchResults
 
@@ -165,6 +166,20 @@ def job(found: Job) -> dict[str, Any]:
     return {
         "jobId": fields.pop("job_id"),
         **{_camel(k): v for k, v in fields.items()},
+    }
+
+
+def evaluation(run: EvaluationRun) -> dict[str, Any]:
+    """An evaluation's progress, and its figures and misses once done."""
+    return {
+        "evaluationId": run.evaluation_id,
+        "state": run.state,
+        "model": run.model,
+        "total": run.total,
+        "done": run.done,
+        "figures": None if run.scores is None else run.scores.to_json(),
+        "misses": [{"line": o.line, "rank": o.rank, "first": o.first, "failed": o.failed} for o in run.misses],
+        "error": run.error,
     }
 
 

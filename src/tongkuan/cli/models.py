@@ -14,6 +14,10 @@ from tongkuan.errors import TongkuanError
 from tongkuan.vision.whitening import DEFAULT_DIMS, DEFAULT_SHRINKAGE
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tongkuan.config import Settings
+    from tongkuan.models.parts import Parts
     from tongkuan.models.spaces import WhiteningReport
     from tongkuan.models.tuning import TuningPlan
 
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
     help=f"0..1: pull towards plain PCA [default: {DEFAULT_SHRINKAGE}; {PAIR_SHRINKAGE} where pairs are learned from]",
 )
 @click.option("--remove", is_flag=True, help="Forget the whitening: search in the model's own space again.")
+@CHECKS
+@CHECK_MARGIN
 @click.option(
     "--neighbours",
     type=click.Choice(["auto", "on", "off"]),
@@ -41,7 +47,15 @@ if TYPE_CHECKING:
     show_default=True,
     help="Learn also from pairs of near-duplicate single-picture products (auto: where most have one).",
 )
-def whiten(data_dir: Path, dims: int | None, shrinkage: float | None, remove: bool, neighbours: str) -> None:
+def whiten(
+    data_dir: Path,
+    dims: int | None,
+    shrinkage: float | None,
+    remove: bool,
+    neighbours: str,
+    checks: Path | None,
+    check_margin: float | None,
+) -> None:
     """Learn how this catalog's products vary from their products with several pictures (and,
     where a SKU is listed many times, from near-duplicate listings), store it in the catalog
     and build the index for it. Restart the service to use it."""
@@ -54,11 +68,30 @@ def whiten(data_dir: Path, dims: int | None, shrinkage: float | None, remove: bo
     from tongkuan.engine.build import Builder
     from tongkuan.models.spaces import whiten_catalog
 
+    chosen = cast(Neighbours, neighbours)
+
+    def learn(parts: Parts) -> WhiteningReport:
+        return whiten_catalog(parts, dims, shrinkage, remove, neighbours=chosen)
+
     try:
-        chosen = cast(Neighbours, neighbours)
-        echo_whitening(whiten_catalog(Builder(settings), dims, shrinkage, remove, neighbours=chosen))
+        if checks is not None and not _checked_better(settings, checks, check_margin, learn):
+            return
+        echo_whitening(learn(Builder(settings)))
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _checked_better(settings: Settings, checks: Path, margin: float | None, prepare: Callable[[Parts], object]) -> bool:
+    """Whether the check set finds the catalog better once `prepare`d (tried on a copy)."""
+    from tongkuan.engine.build import stored_spec
+    from tongkuan.evaluation.decision import CHECK_MARGIN, better, compare
+
+    stored = stored_spec(settings)
+    model = stored[0] if stored else ""
+    before, after = compare(settings, checks, model, model, prepare)
+    chosen, reason = better(before.scores, after.scores, CHECK_MARGIN if margin is None else margin)
+    click.echo(reason + ("" if chosen else ": the catalog stays as it is"))
+    return chosen
 
 
 def echo_whitening(report: WhiteningReport) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -15,12 +15,14 @@ from tongkuan.config import Settings
 from tongkuan.engine import Engine
 from tongkuan.engine.build import Builder
 from tongkuan.errors import ConfigError
+from tongkuan.models.parts import Parts
 from tongkuan.models.switch import open_current, stage_all, switch_catalog
 
 
 @contextmanager
-def trial_engine(settings: Settings, model: str) -> Iterator[Engine]:
-    """An engine searching the catalog as it would after a switch to `model`."""
+def trial_engine(settings: Settings, model: str, prepare: Callable[[Parts], object] | None = None) -> Iterator[Engine]:
+    """An engine searching the catalog as it would after a switch to `model` (and after
+    `prepare`, run on the copy: a whitening learned or removed)."""
     if settings.backends.catalog_url:
         raise ConfigError(
             "models are compared on an embedded catalog: evaluate the running catalog's model here, "
@@ -43,6 +45,8 @@ def trial_engine(settings: Settings, model: str) -> Iterator[Engine]:
         trial = settings.model_copy(update={"data_dir": scratch, "image_dir": settings.images_root, "models": models})
         if model != current:
             switch_catalog(Builder(trial), model)
+        if prepare is not None:
+            prepare(Builder(trial))
         engine = Engine(trial)
         try:
             yield engine

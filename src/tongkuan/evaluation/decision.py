@@ -3,6 +3,7 @@ the rule `tune --check` and `models use --check` switch by."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tongkuan.config import Settings
@@ -11,6 +12,7 @@ from tongkuan.evaluation.candidates import trial_engine
 from tongkuan.evaluation.checks import read_checks
 from tongkuan.evaluation.runner import Evaluation, catalog_products, evaluate
 from tongkuan.evaluation.scoring import Scores
+from tongkuan.models.parts import Parts
 from tongkuan.models.tuning import Decider
 
 # R@1 a candidate must gain to be switched on: a few dozen labelled photos move R@1 in steps
@@ -31,15 +33,18 @@ def better(before: Scores, after: Scores, margin: float = CHECK_MARGIN) -> tuple
     return True, f"the check set decided: R@1 rose by {margin:.3f} or more and R@5 did not fall ({shown})"
 
 
-def compare(settings: Settings, checks: Path, current: str, candidate: str) -> tuple[Evaluation, Evaluation]:
-    """The check set's run on the catalog's own model and on `candidate` (staged, not switched)."""
+def compare(
+    settings: Settings, checks: Path, current: str, candidate: str, prepare: Callable[[Parts], object] | None = None
+) -> tuple[Evaluation, Evaluation]:
+    """The check set's run on the catalog as it is, and on a copy switched to `candidate`
+    (staged, not switched) and `prepare`d."""
     engine = Engine(settings)
     try:
         labelled = read_checks(checks, catalog_products(engine))
         before = evaluate(engine, labelled, progress=False)
     finally:
         engine.close()
-    with trial_engine(settings, candidate) as trial:
+    with trial_engine(settings, candidate, prepare) as trial:
         after = evaluate(trial, labelled, progress=False)
     return before, after
 

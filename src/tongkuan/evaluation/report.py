@@ -11,7 +11,7 @@ from tongkuan.domain.products import is_web_url
 from tongkuan.engine import Engine
 from tongkuan.errors import ImageError, ProductNotFound
 from tongkuan.evaluation.checks import Check
-from tongkuan.evaluation.runner import Evaluation
+from tongkuan.evaluation.runner import Evaluation, picture_bytes
 from tongkuan.evaluation.scoring import DEPTH
 
 THUMB = 240  # pixels, the longer side of the pictures shown
@@ -33,7 +33,7 @@ def write_report(folder: Path, engine: Engine, checks: Sequence[Check], run: Eva
         if outcome.rank == 1:
             continue
         check = by_line[outcome.line]
-        query = _thumbnail(folder, f"query-{check.line}", check.picture, engine)
+        query = _thumbnail(folder, f"query-{check.line}", check, engine)
         first = _first_picture(folder, engine, outcome.first, check.line)
         if outcome.failed:
             where = f'<span class="none">not searched: {html.escape(outcome.failed)}</span>'
@@ -74,16 +74,17 @@ def _first_picture(folder: Path, engine: Engine, item_id: str | None, line: int)
         return ""
     if is_web_url(stored.location):
         return f'<img src="{html.escape(stored.location)}" alt="{html.escape(item_id)}">'
-    return _thumbnail(folder, f"first-{line}", str(engine.stored_picture_path(stored.location)), engine)
+    picture = Check(line, str(engine.stored_picture_path(stored.location)), frozenset())
+    return _thumbnail(folder, f"first-{line}", picture, engine)
 
 
-def _thumbnail(folder: Path, name: str, picture: str, engine: Engine) -> str:
-    """A small copy of `picture` beside the page (a URL is shown where it is)."""
-    if is_web_url(picture):
-        return f'<img src="{html.escape(picture)}" alt="">'
+def _thumbnail(folder: Path, name: str, check: Check, engine: Engine) -> str:
+    """A small copy of the check's picture beside the page (a URL is shown where it is)."""
+    if is_web_url(check.picture) and not check.uploaded:
+        return f'<img src="{html.escape(check.picture)}" alt="">'
     target = folder / f"{name}.jpg"
     try:
-        image = engine.decode(Path(picture).read_bytes()).image.copy()  # within the decode limits
+        image = engine.decode(picture_bytes(engine, check)).image.copy()  # within the decode limits
     except (OSError, ImageError):
         return '<span class="none">unreadable</span>'
     image.thumbnail((THUMB, THUMB))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +34,17 @@ class Evaluation:
     scores: Scores
 
 
-def evaluate(engine: Engine, checks: Sequence[Check], resume: Path | None = None, progress: bool = True) -> Evaluation:
+def evaluate(
+    engine: Engine,
+    checks: Sequence[Check],
+    resume: Path | None = None,
+    progress: bool = True,
+    each: Callable[[Outcome], object] | None = None,
+) -> Evaluation:
     """Search every check's picture in `engine`'s catalog and score where its right products
-    ranked. With `resume` (a file), checks finished by an earlier run of the same checks and
-    model are not searched again, and the file goes once the run is whole."""
+    ranked (`each` hears of every outcome). With `resume` (a file), checks finished by an
+    earlier run of the same checks and model are not searched again, and the file goes once
+    the run is whole."""
     done = _done(resume)
     outcomes: list[Outcome] = []
     with _kept(resume) as keep, tqdm(total=len(checks), desc="checking", unit="query", disable=not progress) as bar:
@@ -47,6 +54,8 @@ def evaluate(engine: Engine, checks: Sequence[Check], resume: Path | None = None
                 keep.write(json.dumps(outcome.to_json()) + "\n")
                 keep.flush()
             outcomes.append(outcome)
+            if each is not None:
+                each(outcome)
             bar.update()
     if resume is not None:
         resume.unlink(missing_ok=True)
@@ -63,13 +72,20 @@ def progress_file(folder: Path, checks_file: Path, model: str) -> Path:
 def run_check(engine: Engine, check: Check) -> Outcome:
     """One check's search, as `GET /taobao/image-search/url` with its `region` runs it."""
     try:
-        data = engine.fetch(check.picture) if is_web_url(check.picture) else Path(check.picture).read_bytes()
+        data = picture_bytes(engine, check)
         picture = engine.decode(data)
         region = None if check.region is None else _fit(check.region, *picture.size)
         results = engine.search(picture, SearchQuery(limit=DEPTH, region=region))
     except (OSError, ImageError, ParameterError) as exc:
         return Outcome(check.line, None, None, failed=f"{check.picture}: {exc}")
     return outcome_of(check, results)
+
+
+def picture_bytes(engine: Engine, check: Check) -> bytes:
+    """The check's picture: uploaded to the service, fetched under `picUrl`'s rules, or read."""
+    if check.uploaded:
+        return engine.uploaded_picture(check.picture)
+    return engine.fetch(check.picture) if is_web_url(check.picture) else Path(check.picture).read_bytes()
 
 
 def outcome_of(check: Check, results: SearchResults) -> Outcome:
