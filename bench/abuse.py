@@ -5,7 +5,8 @@
 Everything stays on 127.0.0.1. Builds a small catalog (grocery iconic shots), and a picture
 server with misbehaving endpoints; then, twice (the service with its limits on downloads and
 decode memory turned off, then with its defaults), starts the service in its own process
-and, from addresses of their own (`X-Forwarded-For`, believed from loopback only):
+and, from addresses of their own (`X-Forwarded-For`, believed from loopback, named here as
+the service's proxy with `TONGKUAN_FORWARDED_ALLOW_IPS`):
 
 - a shopper searches, one request after another, by `picUrl` (a V2 search) and through the
   search page (upload a photo, search it by imageId), and calls `/health`: first alone (the
@@ -14,8 +15,8 @@ and, from addresses of their own (`X-Forwarded-For`, believed from loopback only
   to fetch a picture from a slow host: one that answers after 30 s, one that trickles its
   headers a byte at a time, one whose redirects each take 2.5 s;
 - `--bombers` attackers, without credentials, each send the search page over and over a
-  picture of a few hundred bytes that declares 4096x4096 pixels: WebP or PNG files, or a
-  PNG by URL.
+  picture of a few hundred bytes that declares 4096x4096 pixels: WebP, PNG or progressive
+  JPEG files, or a PNG by URL.
 
 Each attacker sends at most the page's default rate for one address (2 requests a second).
 Prints one JSON line: for each run, the shopper's latencies (p50, p95, max) and failures in
@@ -53,9 +54,15 @@ PACE_S = 0.5
 
 
 def bomb(fmt: str) -> bytes:
+    """A small file declaring BOMB_SIDE² pixels: lossless WebP, PNG, or a progressive JPEG
+    (whose decoder holds coefficient buffers over the whole frame, however much it reduces)."""
     out = io.BytesIO()
     picture = Image.new("RGB", (BOMB_SIDE, BOMB_SIDE), (250, 250, 250))
-    picture.save(out, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    options: dict[str, object] = {
+        "WEBP": {"lossless": True},
+        "PROGRESSIVE": {"progressive": True, "quality": 5, "subsampling": 0},
+    }.get(fmt, {})
+    picture.save(out, "JPEG" if fmt == "PROGRESSIVE" else fmt, **options)
     return out.getvalue()
 
 
@@ -170,15 +177,17 @@ def run(
     args: argparse.Namespace, data_dir: Path, files: FileServer, rows: list[dict[str, str]], env: dict[str, str]
 ) -> dict[str, object]:
     """The shoppers alone, then under attack, against a service started with `env`."""
-    webp, png = bomb("WEBP"), bomb("PNG")
+    webp, png, progressive = bomb("WEBP"), bomb("PNG"), bomb("PROGRESSIVE")
     png_url = files.put("bomb-png", png)
-    server = Server(data_dir, free_port(), {"TONGKUAN_WEB_RATE_LIMIT_QPS": "0", **env})  # attackers pace themselves
+    # attackers pace themselves; their addresses come in X-Forwarded-For, believed from loopback
+    settings = {"TONGKUAN_WEB_RATE_LIMIT_QPS": "0", "TONGKUAN_FORWARDED_ALLOW_IPS": "127.0.0.1", **env}
+    server = Server(data_dir, free_port(), settings)
     server.start()
     base = f"http://127.0.0.1:{server.port}"
     photos = [args.data / "grocery_store" / r["path"] for r in rows if r["split"] == "val"][:40]
-    # the shoppers' pictures come from a host name of their own: the per-host cap is the attackers'
+    # the same picture host as the attackers' (however spelt, one host): the shopper's searches by
+    # picUrl carry credentials, held to the app's share of the downloads, not to the page's per-host cap
     photo_urls = [files.url(f"grocery_store/{p.relative_to(args.data / 'grocery_store')}") for p in photos]
-    photo_urls = [url.replace("127.0.0.1", "localhost") for url in photo_urls]
     shopper = Shopper(base, photos, photo_urls)
     stop = threading.Event()
     try:
@@ -195,8 +204,12 @@ def run(
             slow = partial(upload_url, url=files.url(SLOW_PATHS[i % len(SLOW_PATHS)]))
             threads.append((f"203.0.113.{i % 250}", slow, answers["slow_hosts"]))
         for i in range(args.bombers):
-            kinds = [partial(upload, data=webp, name="b.webp"), partial(upload, data=png, name="b.png")]
-            send = kinds[i % 2] if i % 3 else partial(upload_url, url=png_url)
+            kinds = [
+                partial(upload, data=webp, name="b.webp"),
+                partial(upload, data=png, name="b.png"),
+                partial(upload, data=progressive, name="b.jpg"),
+            ]
+            send = kinds[i % 3] if i % 4 else partial(upload_url, url=png_url)
             threads.append((f"192.0.2.{i % 250}", send, answers["bombs"]))
         running = [
             threading.Thread(target=attack, args=(base, address, call, counter, stop), daemon=True)

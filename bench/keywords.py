@@ -1,7 +1,7 @@
 """Keyword search quality and speed on real Taobao titles, against a substring baseline run
 on the same catalog in the same process.
 
-    python bench/keywords.py [--data ../shared/data] [--scale 100000]
+    .venv/bin/python bench/keywords.py [--data ../shared/data] [--scale 100000] [--postgres]
 
 Quality: Product1M (9,220 listings); each of its 392 instance labels is a query and the
 listings carrying that label are relevant (`tongkuan.bench.evaluate`). Reports nDCG@10
@@ -27,8 +27,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import psycopg
 
 from tongkuan.bench import (
     RECALL_AT,
@@ -96,6 +94,8 @@ def speed(root: Path, workdir: Path, scale: int) -> dict[str, object]:
 def trigram_search(url: str) -> Callable[[str], list[str]]:
     """pg_trgm: every query part as a substring (`ILIKE`, served by a trigram GIN index where
     the part has 3+ characters), most similar titles first."""
+    import psycopg  # the scale extra: only --postgres needs it
+
     db = psycopg.connect(url, autocommit=True)
 
     def search(query: str) -> list[str]:
@@ -109,6 +109,8 @@ def trigram_search(url: str) -> Callable[[str], list[str]]:
 
 def postgres(root: Path, scale: int) -> dict[str, object]:
     """The PostgreSQL catalog's tsvector of jieba words + pairs against pg_trgm, same database."""
+    import psycopg  # the scale extra: only --postgres needs it
+
     with PostgresServer(durable=True) as server:
         quality_url = server.create_database("quality")
         catalog = PostgresCatalog(quality_url, "none", 4)
@@ -153,9 +155,18 @@ def postgres(root: Path, scale: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--scale", type=int, default=100_000, help="listings in the speed catalog")
-    parser.add_argument("--postgres", action="store_true", help="also the PostgreSQL catalog against pg_trgm")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared" / "data",
+        help="the data sets' folder, holding product1m_text/ (default: ../shared/data beside the repository)",
+    )
+    parser.add_argument("--scale", type=int, default=100_000, help="listings in the speed catalog (default: 100000)")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="instead, the PostgreSQL catalog against pg_trgm (needs pip install -e '.[scale]' and PostgreSQL)",
+    )
     args = parser.parse_args()
     if args.postgres:
         compared = postgres(args.data, args.scale)

@@ -108,7 +108,9 @@ def bare_model(vision: Vision, images: list[Image.Image]) -> dict[str, object]:
 
 def ingestion(engine: Engine, paths: list[Path]) -> dict[str, object]:
     records = [
-        SourceRecord(str(p), {"itemId": f"real-{i}", "title": p.stem, **synthetic_fields(f"real-{i}")}, [str(p)])
+        SourceRecord(
+            str(p), {"itemId": f"real-{i}", "title": p.stem, **synthetic_fields(f"real-{i}", "general")}, [str(p)]
+        )
         for i, p in enumerate(paths)
     ]
     started = time.perf_counter()

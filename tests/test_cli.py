@@ -79,7 +79,7 @@ BAD = {
     "TONGKUAN_FORWARDED_ALLOW_IPS": (
         "proxy.internal",
         "TONGKUAN_FORWARDED_ALLOW_IPS='proxy.internal' is not valid: use IP addresses or networks separated by "
-        "commas, * for any, or none (empty or unset: the default, 127.0.0.1)",
+        "commas, * for any, or none (empty or unset: the default, none)",
     ),
     "TONGKUAN_CATALOG_URL": (
         "mysql://user:hunter2@db/shop",
@@ -234,8 +234,8 @@ def test_the_command_line_runs_with_empty_variables(tmp_path: Path, model_cache:
     data_dir = new_data_dir(tmp_path / "data", model_cache)
     env = {"TONGKUAN_ALLOW_LOOPBACK_FETCH": "", "TONGKUAN_THREADS": "", "TONGKUAN_MODEL": "efficientnet-lite0"}
     result = invoke(["delete", "nothing", "--data-dir", str(data_dir)], env)
-    assert result.exit_code == 0, result.output
-    assert "not found" in result.output
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output  # ran, found nothing
+    assert result.output.splitlines() == ["Error: 1 of 1 products not found: nothing"]
 
 
 @pytest.mark.usefixtures("clean_environment")
@@ -286,7 +286,7 @@ def test_serve_reports_a_bad_setting_without_a_traceback(tmp_path: Path) -> None
 @pytest.mark.usefixtures("clean_environment")
 @pytest.mark.parametrize(
     ("value", "proxy_headers", "trusted"),
-    [(None, True, "127.0.0.1"), ("10.0.0.2,10.1.0.0/16", True, "10.0.0.2,10.1.0.0/16"), ("none", False, None)],
+    [(None, False, None), ("10.0.0.2,10.1.0.0/16", True, "10.0.0.2,10.1.0.0/16"), ("127.0.0.1", True, "127.0.0.1")],
 )
 def test_serve_trusts_forwarded_headers_only_from_the_configured_proxies(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, proxy_headers: bool, trusted: str | None
@@ -299,6 +299,24 @@ def test_serve_trusts_forwarded_headers_only_from_the_configured_proxies(
     result = invoke(["serve", "--data-dir", str(tmp_path / "data")], env)
     assert result.exit_code == 0, result.output
     assert seen["proxy_headers"] is proxy_headers and seen.get("forwarded_allow_ips") == trusted
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_serve_bounds_request_heads_and_idle_connections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from tongkuan.cli.common import KEEP_ALIVE_S, MAX_REQUEST_HEAD
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    result = invoke(["serve", "--data-dir", str(tmp_path / "data")], {})
+    assert result.exit_code == 0, result.output
+    assert (seen["http"], seen["h11_max_incomplete_event_size"], seen["timeout_keep_alive"]) == (
+        "h11",
+        MAX_REQUEST_HEAD,
+        KEEP_ALIVE_S,
+    )
+    assert seen["access_log"] is False
 
 
 @pytest.mark.usefixtures("clean_environment")

@@ -1,12 +1,16 @@
-"""Settings: apps parsing, environment and data-directory TOML sources."""
+"""Settings: apps parsing, environment and data-directory TOML sources, and the warning for a
+`TONGKUAN_` variable that names no setting."""
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 from pathlib import Path
 
 import pytest
 
-from tongkuan.config import FIELDS, GROUP_OF, GROUPS, Settings, parse_apps, parse_rate_limits
+from tongkuan.config import FIELDS, GROUP_OF, GROUPS, NOT_SETTINGS, Settings, parse_apps, parse_rate_limits
 from tongkuan.errors import ConfigError
 
 
@@ -114,9 +118,11 @@ def test_host_patterns_the_host_check_cannot_take_are_refused(tmp_path: Path, va
         Settings(data_dir=tmp_path, allowed_hosts=value)
 
 
-def test_forwarded_headers_are_trusted_from_loopback_only_unless_told(tmp_path: Path) -> None:
-    assert Settings(data_dir=tmp_path).http.forwarded_allow_ips == "127.0.0.1"
-    assert Settings(data_dir=tmp_path, forwarded_allow_ips="none").http.proxy_addresses is None
+def test_forwarded_headers_are_trusted_from_no_one_unless_told(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path).http.forwarded_allow_ips == "none"
+    assert Settings(data_dir=tmp_path).http.proxy_addresses is None
+    assert Settings(data_dir=tmp_path, forwarded_allow_ips="NONE").http.proxy_addresses is None
+    assert Settings(data_dir=tmp_path, forwarded_allow_ips="127.0.0.1").http.proxy_addresses == "127.0.0.1"
     assert Settings(data_dir=tmp_path, forwarded_allow_ips="10.0.0.2, 10.1.0.0/16").http.proxy_addresses == (
         "10.0.0.2,10.1.0.0/16"
     )
@@ -187,3 +193,64 @@ def test_folders_are_refused_where_none_can_be_made(tmp_path: Path) -> None:
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     with pytest.raises(ConfigError, match="data_dir"):
         Settings(data_dir=tmp_path / "dangling")  # mkdir would fail: the link is there
+
+
+@pytest.fixture
+def unreported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No TONGKUAN_ variable from the shell, and none reported yet in this process."""
+    from tongkuan.config import settings
+
+    for name in list(os.environ):
+        if name.upper().startswith("TONGKUAN_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(settings, "_reported", set())
+
+
+@pytest.mark.usefixtures("unreported")
+def test_an_unknown_variable_is_warned_about_once_naming_the_closest_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("TONGKUAN_THRADS", "3")
+    monkeypatch.setenv("TONGKUAN_INDEX", "flat")  # the setting's name before it was TONGKUAN_INDEX_KIND
+    with caplog.at_level(logging.WARNING, logger="tongkuan.config"):
+        settings = Settings(data_dir=tmp_path)
+        Settings(data_dir=tmp_path)
+    assert settings.models.threads == 2  # ignored
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        "TONGKUAN_INDEX is not a tongkuan setting and is ignored (did you mean TONGKUAN_INDEX_KIND?)",
+        "TONGKUAN_THRADS is not a tongkuan setting and is ignored (did you mean TONGKUAN_THREADS?)",
+    ]
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
+
+
+@pytest.mark.usefixtures("unreported")
+def test_a_variable_like_no_setting_points_to_the_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("TONGKUAN_XYZZY", "1")
+    with caplog.at_level(logging.WARNING, logger="tongkuan.config"):
+        Settings(data_dir=tmp_path)
+    assert [r.getMessage() for r in caplog.records] == [
+        "TONGKUAN_XYZZY is not a tongkuan setting and is ignored (the README's Configuration lists the settings)"
+    ]
+
+
+@pytest.mark.usefixtures("unreported")
+def test_settings_and_the_variables_of_tests_and_benchmarks_are_not_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for variable in NOT_SETTINGS:
+        monkeypatch.setenv(variable, "1")
+    monkeypatch.setenv("tongkuan_threads", "3")  # a setting, in any case
+    with caplog.at_level(logging.WARNING, logger="tongkuan.config"):
+        assert Settings(data_dir=tmp_path).models.threads == 3
+    assert caplog.records == []
+
+
+def test_every_tongkuan_variable_the_code_reads_is_a_setting_or_listed_as_none() -> None:
+    repo = Path(__file__).resolve().parent.parent
+    reads = re.compile(r"""(?:environ\.get\(|getenv\(|environ\[)\s*["'](TONGKUAN_[A-Z0-9_]+)["']""")
+    code = [*(repo / "src").rglob("*.py"), *(repo / "tests").rglob("*.py"), *(repo / "bench").rglob("*.py")]
+    read = {name for path in code for name in reads.findall(path.read_text(encoding="utf-8"))}
+    assert {"TONGKUAN_TEST_DATA", "TONGKUAN_MILVUS_ISOLATE"} <= read  # the pattern finds them
+    assert read - {f"TONGKUAN_{name.upper()}" for name in FIELDS} - NOT_SETTINGS == set()

@@ -131,10 +131,11 @@ def restore(archive: Path, data_dir: Path, force: bool = False, with_settings: b
         raise BackupError(f"{archive} does not exist")
     if data_dir.exists() and any(data_dir.iterdir()) and not force:
         raise BackupError(f"{data_dir} is not empty; restore into a new directory, or pass --force to replace it")
+    _open_archive(archive).close()  # a file of another kind is refused before anything is made
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=data_dir.parent))
     try:
-        with tarfile.open(archive) as tar:
+        with _open_archive(archive) as tar:
             tar.extractall(staging, filter="data")
         _check_catalog(staging / CATALOG)
         settings = _setting_names(staging / SETTINGS)
@@ -155,12 +156,26 @@ def restore(archive: Path, data_dir: Path, force: bool = False, with_settings: b
         else:
             staging.rename(data_dir)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:  # gzip reports truncation as EOFError
-        raise BackupError(f"{archive} cannot be restored: {exc}") from exc
+        reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # one line
+        raise BackupError(f"{archive} cannot be restored: {reason}") from exc
     finally:
         if staging.exists():
             shutil.rmtree(staging)
     restored = with_settings and bool(settings)
     return BackupReport(files, archive.stat().st_size, time.perf_counter() - started, settings, restored)
+
+
+def _open_archive(archive: Path) -> tarfile.TarFile:
+    """The tar file `archive` (compressed or not); a file of another kind is one line saying so,
+    not tarfile's list of every method it tried."""
+    try:
+        return tarfile.open(archive)
+    except tarfile.ReadError as exc:
+        raise BackupError(
+            f"{archive} cannot be restored: it is not a backup archive (tongkuan backup writes a .tar or .tar.gz file)"
+        ) from exc
+    except OSError as exc:
+        raise BackupError(f"{archive} cannot be restored: {exc.strerror or exc}") from exc
 
 
 def _setting_names(path: Path) -> tuple[str, ...]:

@@ -3,7 +3,9 @@
 Grocery Store Dataset: one product per fine class, its images the clean iconic shot plus
 the shoppers' training photos. Fashion Product Images: one product per catalog shot, with
 its category. Fields the data sets lack (price, shop, seller, location, sales) are
-synthetic, derived deterministically from the item id so every build is identical.
+synthetic, derived deterministically from the item id so every build is identical, and
+kept plausible: each made-up shop sells one kind of goods from one seller in one city, and
+prices fall in a range usual for the kind (milk, yoghurt and juice ¥6 to ¥33, shoes ¥99 to ¥900).
 
 The data sets' titles are English. So that a Chinese keyword (牛奶, 连衣裙) finds something,
 each title also carries a Chinese name made up here: a hand-written translation of the
@@ -17,14 +19,11 @@ import csv
 import hashlib
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tongkuan.domain.categories import CATEGORY_BY_NAME
-
-_CITIES = ("浙江 杭州", "广东 广州", "上海", "北京", "四川 成都", "江苏 苏州", "福建 泉州", "山东 青岛")
-_SHOPS = ("同款优选店", "鲜生超市旗舰店", "潮流服饰专营店", "居家好物店", "品牌折扣店", "天猫超市")
-
 
 # Made-up Chinese names of the Grocery Store Dataset's coarse classes (`coarse_name`).
 GROCERY_NAMES: dict[str, str] = {
@@ -82,19 +81,98 @@ def with_chinese_name(title: str, names: dict[str, str], class_name: str, separa
     return f"{title}{separator}{chinese}" if chinese else title
 
 
-def synthetic_fields(item_id: str) -> dict[str, Any]:
-    """Seller-side fields the data sets lack, stable per item id (synthetic, not real data)."""
+def grocery_title(class_name: str, coarse_name: str) -> str:
+    """The English title of a grocery class: its name, then its coarse class where the name
+    does not already say it ("Golden Delicious · Apple", but "Banana", "Arla Standard Milk")."""
+    name, coarse = class_name.replace("-", " "), coarse_name.replace("-", " ")
+    return name if coarse.lower() in name.lower() else f"{name} · {coarse}"
+
+
+@dataclass(frozen=True)
+class Shop:
+    """A made-up shop: one seller, one city, one kind of goods."""
+
+    title: str
+    seller_id: str
+    provcity: str
+    user_type: int  # 1: a Tmall shop, 0: a Taobao one
+
+
+@dataclass(frozen=True)
+class Aisle:
+    """A kind of goods: the shops that sell it and the range of their list prices (yuan)."""
+
+    shops: tuple[Shop, ...]
+    low: int
+    high: int
+
+
+_FRUIT = (Shop("鲜果时光水果店", "2201001", "山东 烟台", 0), Shop("果园直供生鲜店", "2201002", "海南 海口", 0))
+_VEGETABLES = (Shop("田园鲜蔬店", "2201003", "山东 寿光", 0), Shop("绿叶农场直营店", "2201004", "云南 昆明", 0))
+_DAIRY = (Shop("鲜生超市", "2201005", "上海", 0), Shop("牧场乳品饮料店", "2201006", "内蒙古 呼和浩特", 0))
+_APPAREL = (
+    Shop("潮流服饰旗舰店", "3301001", "浙江 杭州", 1),
+    Shop("衣橱优选女装店", "3301002", "广东 广州", 0),
+    Shop("简约男装专营店", "3301003", "江苏 苏州", 1),
+)
+_UNDERWEAR = (Shop("舒适内衣旗舰店", "3301004", "广东 汕头", 1),)
+_SHOES = (Shop("步履鞋业旗舰店", "3301005", "福建 泉州", 1), Shop("潮鞋集合店", "3301006", "浙江 温州", 0))
+_BAGS = (Shop("箱包皮具专营店", "3301007", "广东 广州", 1),)
+_ACCESSORIES = (Shop("腕表眼镜专营店", "3301008", "上海", 1), Shop("饰品配件小铺", "3301009", "浙江 义乌", 0))
+_BEAUTY = (Shop("美妆护肤旗舰店", "3301010", "上海", 1), Shop("美妆小铺", "3301011", "浙江 杭州", 0))
+_GENERAL = (Shop("居家好物店", "3301012", "江苏 苏州", 0),)
+
+# The grocery data set's top-level classes, then the fashion categories (`service_category`).
+AISLES: dict[str, Aisle] = {
+    "Fruit": Aisle(_FRUIT, 5, 40),
+    "Vegetables": Aisle(_VEGETABLES, 3, 20),
+    "Packages": Aisle(_DAIRY, 6, 33),
+    "tops": Aisle(_APPAREL, 39, 300),
+    "bottoms": Aisle(_APPAREL, 59, 400),
+    "dresses": Aisle(_APPAREL, 89, 600),
+    "other": Aisle(_APPAREL, 39, 400),
+    "underwear": Aisle(_UNDERWEAR, 19, 160),
+    "shoes": Aisle(_SHOES, 99, 900),
+    "bags": Aisle(_BAGS, 59, 800),
+    "accessories": Aisle(_ACCESSORIES, 19, 500),
+    "beauty products": Aisle(_BEAUTY, 19, 400),
+    "general": Aisle(_GENERAL, 9, 200),
+}
+
+
+def fashion_aisle(service_category: str, master_category: str) -> str:
+    """The aisle of a fashion product: its category, but free gifts and sporting goods that
+    the data set files under `other` go to the general store rather than a clothes shop."""
+    if service_category == "other" and master_category != "Apparel":
+        return "general"
+    return service_category
+
+
+def shop_price(cents: int) -> int:
+    """A list price as shops set them (in cents): ¥6.50, ¥29.90, ¥259.00."""
+    if cents < 1000:
+        return cents // 10 * 10
+    if cents < 10000:
+        return cents // 100 * 100 - 10
+    return cents // 100 * 100
+
+
+def synthetic_fields(item_id: str, aisle: str) -> dict[str, Any]:
+    """Seller-side fields the data sets lack, stable per item id (synthetic, not real data):
+    a shop of the product's `aisle` (a key of AISLES) and a price in the aisle's range."""
     h = int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:8], "big")
-    reserve = 5 + (h % 50000) / 100
+    goods = AISLES[aisle]
+    shop = goods.shops[(h >> 8) % len(goods.shops)]
+    reserve = shop_price(goods.low * 100 + h % ((goods.high - goods.low) * 100))
     discount = (h >> 20) % 4  # every fourth item is not discounted
-    final = reserve if discount == 0 else round(reserve * (0.6 + 0.1 * discount), 2)
+    final = reserve if discount == 0 else round(reserve * (6 + discount) / 100) * 10  # 0.7 to 0.9, to 0.1 yuan
     return {
-        "reservePrice": f"{reserve:.2f}",
-        "zkFinalPrice": f"{final:.2f}",
-        "shopTitle": _SHOPS[(h >> 8) % len(_SHOPS)],
-        "sellerId": str(1_000_000 + (h >> 12) % 9_000_000),
-        "provcity": _CITIES[(h >> 4) % len(_CITIES)],
-        "userType": (h >> 30) % 2,
+        "reservePrice": f"{reserve / 100:.2f}",
+        "zkFinalPrice": f"{final / 100:.2f}",
+        "shopTitle": shop.title,
+        "sellerId": shop.seller_id,
+        "provcity": shop.provcity,
+        "userType": shop.user_type,
         "volume": (h >> 33) % 5000,
         "couponAmount": None if (h >> 40) % 3 else 5,
         "couponstartFee": None if (h >> 40) % 3 else "49",
@@ -107,9 +185,11 @@ def grocery_records(root: Path, photos_per_product: int | None = None) -> Iterat
     folder = root.resolve() / "grocery_store"
     photos: dict[str, list[str]] = {}
     category: dict[str, str] = {}
+    top_level: dict[str, str] = {}
     with (folder / "labels.csv").open(encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             category.setdefault(row["class_id"], row["service_category"])
+            top_level.setdefault(row["class_id"], row["top_level"])
             if row["split"] == "train":
                 photos.setdefault(row["class_id"], []).append(str(folder / row["path"]))
     with (folder / "classes.csv").open(encoding="utf-8") as handle:
@@ -120,12 +200,12 @@ def grocery_records(root: Path, photos_per_product: int | None = None) -> Iterat
             yield {
                 "itemId": item_id,
                 "title": with_chinese_name(
-                    f"{row['class_name'].replace('-', ' ')} · {row['coarse_name']}", GROCERY_NAMES, row["coarse_name"]
+                    grocery_title(row["class_name"], row["coarse_name"]), GROCERY_NAMES, row["coarse_name"]
                 ),
                 "categoryName": row["coarse_name"],
                 "levelOneCategoryName": "食品生鲜",
                 **({"categoryId": int(cat)} if cat is not None else {}),
-                **synthetic_fields(item_id),
+                **synthetic_fields(item_id, top_level.get(row["class_id"], "Packages")),
                 "images": [str(folder / row["iconic_path"]), *train],
             }
 
@@ -147,6 +227,6 @@ def fashion_records(root: Path, per_category: int) -> Iterator[dict[str, Any]]:
                 "categoryName": row["articleType"],
                 "levelOneCategoryName": row["masterCategory"],
                 "categoryId": int(cat),
-                **synthetic_fields(item_id),
+                **synthetic_fields(item_id, fashion_aisle(row["service_category"], row["masterCategory"])),
                 "images": [str(folder / row["path"])],
             }

@@ -274,6 +274,25 @@ def test_a_bulk_import_runs_as_a_job_with_progress(admin: Admin, file_server: Fi
     assert (again["added"], again["unchanged"], again["failed"]) == (0, 5, 0)  # idempotent
 
 
+def test_an_ended_import_job_is_deleted_and_an_open_one_refused(data_dir: Path, file_server: FileServer) -> None:
+    settings = settings_for(data_dir, model=MODEL, admin_token=TOKEN)
+    app = create_app(settings)
+    with serve(app) as service:
+        admin = Admin(service, settings)
+        line = json.dumps({"itemId": MILK[0], **product(MILK[0], file_server)})
+        ended = wait_for_job(admin, admin.call("POST", "/admin/imports", content=line.encode())["jobId"])
+        app.state.engine.imports.close()  # no worker here: a job submitted now stays queued
+        queued = admin.call("POST", "/admin/imports", content=line.encode())["jobId"]
+        assert "has not ended" in admin.call("DELETE", f"/admin/imports/{queued}", expect=409)
+        assert admin.call("GET", f"/admin/imports/{queued}")["state"] == "queued"
+        assert admin.call("DELETE", f"/admin/imports/{ended['jobId']}") == {"jobId": ended["jobId"], "deleted": True}
+        admin.call("GET", f"/admin/imports/{ended['jobId']}", expect=404)
+        admin.call("DELETE", f"/admin/imports/{ended['jobId']}", expect=404)
+        admin.call("DELETE", "/admin/imports/not-a-job", expect=404)
+        assert [j["jobId"] for j in admin.call("GET", "/admin/imports")] == [queued]
+        admin.http.close()
+
+
 def test_an_import_reads_pictures_from_urls_only_never_the_picture_store(
     admin: Admin, file_server: FileServer, data_dir: Path, data_root: Path
 ) -> None:

@@ -95,6 +95,25 @@ def test_bad_keyword_parameters_are_named(listings: Service, params: dict[str, s
     assert body["code"] == 400 and named in body["message"]
 
 
+LONGEST = "鸡尾酒" * 66 + "酒酒"  # 200 characters: the longest keyword searched
+
+
+@pytest.mark.parametrize("path", [SEARCH, SHOPS])
+def test_a_keyword_over_200_characters_is_refused_naming_the_rule(listings: Service, path: str) -> None:
+    assert body_of(listings, path, keyword=LONGEST)["code"] == 200
+    body = body_of(listings, path, keyword=LONGEST + "酒")
+    assert body["code"] == 400 and body["data"] is None
+    assert body["message"].endswith("keyword must be at most 200 characters, not 201 (keyword 不能超过 200 个字符)")
+
+
+def test_the_search_page_refuses_a_keyword_over_200_characters_the_same_way(listings: Service) -> None:
+    response = listings.client.get("/web/api/keyword", params={"keyword": "a" * 4096})
+    body = response.json()
+    assert response.status_code == 400 and body["code"] == 400
+    assert body["data"] == {"error": "bad_parameter"}
+    assert "keyword must be at most 200 characters, not 4096" in body["message"]
+
+
 def test_a_keyword_without_matches_is_an_empty_page(listings: Service) -> None:
     data = body_of(listings, SEARCH, keyword="量子计算机")["data"]
     assert data == {"data": [], "pageNo": 1, "pageSize": 0, "total": 0}

@@ -282,3 +282,20 @@ def test_a_price_range_that_is_not_low_dash_high_with_non_negative_prices_is_ref
     assert message == (
         f"filter price must be LOW-HIGH with non-negative prices, LOW <= HIGH, not {price!r} (filter 价格区间无效)"
     )
+
+
+# words
+
+
+def test_words_are_read_without_surrounding_spaces() -> None:
+    assert rules.words({"keyword": "  钢笔 red  "}, "keyword") == "钢笔 red"
+    assert rules.words({"keyword": " " + "x" * rules.MAX_KEYWORD_LENGTH + " "}, "keyword") == "x" * 200
+
+
+def test_words_are_required() -> None:
+    assert refusal(rules.words, {"keyword": "  "}, "keyword") == "keyword is required (keyword 不能为空)"
+
+
+def test_words_over_the_length_limit_are_refused_naming_it() -> None:
+    message = refusal(rules.words, {"keyword": "x" * (rules.MAX_KEYWORD_LENGTH + 1)}, "keyword")
+    assert message == "keyword must be at most 200 characters, not 201 (keyword 不能超过 200 个字符)"

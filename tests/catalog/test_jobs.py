@@ -74,3 +74,23 @@ def test_a_statement_past_the_deadline_is_refused(postgres: PostgresServer) -> N
         assert time.monotonic() - started < 2 and raised.value.public_message == "the catalog store is unavailable"
     finally:
         catalog.close()
+
+
+def test_a_finished_job_keeps_no_records_and_only_a_finished_job_is_deleted(stores: tuple[Catalog, Catalog]) -> None:
+    first, second = stores
+    first.add_job("running", 1.0, "{}", b"records")
+    first.add_job("queued", 2.0, "{}", b"more records")
+    assert first.claim_job("one", 60) == ("running", "{}", b"records")
+    assert first.update_job("running", "one", '{"state": "done"}', 60, done=True)
+    assert stored_body(second, "running") == b""  # the records go once the job ends
+    assert second.delete_job("running") and second.job_status("running") is None  # type: ignore[attr-defined]
+    assert not second.delete_job("running")  # type: ignore[attr-defined]  # gone already
+    assert not second.delete_job("queued") and second.job_status("queued") == "{}"  # type: ignore[attr-defined]
+
+
+def stored_body(store: Catalog, job_id: str) -> bytes:
+    query = "SELECT body FROM import_jobs WHERE job_id = "
+    if isinstance(store, SqliteCatalog):
+        return bytes(store._db.execute(query + "?", (job_id,)).fetchone()[0])  # noqa: SLF001
+    assert isinstance(store, PostgresCatalog)
+    return bytes(store._rows(query + "%s", (job_id,))[0][0])  # noqa: SLF001

@@ -1,12 +1,14 @@
 """What the client puts on the wire and how it reads answers, against a fake service
 (httpx.MockTransport): signatures the server's own check accepts, DAJI's parameter names,
-signed upload forms, DAJI's documented answer, and answers that are not the envelope."""
+signed upload forms, DAJI's documented answer, answers that are not the envelope, picture
+URLs completed with the client's own scheme, and request lines logged without secrets."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -25,6 +27,7 @@ from tongkuan.client import (
     Category,
     Client,
     Filter,
+    Item,
     ProtocolError,
     Region,
     ServerError,
@@ -223,3 +226,57 @@ def test_an_answer_is_read_as_json_whatever_its_content_type() -> None:
     plain = lambda request: httpx.Response(200, content=body, headers={"content-type": "text/plain"})  # noqa: E731
     with fake(plain) as (client, _):
         assert client.keyword_search("x").total == 0
+
+
+SERVICE_ANSWER: dict[str, Any] = {  # this service's keyword answer: picture URLs without a scheme
+    "code": 200,
+    "message": "操作成功",
+    "data": {
+        "data": [{"itemId": "1001", "title": "钢笔", "picUrl": "//127.0.0.1:8000/images/ab.jpg"}],
+        "pageNo": 1,
+        "pageSize": 1,
+        "total": 1,
+    },
+}
+DETAILS_ANSWER: dict[str, Any] = {
+    "code": 200,
+    "message": "操作成功",
+    "data": {
+        "itemId": "1001",
+        "picUrl": "//shop.test/a.jpg",
+        "pictures": [{"picName": "a", "picUrl": "//shop.test/a.jpg"}],
+    },
+}
+
+
+def test_picture_urls_take_the_scheme_the_client_talks_to() -> None:
+    with fake(answering(SERVICE_ANSWER), base_url="http://127.0.0.1:8000") as (client, _):
+        (item,) = client.keyword_search("钢笔").items
+    assert item.picture_url() == "http://127.0.0.1:8000/images/ab.jpg"
+    assert item.picture_url("https") == "https://127.0.0.1:8000/images/ab.jpg"  # asked for: as before
+    with fake(answering(DETAILS_ANSWER), base_url="http://shop.test") as (client, _):
+        details = client.item("1001")
+    assert details.picture_url() == details.pictures[0].picture_url() == "http://shop.test/a.jpg"
+    with fake(answering(SERVICE_ANSWER), base_url="https://search.example.com") as (client, _):
+        assert client.keyword_search("钢笔").items[0].picture_url().startswith("https://")
+
+
+def test_an_item_read_without_a_client_keeps_https() -> None:
+    assert Item.model_validate({"itemId": "1", "picUrl": "//a.test/b.jpg"}).picture_url() == "https://a.test/b.jpg"
+
+
+@pytest.mark.parametrize("plain_secret", [True, False], ids=["appSecret", "sign"])
+def test_the_request_line_httpx_logs_hides_the_secret_and_the_sign(
+    plain_secret: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        with fake(answering(KEYWORDS), plain_secret=plain_secret) as (client, seen):
+            client.keyword_search("钢笔")
+    sent = sent_params(seen[0])
+    secret = sent["appSecret"] if plain_secret else sent["sign"]
+    (record,) = [r for r in caplog.records if r.name == "httpx"]
+    line = record.getMessage()
+    assert line.startswith("HTTP Request: GET http://tongkuan.test/taobao/traffic/item/search?")
+    assert secret not in line and "s3" not in line
+    assert ("appSecret=***" if plain_secret else "sign=***") in line
+    assert "appKey=k1" in line and "200 OK" in line

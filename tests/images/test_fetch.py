@@ -1,14 +1,18 @@
-"""Fetching picUrls end to end against a server on 127.0.0.1: limits, redirects, timeouts."""
+"""Fetching picUrls end to end against a server on 127.0.0.1: limits, redirects, timeouts,
+and the bounds on name lookups that outlive their fetch."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
 from tests.utils.fileserver import FileServer
-from tongkuan.errors import ForbiddenAddress, ImageFetchError, ImageTooLarge
+from tongkuan.errors import ForbiddenAddress, ImageFetchError, ImageTooLarge, ServiceBusy
 from tongkuan.images import fetch
 from tongkuan.images.fetch import FetchPolicy, fetch_url
 
@@ -154,5 +158,102 @@ def test_an_ip_literal_resolves_to_itself_without_a_name_lookup(
     def no_lookup(*args: object, **kwargs: object) -> None:
         raise AssertionError("looked up")
 
-    monkeypatch.setattr(fetch._lookups, "submit", no_lookup)
+    monkeypatch.setattr(fetch._lookups, "resolve", no_lookup)
     assert [str(ip) for ip in fetch.resolve(host, 80)] == [address]
+
+
+class BlockingDns:
+    """A getaddrinfo under which names starting with `slow` hang until `release` is set and
+    others answer 192.0.2.1 at once; no lookup leaves the machine."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str, port: object, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        with self._lock:
+            self.calls[host] += 1
+        if host.startswith("slow"):
+            self.release.wait(30)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))]
+
+
+@pytest.fixture
+def blocking_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[BlockingDns]:
+    dns = BlockingDns()
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    monkeypatch.setattr(fetch, "_lookups", fetch.NameLookups())  # none left over from other tests
+    try:
+        yield dns
+    finally:
+        dns.release.set()
+
+
+def resolve_within(host: str, seconds: float) -> list[str]:
+    """`host`'s addresses, asked like a fetch with `seconds` left."""
+    with fetch._until(time.monotonic() + seconds):
+        return [str(address) for address in fetch.resolve(host, 80)]
+
+
+def abandon(hosts: list[str]) -> None:
+    """Ask for each of `hosts` from a thread of its own and give up after 0.2 s, as a fetch
+    whose deadline passes does; their lookups go on."""
+
+    def ask(host: str) -> None:
+        with pytest.raises(fetch.DeadlinePassed):
+            resolve_within(host, 0.2)
+
+    threads = [threading.Thread(target=ask, args=(host,)) for host in hosts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def answered_at_once(host: str) -> list[str] | Exception:
+    started = time.monotonic()
+    try:
+        answer: list[str] | Exception = resolve_within(host, 5.0)
+    except Exception as exc:  # refused: an answer too
+        answer = exc
+    assert time.monotonic() - started < 1.0, host
+    return answer
+
+
+def wait_for_no_lookups() -> None:
+    deadline = time.monotonic() + 5
+    while fetch._lookups.in_flight():
+        assert time.monotonic() < deadline, "lookups were not released"
+        time.sleep(0.01)
+
+
+def test_callers_of_one_slow_name_share_its_lookup(blocking_dns: BlockingDns) -> None:
+    slow = [f"slow{i}.test" for i in range(3)]
+    abandon(slow * 6)  # 18 callers of 3 names: one lookup each
+    assert all(blocking_dns.calls[host] == 1 for host in slow)
+    assert answered_at_once("fresh.test") == ["192.0.2.1"]
+    assert fetch._lookups.in_flight() == 3
+    blocking_dns.release.set()
+    wait_for_no_lookups()
+
+
+def test_when_slow_names_hold_every_lookup_a_new_name_is_refused_at_once(blocking_dns: BlockingDns) -> None:
+    abandon([f"slow{i}.test" for i in range(fetch.LOOKUP_THREADS)])
+    refused = answered_at_once("fresh.test")
+    assert isinstance(refused, ServiceBusy) and isinstance(refused, ImageFetchError)
+    assert "name lookups" in str(refused) and blocking_dns.calls["fresh.test"] == 0
+    assert fetch._lookups.in_flight() == fetch.LOOKUP_THREADS  # the slow ones still hang
+    blocking_dns.release.set()
+    wait_for_no_lookups()  # and end once their names answer
+    assert answered_at_once("fresh.test") == ["192.0.2.1"]
+
+
+def test_one_domain_holds_at_most_half_of_the_lookups(blocking_dns: BlockingDns) -> None:
+    share = fetch.LOOKUP_THREADS // 2
+    abandon([f"slow{i}.wildcard.test" for i in range(share)])
+    refused = answered_at_once("slow-next.wildcard.test")
+    assert isinstance(refused, ServiceBusy) and "wildcard.test" in str(refused)
+    assert answered_at_once("fresh.test") == ["192.0.2.1"]  # other domains still resolve
+    blocking_dns.release.set()
+    wait_for_no_lookups()

@@ -10,7 +10,7 @@ import pytest
 
 from tongkuan.errors import ForbiddenAddress, ImageFetchError
 from tongkuan.images.fetch import FetchPolicy, check_url
-from tongkuan.images.guard import check_address
+from tongkuan.images.guard import check_address, host_key
 
 
 @pytest.mark.parametrize(
@@ -132,3 +132,54 @@ def test_an_upper_case_scheme_is_a_url_not_a_path(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(socket, "getaddrinfo", resolving_to("8.8.8.8"))
     target = check_url("HTTPS://img.example/a.jpg", FetchPolicy())
     assert target.connect_url == "https://8.8.8.8:443/a.jpg"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "127.0.0.1.",
+        "127.1",
+        "127.0.1",
+        "2130706433",
+        "0x7f000001",
+        "0x7F.0.0.1",
+        "0177.0.0.1",
+        "localhost",
+        "LOCALHOST.",
+        "shop.localhost",
+        "::ffff:127.0.0.1",
+        "[::ffff:7f00:1]",
+    ],
+)
+def test_every_spelling_of_an_address_has_one_host_key(host: str) -> None:
+    assert host_key(host) == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("a.example.com", "example.com"),
+        ("b.example.com", "example.com"),
+        ("B.Example.COM.", "example.com"),
+        ("example.com", "example.com"),
+        ("a.example.co.uk", "example.co.uk"),
+        ("x.y.z.example.co.uk", "example.co.uk"),
+        ("203.0.113.7.nip.io", "nip.io"),
+        ("shop.github.io", "shop.github.io"),  # a suffix anyone may register under is kept apart
+        ("img.中国", "img.xn--fiqs8s"),
+        ("img.xn--fiqs8s", "img.xn--fiqs8s"),
+        ("com", "com"),
+        ("::1", "::1"),
+        ("[2001:DB8::1]", "2001:db8::/64"),  # one network's addresses are one host
+        ("2001:db8::ffff:1", "2001:db8::/64"),
+        ("203.0.113.7", "203.0.113.7"),
+    ],
+)
+def test_host_names_key_on_their_registrable_domain(host: str, key: str) -> None:
+    assert host_key(host) == key
+
+
+def test_different_hosts_keep_different_keys() -> None:
+    keys = {host_key(h) for h in ("a.example.com", "a.example.org", "203.0.113.7", "203.0.113.8", "::1")}
+    assert len(keys) == 5

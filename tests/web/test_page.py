@@ -1,5 +1,6 @@
 """The search page in a real browser (Debian's headless Chromium driven by Playwright)
-against the service on 127.0.0.1, over the session catalog.
+against the service on 127.0.0.1, over the session catalog; the words read on a picture
+against a small catalog of cartons served with reading on.
 
 Set TONGKUAN_SCREENSHOTS to a folder to keep the desktop and phone screenshots
 (docs/screenshots holds the ones the README shows).
@@ -8,10 +9,12 @@ Set TONGKUAN_SCREENSHOTS to a folder to keep the desktop and phone screenshots
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
 from collections.abc import Iterator
+from itertools import combinations
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,8 +22,11 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
-from tests.conftest import APP_SECRET, Service
+from tests.conftest import APP_SECRET, Service, as_records, new_data_dir, serve, settings_for
+from tests.search.test_reading import carton
 from tests.utils.fileserver import FileServer
+from tongkuan.api.app import create_app
+from tongkuan.engine import Engine
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
@@ -40,8 +46,11 @@ ARGS = [
 ]
 MILK = "grocery_store/images/val/Packages/Milk/Arla-Standard-Milk/Arla-Standard-Milk_001.jpg"
 SHELF = "grocery_store/images/val/Packages/Yoghurt/Valio-Vanilla-Yoghurt/Valio-Vanilla-Yoghurt_001.jpg"
+APPLE = "grocery_store/images/val/Fruit/Apple/Golden-Delicious/Golden-Delicious_001.jpg"
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 375, "height": 812}
+TALL_PHONE = {"width": 390, "height": 844}
+CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 @pytest.fixture(scope="module")
@@ -309,17 +318,19 @@ def test_the_main_subject_stays_offered_after_choosing_another_region(page: Page
 
 
 def test_a_click_picks_the_smallest_box_holding_it(page: Page, data_root: Path) -> None:
-    main, small, big = "270,340,250,340", "60,120,60,120", "30,250,30,230"
+    # a box holding another subject is not drawn, but the main subject's box always is
+    main, small, other = "30,250,30,230", "60,120,60,120", "270,340,250,340"
 
     def nested(data: dict) -> None:  # type: ignore[type-arg]
-        data["picInfo"]["multiRegion"] = [{"region": r} for r in (main, small, big)]  # the big one last
+        data["picInfo"]["multiRegion"] = [{"region": r} for r in (main, other, small)]  # the small one last
 
     rewrite_searches(page, nested)
     upload(page, data_root / MILK)
     assert search_params(page, lambda: click_at(page, 90, 90))["region"] == small
-    assert search_params(page, lambda: click_at(page, 200, 180))["region"] == big
-    assert search_params(page, lambda: click_at(page, 100, 50))["region"] == big  # above the small one
+    assert "region" not in search_params(page, lambda: click_at(page, 200, 180))  # the main subject
     assert search_params(page, lambda: click_at(page, 70, 110))["region"] == small
+    assert "region" not in search_params(page, lambda: click_at(page, 100, 50))  # above the small one
+    assert search_params(page, lambda: click_at(page, 300, 300))["region"] == other
 
 
 def test_prices_always_show_two_decimals(page: Page, data_root: Path) -> None:
@@ -404,14 +415,14 @@ def test_a_keyword_search_lists_products_sorted_and_filtered_by_price(page: Page
     assert prices == sorted(prices)
 
     def price_range() -> None:
-        page.fill("#price-min", "50")
-        page.fill("#price-max", "300")
+        page.fill("#price-min", "10")
+        page.fill("#price-max", "20")
         page.click("#keyword-form button[type=submit]")
 
     params = keyword_params(page, price_range)
-    assert params["filter"] == "price:50-300" and params["sort"] == "price_asc"
+    assert params["filter"] == "price:10-20" and params["sort"] == "price_asc"
     prices = [float(t) for t in page.locator("#grid .card .now").all_inner_texts()]
-    assert prices and prices == sorted(prices) and all(50 <= p <= 300 for p in prices)
+    assert prices and prices == sorted(prices) and all(10 <= p <= 20 for p in prices)
     page.fill("#price-min", "")
     page.fill("#price-max", "")
     params = keyword_params(page, lambda: page.click("#keyword-form button[type=submit]"))
@@ -432,3 +443,509 @@ def test_a_picture_search_after_a_keyword_search_shows_the_picture_again(page: P
     expect(page.locator("#stage")).to_be_visible()
     expect(page.locator("#grid .card .score").first).to_contain_text("%")
     assert item_ids(page)[0] == "grocery-041"
+
+
+def box_layout(page: Page) -> dict:  # type: ignore[type-arg]
+    """The picture's box on the screen, and each drawn box and label: kind, region, rectangle, colours."""
+    return page.evaluate(
+        """() => {
+        const rect = (node) => { const r = node.getBoundingClientRect(); return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };
+        const boxes = [...document.querySelectorAll('#boxes .box')].map((box) => {
+            const tag = box.querySelector('.tag');
+            return {
+                region: box.dataset.region, main: box.classList.contains('main'), searched: box.classList.contains('searched'),
+                border: getComputedStyle(box).borderTopColor, tag: tag.textContent, tagRect: rect(tag),
+                tagColour: getComputedStyle(tag).backgroundColor,
+            };
+        });
+        return {picture: rect(document.getElementById('query-image')), boxes};
+    }"""
+    )
+
+
+def assert_labels_inside_the_picture_and_apart(page: Page) -> None:
+    layout = box_layout(page)
+    picture, labels = layout["picture"], [(b["tag"], b["tagRect"]) for b in layout["boxes"]]
+    assert labels
+    for text, r in labels:
+        inside = r["left"] >= picture["left"] - 0.5 and r["right"] <= picture["right"] + 0.5
+        assert inside and r["top"] >= picture["top"] - 0.5 and r["bottom"] <= picture["bottom"] + 0.5, (
+            text,
+            r,
+            picture,
+        )
+    for (one, a), (other, b) in combinations(labels, 2):
+        apart = a["right"] <= b["left"] + 0.5 or b["right"] <= a["left"] + 0.5
+        assert apart or a["bottom"] <= b["top"] + 0.5 or b["bottom"] <= a["top"] + 0.5, (one, a, other, b)
+
+
+def parse(region: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in region.split(","))
+
+
+def nearly_holds(outer: str, inner: str) -> bool:
+    """Whether most (85%) of box `inner` lies inside box `outer` (regions as x1,x2,y1,y2)."""
+    a, b = parse(outer), parse(inner)
+    width = min(a[1], b[1]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[2], b[2])
+    return width > 0 and height > 0 and width * height >= 0.85 * (b[1] - b[0]) * (b[3] - b[2])
+
+
+def test_box_labels_stay_inside_the_picture_and_never_cover_each_other(page: Page, data_root: Path) -> None:
+    for photo in (MILK, SHELF, APPLE):
+        upload(page, data_root / photo)
+        assert_labels_inside_the_picture_and_apart(page)
+
+    # the main subject against the top edge, a box beside it and one drawn at its corner
+    def crowded(data: dict) -> None:  # type: ignore[type-arg]
+        data["picInfo"]["multiRegion"] = [{"region": r} for r in ("10,340,0,300", "20,120,0,100", "200,330,10,120")]
+
+    rewrite_searches(page, crowded)
+    upload(page, data_root / MILK)
+    assert_labels_inside_the_picture_and_apart(page)
+    layer = page.locator("#boxes").bounding_box()
+    assert layer is not None
+    scale = layer["width"] / 348
+
+    def drag() -> None:
+        page.mouse.move(layer["x"] + 12 * scale, layer["y"] + 3 * scale)
+        page.mouse.down()
+        page.mouse.move(layer["x"] + 150 * scale, layer["y"] + 150 * scale, steps=8)
+        page.mouse.up()
+
+    search_params(page, drag)
+    expect(page.locator("#boxes .box .tag")).to_have_count(4)
+    expect(page.locator("#boxes .box.searched .tag")).to_have_text("自选")
+    assert_labels_inside_the_picture_and_apart(page)
+    page.set_viewport_size(PHONE)  # the labels move with the picture's new size
+    page.wait_for_timeout(100)
+    assert_labels_inside_the_picture_and_apart(page)
+
+
+def test_the_searched_box_and_the_main_box_differ_in_colour_as_the_legend_says(page: Page, data_root: Path) -> None:
+    upload(page, data_root / MILK)
+    legend = page.locator("#legend")
+    expect(legend).to_be_visible()
+    expect(legend.locator(".key.main")).to_be_hidden()  # the main subject is the box searched
+    other = page.locator("#boxes .box:not(.main)").first
+    search_params(page, lambda: other.dispatch_event("click"))
+    expect(legend.locator(".key.main")).to_be_visible()
+    boxes = box_layout(page)["boxes"]
+    main = next(b for b in boxes if b["main"])
+    searched = next(b for b in boxes if b["searched"])
+    assert not main["searched"] and main["border"] != searched["border"] and main["tagColour"] != searched["tagColour"]
+    swatch = "k => getComputedStyle(k.querySelector('i')).backgroundColor"
+    assert legend.locator(".key.main").evaluate(swatch) == main["border"] == main["tagColour"]
+    assert legend.locator(".key.searched").evaluate(swatch) == searched["border"] == searched["tagColour"]
+    expect(legend.locator(".key.main")).to_contain_text("主体")
+
+
+def test_only_a_few_boxes_are_drawn_none_nearly_holding_another(page: Page, data_root: Path) -> None:
+    for photo in (MILK, SHELF, APPLE):
+        with page.expect_response(lambda r: "/web/api/search" in r.url) as info:
+            upload(page, data_root / photo)
+        found = [r["region"] for r in info.value.json()["data"]["picInfo"]["multiRegion"]]
+        boxes = box_layout(page)["boxes"]
+        drawn = [b["region"] for b in boxes]
+        assert found[0] in drawn and set(drawn) <= set(found) and len(drawn) <= 4, (photo, found, drawn)
+        for outer in (b["region"] for b in boxes if not b["main"]):
+            assert not any(nearly_holds(outer, inner) for inner in drawn if inner != outer), (photo, drawn)
+
+    main, group, pair, one, twin, *apart = (
+        "154,258,104,347",
+        "23,320,33,348",  # holds the main subject
+        "60,272,76,288",  # holds `one`
+        "87,169,98,272",
+        "88,170,99,270",  # nearly `one` again
+        "280,330,10,60",
+        "10,50,10,50",
+        "290,340,300,345",
+    )
+
+    def nested(data: dict) -> None:  # type: ignore[type-arg]
+        data["picInfo"]["multiRegion"] = [{"region": r} for r in (main, group, pair, one, twin, *apart)]
+
+    rewrite_searches(page, nested)
+    with page.expect_response(lambda r: "/web/api/search" in r.url) as info:
+        upload(page, data_root / MILK)
+    assert len(info.value.json()["data"]["picInfo"]["multiRegion"]) == 8  # the answer keeps them all
+    drawn = [b["region"] for b in box_layout(page)["boxes"]]
+    assert main in drawn and one in drawn and len(drawn) == 4
+    assert not {group, pair, twin} & set(drawn)
+    expect(page.locator("#boxes .box:not(.main) .tag")).to_have_text(["区域 1", "区域 2", "区域 3"])
+
+
+def phone(browser: Browser, service: Service, reduced_motion: str) -> Page:
+    context = browser.new_context(
+        viewport=TALL_PHONE,
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        locale="zh-CN",
+        base_url=service.base_url,
+        reduced_motion=reduced_motion,  # type: ignore[arg-type]
+    )
+    context.add_init_script(
+        "window.scrolls = []; const scrollTo = window.scrollTo.bind(window);"
+        "window.scrollTo = (...a) => { window.scrolls.push(a[0] && a[0].behavior); return scrollTo(...a); };"
+    )
+    page = context.new_page()
+    page.goto("/")
+    return page
+
+
+FIRST_CARD_IN_VIEW = """() => {
+    const card = document.querySelector('#grid .card').getBoundingClientRect();
+    const header = document.querySelector('.top').getBoundingClientRect().bottom;
+    return card.top >= header - 1 && card.bottom <= innerHeight + 1;
+}"""
+
+
+def test_a_phone_search_scrolls_the_results_into_view(browser: Browser, service: Service, data_root: Path) -> None:
+    page = phone(browser, service, "reduce")
+    upload(page, data_root / MILK)
+    assert page.evaluate("() => window.scrolls") == ["auto"]  # no animation when motion is reduced
+    assert page.evaluate(FIRST_CARD_IN_VIEW)
+    start = page.evaluate("() => document.querySelector('.results').getBoundingClientRect().top + scrollY")
+    assert start < TALL_PHONE["height"]  # the results start on the first screen
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= TALL_PHONE["width"]
+    page.click("#lang")  # English words are longer
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= TALL_PHONE["width"]
+    page.context.close()
+
+    page = phone(browser, service, "no-preference")
+    upload(page, data_root / MILK)
+    assert page.evaluate("() => window.scrolls") == ["smooth"]
+    page.wait_for_function(FIRST_CARD_IN_VIEW)
+    page.context.close()
+
+
+def test_a_desktop_search_does_not_scroll_when_the_results_are_in_view(page: Page, data_root: Path) -> None:
+    upload(page, data_root / MILK)
+    assert page.evaluate("() => window.scrollY") == 0
+
+
+def test_the_pager_shows_only_when_there_is_another_page(page: Page, data_root: Path) -> None:
+    pager = page.locator(".pager")
+    expect(pager).to_be_hidden()
+    upload(page, data_root / MILK)
+    expect(pager).to_be_visible()
+    page.fill("#keyword", "牛奶")  # six products: one page
+    keyword_params(page, lambda: page.click("#keyword-form button[type=submit]"))
+    expect(page.locator("#grid .card")).to_have_count(6)
+    expect(pager).to_be_hidden()
+    page.fill("#keyword", "Men")
+    keyword_params(page, lambda: page.click("#keyword-form button[type=submit]"))
+    expect(pager).to_be_visible()
+    page.fill("#keyword", "没有这种商品")
+    keyword_params(page, lambda: page.click("#keyword-form button[type=submit]"))
+    expect(page.locator("#grid .empty")).to_be_visible()
+    expect(pager).to_be_hidden()
+
+    def fewer(data: dict) -> None:  # type: ignore[type-arg]
+        data["data"] = data["data"][:5]
+
+    rewrite_searches(page, fewer)
+    upload(page, data_root / MILK)
+    expect(page.locator("#grid .card")).to_have_count(5)
+    expect(pager).to_be_hidden()
+
+
+def aria_labels(page: Page) -> list[str]:
+    return page.evaluate(
+        "() => [...document.querySelectorAll('[aria-label]')].filter(n => n.getClientRects().length)"
+        ".map(n => n.getAttribute('aria-label'))"
+    )
+
+
+def test_screen_reader_labels_follow_the_chosen_language(page: Page, data_root: Path) -> None:
+    upload(page, data_root / MILK)
+    chinese = aria_labels(page)
+    assert len(chinese) >= 5 and all(CJK.search(label) for label in chinese), chinese
+    page.click("#lang")
+    english = aria_labels(page)
+    assert len(english) == len(chinese) and all(label and not CJK.search(label) for label in english), english
+
+
+def test_the_api_link_leads_somewhere(page: Page, service: Service) -> None:
+    href = page.locator("footer a").get_attribute("href")
+    assert href and httpx.get(service.base_url + href).status_code == 200
+
+
+# cartons of one shape and colour, told apart by what they say
+CARTONS = {"oatly": ["Oatly", "Oat Drink 1L"], "alpro": ["Alpro", "Soya Drink 1L"], "yili": ["伊利", "纯牛奶 250ml"]}
+
+
+@pytest.fixture(scope="module")
+def reading_service(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The service over a few cartons, reading the text on query pictures."""
+    root = tmp_path_factory.mktemp("cartons")
+    records: list[dict[str, object]] = []
+    for item_id, lines in CARTONS.items():
+        path = root / f"{item_id}.png"
+        carton(lines).save(path)
+        records.append({"itemId": item_id, "title": f"carton {item_id}", "images": [str(path)]})
+    engine = Engine(settings_for(new_data_dir(root / "data", model_cache), model="efficientnet-lite0", read_text="on"))
+    try:
+        assert not engine.ingester().ingest(as_records(records)).failures
+        with serve(create_app(engine.settings, engine=engine)) as service:
+            yield service
+    finally:
+        engine.close()
+
+
+def all_params(page: Page, action) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Like `search_params`, keeping parameters sent empty."""
+    with page.expect_response(lambda r: "/web/api/search" in r.url) as info:
+        action()
+    assert info.value.status == 200, info.value.text()
+    page.wait_for_function("() => document.getElementById('status').hidden")
+    return {k: v[0] for k, v in parse_qs(urlsplit(info.value.url).query, keep_blank_values=True).items()}
+
+
+def chip_words(page: Page) -> list[str]:
+    return page.locator("#read-words .word span").all_inner_texts()
+
+
+def test_the_words_read_on_a_photo_show_as_chips_to_remove_or_search_by(
+    browser: Browser, reading_service: Service, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN", base_url=reading_service.base_url)
+    page = context.new_page()
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text) if "Content Security" in message.text else None)
+    page.goto("/")
+    expect(page.locator("#read")).to_be_hidden()
+    photo = tmp_path / "oatly.png"
+    carton(CARTONS["oatly"], size=420, background=(200, 190, 170), shot=True).save(photo)
+
+    params = all_params(page, lambda: page.set_input_files("#file", str(photo)))
+    assert "words" not in params  # the server reads the picture itself
+    assert item_ids(page)[0] == "oatly"
+    read = page.locator("#read")
+    expect(read).to_be_visible()
+    expect(read.locator("h3")).to_have_text("图中文字")
+    expect(page.locator("#read-search")).to_have_text("按文字搜索")
+    words = chip_words(page)
+    assert "oatly" in words and len(words) >= 2, words
+    expect(page.locator("#read-words")).to_have_attribute("aria-label", "图中文字")
+    expect(page.locator("#read-words .word").filter(has_text="oatly").locator("button")).to_have_attribute(
+        "aria-label", "去掉 oatly"
+    )
+
+    # removing a word searches the same picture, in the same category, from the first page
+    category = page.locator("#categories .chip[data-category]:not([data-category=''])").first
+    chosen = all_params(page, lambda: category.click())["categoryId"]
+    params = all_params(page, lambda: page.locator("#read-words .word").first.locator("button").click())
+    left = words[1:]
+    assert params["words"] == ",".join(left) and params["categoryId"] == chosen and params["pageNo"] == "0"
+    expect(page.locator("#read-words .word span")).to_have_text(left)
+
+    # and the words left search titles and what the pictures show, as the keyword box does
+    with page.expect_response(lambda r: "/web/api/keyword" in r.url) as info:
+        page.click("#read-search")
+    assert parse_qs(urlsplit(info.value.url).query)["keyword"] == [" ".join(left)]
+    page.wait_for_function("() => document.getElementById('status').hidden")
+    expect(page.locator("#keyword")).to_have_value(" ".join(left))
+    expect(page.locator("#results-title")).to_contain_text(" ".join(left))
+    expect(page.locator("#grid .card").first).to_be_visible()
+
+    # a new picture is read afresh, in English once the shopper switches
+    params = all_params(page, lambda: page.set_input_files("#file", str(photo)))
+    assert "words" not in params and "categoryId" not in params
+    expect(page.locator("#read-words .word span")).to_have_text(words)
+    page.click("#lang")
+    expect(read.locator("h3")).to_have_text("Words on the picture")
+    expect(page.locator("#read-search")).to_have_text("Search by these words")
+    expect(page.locator("#read-words")).to_have_attribute("aria-label", "Words on the picture")
+    expect(page.locator("#read-words .word").filter(has_text="oatly").locator("button")).to_have_attribute(
+        "aria-label", "Remove oatly"
+    )
+
+    # with every word removed, the picture alone ranks the products and no chips are left
+    for n in range(len(words)):
+        params = all_params(page, lambda: page.locator("#read-words .word").first.locator("button").click())
+        assert params["words"] == ",".join(words[n + 1 :])
+    expect(read).to_be_hidden()
+    expect(page.locator("#grid .card").first).to_be_visible()
+    context.close()
+    assert not refused, refused
+
+
+# --- operator mode: saving a search as a check ------------------------------------------
+
+ADMIN_TOKEN = "admin-token-for-page-tests-0123"
+GROCERIES = {"milk": "Arla-Standard-Milk", "juice": "Bravo-Apple-Juice", "banana": "Banana"}
+
+
+@pytest.fixture(scope="module")
+def operator_service(data_root: Path, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The service over a few groceries, with the admin API on."""
+    root = tmp_path_factory.mktemp("operator")
+    records: list[dict[str, object]] = [
+        {
+            "itemId": item_id,
+            "title": name.replace("-", " "),
+            "reservePrice": "12.50",
+            "images": [data_root / "grocery_store" / "iconic" / f"{name}_Iconic.jpg"],
+        }
+        for item_id, name in GROCERIES.items()
+    ]
+    settings = settings_for(
+        new_data_dir(root / "data", model_cache), model="efficientnet-lite0", admin_token=ADMIN_TOKEN
+    )
+    engine = Engine(settings)
+    try:
+        assert not engine.ingester().ingest(as_records(records)).failures
+        with serve(create_app(engine.settings, engine=engine)) as service:
+            yield service
+    finally:
+        engine.close()
+
+
+@pytest.fixture
+def operator_page(browser: Browser, operator_service: Service) -> Iterator[Page]:
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN", base_url=operator_service.base_url)
+    page = context.new_page()
+    sent: list[str] = []
+    refused: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
+    page.on("console", lambda message: refused.append(message.text) if "Content Security" in message.text else None)
+    page.goto("/")
+    yield page
+    stored = page.evaluate("() => JSON.stringify(localStorage)")
+    context.close()
+    leaked = [url for url in sent if ADMIN_TOKEN in url or "nope-not-the-token" in url]
+    assert not leaked, leaked  # the token never travels in an address
+    assert ADMIN_TOKEN not in stored  # nor stays beyond the browser tab
+    assert not refused, refused
+
+
+def saved_checks(service: Service) -> list[dict[str, object]]:
+    response = httpx.get(
+        service.base_url + "/admin/checks", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+def sign_in(page: Page, token: str) -> None:
+    if page.locator("#operator-panel").is_hidden():
+        page.click("#operator")
+    page.fill("#operator-token", token)
+    page.click("#operator-form button[type=submit]")
+
+
+def card(page: Page, item_id: str):  # type: ignore[no-untyped-def]
+    return page.locator(f'#grid .card[data-item-id="{item_id}"]')
+
+
+def test_an_operator_saves_a_search_as_a_check_and_downloads_the_check_set(
+    operator_page: Page, operator_service: Service, data_root: Path
+) -> None:
+    page = operator_page
+    with page.expect_response(lambda r: "/web/api/upload" in r.url) as uploaded:
+        upload(page, data_root / MILK)
+    image_id = uploaded.value.json()["data"]["imageId"]
+    assert item_ids(page)[0] == "milk"
+    expect(page.locator("#grid .card .same")).to_have_count(0)  # shoppers see no operator tools
+    expect(page.locator("#operator-panel")).to_be_hidden()
+    expect(page.locator("#checks-download")).to_be_hidden()
+
+    sign_in(page, ADMIN_TOKEN)
+    assert page.evaluate("() => sessionStorage.getItem('tongkuan.adminToken')") == ADMIN_TOKEN
+    expect(page.locator("#operator-token")).to_be_hidden()
+    expect(page.locator("#checks-download")).to_have_text("下载检查集")
+    expect(page.locator("#grid .card .same")).to_have_count(page.locator("#grid .card").count())
+    button = card(page, "milk").locator(".same")
+    expect(button).to_have_text("是同款")
+    expect(button).to_have_attribute("aria-label", "是同款：Arla Standard Milk")
+
+    with page.expect_request(lambda r: r.url.endswith("/admin/checks") and r.method == "POST") as posted:
+        button.click()
+    request = posted.value
+    assert request.headers["authorization"] == f"Bearer {ADMIN_TOKEN}"
+    assert request.post_data_json == {"imageId": image_id, "itemIds": ["milk"]}  # no region chosen
+    expect(button).to_have_text("已保存")
+    expect(button).to_be_disabled()
+    assert saved_checks(operator_service)[-1] == {"imageId": image_id, "itemIds": ["milk"]}
+
+    # another region of the same photo is another check, saved with its region
+    other = page.locator("#boxes .box:not(.main)").first
+    region = other.get_attribute("data-region")
+    search_params(page, lambda: other.dispatch_event("click"))
+    button = card(page, "milk").locator(".same")
+    expect(button).to_be_enabled()
+    with page.expect_response(lambda r: r.url.endswith("/admin/checks") and r.request.method == "POST") as answered:
+        button.click()
+    assert answered.value.status == 200
+    assert answered.value.request.post_data_json == {"imageId": image_id, "itemIds": ["milk"], "region": region}
+    assert saved_checks(operator_service)[-1] == {"imageId": image_id, "itemIds": ["milk"], "region": region}
+
+    # in English, saved stays saved
+    page.click("#lang")
+    expect(button).to_have_text("Saved")
+    expect(card(page, "juice").locator(".same")).to_have_text("Same product")
+    expect(card(page, "juice").locator(".same")).to_have_attribute("aria-label", "Same product: Bravo Apple Juice")
+    expect(page.locator("#checks-download")).to_have_text("Download check set")
+    expect(page.locator("#sign-out")).to_have_text("Sign out")
+
+    # the check set, as the admin API gives it, saved by the browser as checks.jsonl
+    expected = httpx.get(
+        operator_service.base_url + "/admin/checks", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ).text
+    with page.expect_download() as downloading:
+        page.click("#checks-download")
+    download = downloading.value
+    assert download.suggested_filename == "checks.jsonl" and download.url.startswith("blob:")
+    assert Path(download.path()).read_text(encoding="utf-8") == expected
+    assert len(expected.splitlines()) >= 2
+
+    page.reload()  # the token lasts as long as the tab
+    expect(page.locator("#operator-tools")).to_be_visible()
+    page.click("#sign-out")
+    assert page.evaluate("() => sessionStorage.getItem('tongkuan.adminToken')") is None
+    expect(page.locator("#operator-token")).to_be_visible()
+    expect(page.locator("#grid .card .same")).to_have_count(0)
+    expect(page.locator("#checks-download")).to_be_hidden()
+
+
+def test_a_refused_token_is_forgotten_and_a_server_error_is_shown(
+    operator_page: Page, operator_service: Service, data_root: Path
+) -> None:
+    page = operator_page
+    upload(page, data_root / MILK)
+    before = saved_checks(operator_service)
+    sign_in(page, "nope-not-the-token")
+    with page.expect_response(lambda r: r.url.endswith("/admin/checks")) as answered:
+        card(page, "milk").locator(".same").click()
+    assert answered.value.status == 401
+    expect(page.locator("#status.error")).to_contain_text("管理令牌被拒绝")
+    assert page.evaluate("() => sessionStorage.getItem('tongkuan.adminToken')") is None
+    expect(page.locator("#grid .card .same")).to_have_count(0)
+    assert saved_checks(operator_service) == before
+
+    # a product deleted since the search: the server's own words say why nothing was saved
+    sign_in(page, ADMIN_TOKEN)
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    deleted = httpx.delete(operator_service.base_url + "/admin/products/banana", headers=admin)
+    assert deleted.status_code == 200, deleted.text
+    try:
+        with page.expect_response(lambda r: r.url.endswith("/admin/checks")) as answered:
+            card(page, "banana").locator(".same").click()
+        assert answered.value.status == 400
+        message = answered.value.json()["message"]
+        expect(page.locator("#status.error")).to_have_text(message)
+        expect(card(page, "banana").locator(".same")).to_be_enabled()  # may be tried again
+        assert page.evaluate("() => sessionStorage.getItem('tongkuan.adminToken')") == ADMIN_TOKEN
+    finally:
+        picture = data_root / "grocery_store" / "iconic" / "Banana_Iconic.jpg"
+        restored = httpx.put(
+            operator_service.base_url + "/admin/products/banana",
+            headers=admin,
+            data={"product": json.dumps({"title": "Banana", "reservePrice": "12.50"})},
+            files=[("images", ("Banana_Iconic.jpg", picture.read_bytes()))],
+            timeout=60,
+        )
+        assert restored.status_code == 200, restored.text
+    assert saved_checks(operator_service) == before

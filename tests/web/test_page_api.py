@@ -1,8 +1,10 @@
 """The search page's own routes under /web/api, without a browser: keyword search, the
-guards they share with the picture routes, and errors that name their kind."""
+guards they share with the picture routes, errors that name their kind, and where the
+page's API link leads."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -75,6 +77,33 @@ def test_keyword_and_picture_searches_share_the_pages_rate_limit(limited: Servic
 
 
 @pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "Cross-Site"},
+        {"Sec-Fetch-Site": "CROSS-SITE"},
+        {"Origin": "https://{netloc}"},  # the service's own host and port under another scheme
+        {"Origin": "ws://{netloc}"},
+        {"Origin": "http://user@{netloc}"},
+    ],
+)
+def test_other_sites_are_refused_whatever_the_case_or_scheme(service: Service, headers: dict[str, str]) -> None:
+    netloc = service.base_url.split("://", 1)[1]
+    sent = {name: value.format(netloc=netloc) for name, value in headers.items()}
+    refused = httpx.get(service.base_url + KEYWORD, params={"keyword": "Milk"}, headers=sent)
+    assert refused.status_code == 401 and refused.json()["code"] == 401
+
+
+@pytest.mark.parametrize("origin", ["{base}", "{base_upper}", "{base}/"])
+def test_the_pages_own_origin_is_accepted_in_any_case(service: Service, origin: str) -> None:
+    base = service.base_url
+    sent = origin.format(base=base, base_upper=base.upper())
+    own = httpx.get(
+        base + KEYWORD, params={"keyword": "Milk"}, headers={"Origin": sent, "Sec-Fetch-Site": "Same-Origin"}
+    )
+    assert own.json()["code"] == 200
+
+
+@pytest.mark.parametrize(
     ("method", "path", "params", "kind"),
     [
         ("GET", "/web/api/search", {"imageId": "0" * 32}, "image_not_found"),
@@ -100,3 +129,23 @@ def test_the_pages_errors_name_their_kind(
 def test_the_daji_routes_keep_errors_without_data(service: Service) -> None:
     body = service.get("/taobao/traffic/item/search", {"keyword": "Milk", "filter": "price:100-10"}).json()
     assert body["code"] == 400 and body["data"] is None
+
+
+def api_link(service: Service) -> str:
+    found = re.search(r'<a id="api-link" href="([^"]+)"', httpx.get(service.base_url + "/").text)
+    assert found, "the page has no API link"
+    return found.group(1)
+
+
+def test_the_pages_api_link_leads_to_the_spec_while_the_docs_are_off(service: Service) -> None:
+    assert httpx.get(service.base_url + "/docs").status_code == 404
+    link = api_link(service)
+    assert link == "/openapi.json"
+    assert httpx.get(service.base_url + link).json()["info"]["title"] == "tongkuan"
+
+
+def test_the_pages_api_link_leads_to_the_docs_when_they_are_on(catalog_engine: Engine) -> None:
+    settings = Settings(data_dir=catalog_engine.settings.data_dir, apps=f"{APP_KEY}:{APP_SECRET}", api_docs=True)
+    with serve(create_app(settings, engine=catalog_engine)) as svc:
+        link = api_link(svc)
+        assert link == "/docs" and httpx.get(svc.base_url + link).status_code == 200

@@ -1,9 +1,12 @@
-"""Access logging without secrets: method, path, status, time and appKey, never the query.
+"""Access logging without secrets: method, path, status, time, appKey and client address,
+never the query.
 
 Uvicorn's own access log prints the whole query string, `appSecret` and `sign` included;
 `tongkuan serve` turns it off and uses this instead. What a caller controls (the path, the
 appKey) is made safe to write first (`loggable`): one line always, however many newlines or
-terminal escape codes the caller sends, and nothing that looks like a secret.
+terminal escape codes the caller sends, and nothing that looks like a secret. The client
+address is the one the per-address limits used: the peer's, or what a proxy named in
+`TONGKUAN_FORWARDED_ALLOW_IPS` forwarded (uvicorn puts it in the scope before this runs).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ logger = logging.getLogger("tongkuan.access")
 
 MAX_PATH = 256
 MAX_APP_KEY = 64
+MAX_CLIENT = 64  # an IPv6 address with a zone fits
 REDACTED = "[redacted]"
 # `appSecret=...`, `secret:...`, `sign=...` and whatever follows, in any case
 _SECRET_TAIL = re.compile(r"(app)?secret\s*[=:]|sign\s*[=:]", re.IGNORECASE)
@@ -81,11 +85,13 @@ class AccessLog:
             await self.app(scope, receive, status.send)
         finally:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            client = scope.get("client")
             logger.info(
-                "%s %s %d %.1f ms appKey=%s",
+                "%s %s %d %.1f ms appKey=%s client=%s",
                 loggable(str(scope["method"]), 16),
                 loggable(str(scope["path"]), MAX_PATH),
                 status.code,
                 (time.perf_counter() - started) * 1000,
                 loggable(query.get("appKey", "-"), MAX_APP_KEY),
+                loggable(str(client[0]) if client else "-", MAX_CLIENT),
             )

@@ -272,6 +272,13 @@ def import_status(job_id: str, engine: EngineDep) -> dict[str, Any]:
     return ok(job(engine.imports.get(job_id)))
 
 
+@router.delete("/imports/{job_id}", summary="Forget an import job that ended")
+def delete_import(job_id: str, engine: EngineDep) -> dict[str, Any]:
+    """Only a job that is done or failed; one still queued or running is answered 409."""
+    engine.imports.delete(job_id)
+    return ok({"jobId": job_id, "deleted": True})
+
+
 @router.get("/imports", summary="Every import job")
 def import_list(engine: EngineDep) -> dict[str, Any]:
     return ok([job(each) for each in engine.imports.jobs()])

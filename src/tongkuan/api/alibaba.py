@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from tongkuan.api import params as rules
 from tongkuan.api import taobao
 from tongkuan.api.declare import Param, ParamTable
-from tongkuan.api.deps import BaseUrl, EngineDep, FetchSlotsDep, MetricsDep, SignedParams
+from tongkuan.api.deps import BaseUrl, EngineDep, FetchSlotsDep, MetricsDep, OwnSites, SignedParams
 from tongkuan.api.envelope import ok
 from tongkuan.api.request import load_either, search_picture
 from tongkuan.api.wire import offer_page
@@ -83,11 +83,13 @@ def image_query(
     slots: FetchSlotsDep,
     metrics: MetricsDep,
     base: BaseUrl,
+    sites: OwnSites,
 ) -> dict[str, Any]:
     """Offers that look like the query picture, paged 1688-style with totals."""
     wanted = OFFERS.parse(params)
     clock = StageClock()
-    picture = load_either(engine, slots, base, wanted.image_id, wanted.image_url, ("imageId", "imageUrl"), clock)
+    names = ("imageId", "imageUrl")
+    picture = load_either(engine, slots, sites, wanted.image_id, wanted.image_url, names, clock, params["appKey"])
     results = search_picture(engine, metrics, picture, wanted.query(), None, clock)
     total = min(results.total, MAX_RESULTS)
     return ok(offer_page(results, wanted.page, wanted.size, total, request.url.scheme, base, wanted.with_score))

@@ -13,7 +13,7 @@ from tongkuan.api import admin, alibaba, metrics, taobao, web
 from tongkuan.api.access_log import AccessLog
 from tongkuan.api.deps import EngineDep
 from tongkuan.api.envelope import install_error_handlers, ok
-from tongkuan.api.guards import HostCheck, SecurityHeaders
+from tongkuan.api.guards import FramingCheck, HostCheck, SecurityHeaders
 from tongkuan.api.limits import AuthThrottle, BodyLimit, FetchSlots, RateLimiter
 from tongkuan.config import Settings
 from tongkuan.engine import Engine
@@ -58,6 +58,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimit, max_bytes=settings.limits.max_body_bytes, wide_max_bytes=settings.limits.admin_max_body_bytes
     )
+    app.add_middleware(FramingCheck)
     app.add_middleware(HostCheck, hosts=settings.http.served_hosts)
     app.add_middleware(AccessLog)  # outside the Host check: refused hosts are logged too
     app.state.metrics = None

@@ -17,7 +17,7 @@ from fastapi import Depends, Query, Request
 from tongkuan.api.declare import Param, accepted
 from tongkuan.api.limits import AuthThrottle, FetchSlots, RateLimiter
 from tongkuan.api.metrics import Metrics
-from tongkuan.api.request import base_url, checked_params, query_params
+from tongkuan.api.request import Site, base_url, checked_params, own_sites, query_params
 from tongkuan.config import Settings
 from tongkuan.engine import Engine
 from tongkuan.evaluation.service import Evaluations
@@ -93,6 +93,14 @@ async def served_base(request: Request, settings: SettingsDep) -> str:
 
 
 BaseUrl = Annotated[str, Depends(served_base)]
+
+
+async def served_sites(request: Request, settings: SettingsDep) -> frozenset[Site]:
+    """Where this service's stored pictures are reached, for recognising its own picture URLs."""
+    return own_sites(request, settings.http.public_url)
+
+
+OwnSites = Annotated[frozenset[Site], Depends(served_sites)]
 
 
 def signed_params(

@@ -80,6 +80,7 @@ ERROR_CODES: tuple[tuple[type[Exception], int, str, ErrorKind], ...] = (
     (AuthError, 401, "认证失败", ErrorKind.UNAUTHORIZED),
     (RateLimited, 429, "请求过于频繁", ErrorKind.RATE_LIMITED),
     (ParameterError, 400, "参数错误", ErrorKind.BAD_PARAMETER),
+    (ServiceBusy, 503, "服务繁忙", ErrorKind.BUSY),  # before the image errors: `LookupsBusy` is both
     (ForbiddenAddress, 400, "图片地址不允许访问", ErrorKind.FORBIDDEN_ADDRESS),
     (ImageTooLarge, 400, "图片过大", ErrorKind.IMAGE_TOO_LARGE),
     (ImageFetchError, 400, "图片下载失败", ErrorKind.FETCH_FAILED),
@@ -89,7 +90,6 @@ ERROR_CODES: tuple[tuple[type[Exception], int, str, ErrorKind], ...] = (
     (ProductNotFound, 400, "商品不存在", ErrorKind.PRODUCT_NOT_FOUND),
     (InvalidValue, 400, "参数错误", ErrorKind.BAD_PARAMETER),
     (StoreUnavailable, 503, "服务暂不可用", ErrorKind.UNAVAILABLE),
-    (ServiceBusy, 503, "服务繁忙", ErrorKind.BUSY),
     (PictureNotFound, 400, "图片不存在", ErrorKind.PICTURE_NOT_FOUND),
     (JobNotFound, 400, "任务不存在", ErrorKind.JOB_NOT_FOUND),
     (IngestError, 400, "导入失败", ErrorKind.IMPORT_FAILED),
@@ -157,6 +157,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, StoreUnavailable):  # expected in an outage: one line, no traceback
             cause = f" ({type(exc.__cause__).__name__})" if exc.__cause__ is not None else ""
             logger.warning("%s on %s [traceId %s]: %s%s", exc.public_message, request.url.path, trace, exc, cause)
+        elif isinstance(exc, ServiceBusy):  # an ordinary overload: one line, no traceback
+            logger.warning("busy on %s [traceId %s]: %s", request.url.path, trace, exc)
         elif code >= 500:
             logger.exception("unmapped error on %s [traceId %s]", request.url.path, trace, exc_info=exc)
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else 1

@@ -1,4 +1,5 @@
-"""Middleware that guards every request and response: the Host check and security headers.
+"""Middleware that guards every request and response: the Host check, the framing check
+(no request with both Content-Length and Transfer-Encoding) and security headers.
 
 The Host check answers only host names the operator configured (loopback, the host of
 `TONGKUAN_PUBLIC_URL`, `TONGKUAN_ALLOWED_HOSTS`), so a page on another site cannot reach the
@@ -71,6 +72,26 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class FramingCheck:
+    """ASGI middleware refusing a request that declares both Content-Length and
+    Transfer-Encoding (a 400 in the envelope, and the connection closed): a proxy in front
+    may read its body by the other header, so what follows could be taken for another
+    request (request smuggling)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        names = {name.lower() for name, _ in scope.get("headers", [])} if scope["type"] == "http" else set()
+        if not {b"content-length", b"transfer-encoding"} <= names:
+            await self.app(scope, receive, send)
+            return
+        message = "参数错误: a request may not declare both Content-Length and Transfer-Encoding"
+        path = str(scope.get("path", ""))
+        body = json.dumps(envelope(400, message, error_data(path, ErrorKind.BAD_PARAMETER)), ensure_ascii=False)
+        await _answer(send, 400, body.encode(), [(b"connection", b"close")])
+
+
 async def _accept(scope: Scope, receive: Receive, send: Send) -> None:
     scope[_ACCEPTED] = True
 
@@ -105,11 +126,10 @@ async def _discard(message: Message) -> None:
 async def _refuse(send: Send, path: str) -> None:
     message = "参数错误: the Host header names a host this service does not answer (set TONGKUAN_ALLOWED_HOSTS)"
     body = json.dumps(envelope(400, message, error_data(path, ErrorKind.BAD_PARAMETER)), ensure_ascii=False).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 400,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    await _answer(send, 400, body)
+
+
+async def _answer(send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    start = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": start})
     await send({"type": "http.response.body", "body": body})

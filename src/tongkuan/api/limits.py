@@ -1,6 +1,6 @@
 """Per-appKey rate limits (token buckets), a throttle on failed authentications per client
-address, caps on the query picture downloads running at once, and a request body cap, at
-the HTTP edge."""
+address, caps on the query picture downloads running at once (overall, per appKey, per client
+address and per picture host), and a request body cap, at the HTTP edge."""
 
 from __future__ import annotations
 
@@ -136,41 +136,58 @@ class AuthThrottle:
 
 
 class FetchSlots:
-    """How many query picture downloads run at once: at most `total`, and for anonymous
-    callers `per_client` for one client address and `per_host` from one picture host.
+    """How many query picture downloads run at once: at most `total`, `per_app` of them for
+    one appKey, and for anonymous callers `per_client` for one client address and
+    `per_host` from one picture host.
 
     A download may take its whole deadline on a slow host, on a worker thread searches
     need too. Past a client's or a host's share a request is refused at once (429 for the
-    client, 503 for the host); when every slot is taken it waits up to `wait` seconds for
-    one (a burst of ordinary searches fetches at once; a download from a responsive host
-    takes milliseconds), then is refused (503): a longer queue would hold threads too. The
-    host cap keeps one slow host, however many clients name it, from taking the slots of
-    pictures elsewhere. Thread-safe.
+    client, 503 for the host); when every slot is taken, or its app's share, it waits up to
+    `wait` seconds for one (a burst of ordinary searches fetches at once; a download from a
+    responsive host takes milliseconds), then is refused (503, or 429 for the app's share):
+    a longer queue would hold threads too. The host cap keeps one slow host, however many
+    clients name it, from taking the slots of pictures elsewhere; the app's share keeps one
+    app's slow pictures from taking every slot another app needs (`per_app` defaults to
+    three quarters of `total`, at least one). `host` is compared as given: pass one key per
+    host (`tongkuan.images.guard.host_key`), or spellings of one host count apart.
+    Thread-safe.
     """
 
-    def __init__(self, total: int, per_client: int, per_host: int | None = None, wait: float = 1.0) -> None:
+    def __init__(
+        self,
+        total: int,
+        per_client: int,
+        per_host: int | None = None,
+        wait: float = 1.0,
+        per_app: int | None = None,
+    ) -> None:
         self.total = total
         self.per_client = per_client
         self.per_host = per_host or total
+        self.per_app = per_app or max(1, total * 3 // 4)
         self.wait = wait
         self.refused = 0
         self._clients: dict[str, int] = {}
         self._hosts: dict[str, int] = {}
+        self._apps: dict[str, int] = {}
         self._running = 0
         self._lock = threading.Condition()
 
     @contextmanager
-    def slot(self, client: str | None = None, host: str | None = None) -> Iterator[None]:
-        """Hold one download slot for `client` fetching from `host` while the block runs
-        (None: not counted against a client's or a host's share)."""
+    def slot(self, client: str | None = None, host: str | None = None, app: str | None = None) -> Iterator[None]:
+        """Hold one download slot for `client` fetching from `host` for `app` while the block
+        runs (None: not counted against a client's, a host's or an app's share)."""
         with self._lock:
             self._check_shares(client, host)
-            if not self._lock.wait_for(lambda: self._running < self.total, timeout=self.wait):
+            if not self._lock.wait_for(lambda: self._free_for(app), timeout=self.wait):
                 self.refused += 1
+                if self._running < self.total:
+                    raise RateLimited(f"at most {self.per_app} picture downloads at once for one appKey")
                 raise ServiceBusy(f"all {self.total} picture download slots are taken; try again shortly")
             self._check_shares(client, host)  # others may have taken them while this one waited
             _count(self._clients, client, 1)
             _count(self._hosts, host, 1)
+            _count(self._apps, app, 1)
             self._running += 1
         try:
             yield
@@ -178,8 +195,12 @@ class FetchSlots:
             with self._lock:
                 _count(self._clients, client, -1)
                 _count(self._hosts, host, -1)
+                _count(self._apps, app, -1)
                 self._running -= 1
-                self._lock.notify()
+                self._lock.notify_all()  # a waiter at its app's share cannot use every freed slot
+
+    def _free_for(self, app: str | None) -> bool:
+        return self._running < self.total and (app is None or self._apps.get(app, 0) < self.per_app)
 
     def _check_shares(self, client: str | None, host: str | None) -> None:
         if client is not None and self._clients.get(client, 0) >= self.per_client:

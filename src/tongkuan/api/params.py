@@ -15,6 +15,9 @@ MAX_PAGE_NO = 499
 MAX_PAGE_SIZE = 20
 MAX_KEYWORD_PAGE = 10_000
 MAX_PARAM_LENGTH = 4096
+# Keyword and shop searches cost about in proportion to the words and pairs a keyword yields:
+# 4,096 characters cost 50 times a usual query. Product titles are 60 characters at most.
+MAX_KEYWORD_LENGTH = 200
 FILTER_KEYS = ("price", "userType", "shop", "location")
 # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and other scripts' digits
 _INTEGER = re.compile(r"-?[0-9]{1,9}")
@@ -120,6 +123,36 @@ def required(params: dict[str, str], name: str) -> str:
     if not value:
         raise ParameterError(f"{name} is required ({name} 不能为空)")
     return value
+
+
+def words(params: dict[str, str], name: str) -> str:
+    """Words to search for: required, at most `MAX_KEYWORD_LENGTH` characters without the
+    surrounding spaces."""
+    value = required(params, name)
+    if len(value) > MAX_KEYWORD_LENGTH:
+        raise ParameterError(
+            f"{name} must be at most {MAX_KEYWORD_LENGTH} characters, not {len(value)} "
+            f"({name} 不能超过 {MAX_KEYWORD_LENGTH} 个字符)"
+        )
+    return value
+
+
+MAX_READ_WORDS = 20
+
+
+def word_list(params: dict[str, str], name: str) -> tuple[str, ...] | None:
+    """Comma-separated words (at most `MAX_READ_WORDS`, each within the keyword length);
+    None when absent, () when sent empty."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    found = tuple(dict.fromkeys(w.strip() for w in raw.split(",") if w.strip()))
+    if len(found) > MAX_READ_WORDS or any(len(w) > MAX_KEYWORD_LENGTH for w in found):
+        raise ParameterError(
+            f"{name} must be at most {MAX_READ_WORDS} comma-separated words of at most {MAX_KEYWORD_LENGTH} "
+            f"characters ({name} 最多 {MAX_READ_WORDS} 个词)"
+        )
+    return found
 
 
 def optional(params: dict[str, str], name: str) -> str | None:

@@ -8,7 +8,6 @@ them typed from their dependencies (`tongkuan.api.deps`) and pass them on."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -26,10 +25,15 @@ from tongkuan.domain.boxes import Box
 from tongkuan.engine import Engine
 from tongkuan.errors import BadCredentials, ParameterError
 from tongkuan.images.decode import Decoded
+from tongkuan.images.guard import host_key
 from tongkuan.search.searcher import SearchQuery, SearchResults
 from tongkuan.search.timing import Stage, StageClock
 
-_OWN_IMAGE = re.compile(r"/images/([0-9a-f]{32}\.[a-z]{3,4})")
+Site = tuple[str, int, str]
+"""Where this service's stored pictures are reached: host (lower case), port, path prefix."""
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def query_params(request: Request) -> dict[str, str]:
@@ -74,19 +78,24 @@ def throttled(request: Request, throttle: AuthThrottle) -> Iterator[None]:
         raise
 
 
-def fetch_query_picture(engine: Engine, slots: FetchSlots, url: str, anonymous_client: str | None = None) -> bytes:
-    """A query picture from the web, within the service's download slots; for an anonymous
-    caller (the search page's, with no credentials: `anonymous_client` is its address) also
-    within its address's and the picture host's. Callers with credentials are accountable and
-    rate-limited per appKey; their pictures mostly come from one CDN, which a per-host cap
-    would throttle."""
+def fetch_query_picture(
+    engine: Engine, slots: FetchSlots, url: str, anonymous_client: str | None = None, app_key: str | None = None
+) -> bytes:
+    """A query picture from the web, within the service's download slots and `app_key`'s
+    share of them; for an anonymous caller (the search page's, with no credentials:
+    `anonymous_client` is its address) also within its address's and the picture host's.
+    Callers with credentials are accountable and rate-limited per appKey; their pictures
+    mostly come from one CDN, which a per-host cap would throttle.
+
+    The host is counted by `host_key`, so `127.1`, `2130706433` and `localhost`, or
+    `a.example.com` and `b.example.com`, are one host."""
     host = None
     if anonymous_client is not None:
         try:
-            host = urlsplit(url).hostname or ""  # lower case already
+            host = host_key(urlsplit(url).hostname or "")
         except ValueError:
             host = ""  # the fetch itself says what is wrong with the URL
-    with slots.slot(anonymous_client, host):
+    with slots.slot(anonymous_client, host, app_key):
         return engine.fetch(url)
 
 
@@ -98,49 +107,117 @@ def base_url(request: Request, public: str | None) -> str:
     return "//" + request.url.netloc
 
 
-def load_picture(engine: Engine, slots: FetchSlots, base: str, url: str, name: str, clock: StageClock) -> Decoded:
-    """A picture URL decoded: one of our own stored pictures (served under `base`), or a guarded fetch."""
+def own_sites(request: Request, public: str | None) -> frozenset[Site]:
+    """Where this service's stored pictures are reached: the host and port the request
+    reached, and the `public` URL (TONGKUAN_PUBLIC_URL, with its path) where one is set. A
+    loopback host counts under each of its names (`localhost`, `127.0.0.1`, `::1`)."""
+    found = [_site(request.url.scheme, request.url.netloc, "")]
+    if public:
+        parts = urlsplit(public if "://" in public else "https://" + public)
+        found.append(_site(parts.scheme, parts.netloc, parts.path.rstrip("/")))
+    sites = {site for site in found if site is not None}
+    for host, port, prefix in list(sites):
+        if host in _LOOPBACK_NAMES:
+            sites.update((name, port, prefix) for name in _LOOPBACK_NAMES)
+    return frozenset(sites)
+
+
+def _site(scheme: str, netloc: str, prefix: str) -> Site | None:
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(f"{scheme.lower()}://{netloc}")
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    host = (parts.hostname or "").rstrip(".")
+    return (host, port, prefix) if host and port and parts.username is None else None
+
+
+def _own_picture(sites: frozenset[Site], url: str) -> str | None:
+    """The stored picture name a URL under one of `sites` + `/images/` names, else None."""
+    try:
+        parts = urlsplit(url.strip())
+        site = _site(parts.scheme, parts.netloc, "")
+    except ValueError:
+        return None
+    if site is None:
+        return None
+    host, port, _ = site
+    for own_host, own_port, prefix in sites:
+        if (host, port) == (own_host, own_port) and parts.path.startswith(f"{prefix}/images/"):
+            return parts.path.removeprefix(f"{prefix}/images/")
+    return None
+
+
+def load_picture(
+    engine: Engine,
+    slots: FetchSlots,
+    sites: frozenset[Site],
+    url: str,
+    name: str,
+    clock: StageClock,
+    app_key: str | None = None,
+) -> Decoded:
+    """A picture URL decoded: one of our own stored pictures (under one of `sites`, see
+    `own_sites`), read from the store and never fetched (one missing raises `ImageNotFound`),
+    or a guarded fetch within `app_key`'s share of the download slots."""
+    try:
+        urlsplit(url)
     except ValueError:
         raise ParameterError(f"{name} is not a valid URL ({name} 不是有效的地址)") from None
-    own = _OWN_IMAGE.fullmatch(parts.path)
+    own = _own_picture(sites, url)
     clock.start(Stage.FETCH)
-    if own and base == "//" + parts.netloc:
-        data = engine.stored_picture_path(own.group(1)).read_bytes()
+    if own is not None:
+        data = engine.stored_picture_path(own).read_bytes()
     else:
-        data = fetch_query_picture(engine, slots, rules.http_url(url, name))
-    return _decode(engine, data, clock)
+        data = fetch_query_picture(engine, slots, rules.http_url(url, name), app_key=app_key)
+    return _decode(engine, data, clock, app_caller(app_key))
 
 
-def load_uploaded(engine: Engine, image_id: str, clock: StageClock) -> Decoded:
-    """An image uploaded earlier, by its imageId, decoded."""
+def load_uploaded(engine: Engine, image_id: str, clock: StageClock, caller: str | None = None) -> Decoded:
+    """An image uploaded earlier, by its imageId, decoded; `caller` (`app_caller`,
+    `page_caller`) scopes its description cache key."""
     clock.start(Stage.FETCH)
-    return _decode(engine, engine.uploaded_picture(image_id), clock)
+    return _decode(engine, engine.uploaded_picture(image_id), clock, caller)
 
 
-def _decode(engine: Engine, data: bytes, clock: StageClock) -> Decoded:
+def app_caller(app_key: str | None) -> str | None:
+    """The description cache scope of a signed request's appKey."""
+    return None if app_key is None else f"app:{app_key}"
+
+
+def page_caller(request: Request) -> str:
+    """The description cache scope of a search page request: its client address."""
+    return f"web:{client_address(request)}"
+
+
+def _decode(engine: Engine, data: bytes, clock: StageClock, caller: str | None) -> Decoded:
+    """Decode a query picture. Its cache key is scoped by `caller`: a picture that another
+    caller searched is described again, so how fast an answer comes tells nobody what
+    others searched."""
     clock.start(Stage.DECODE)
     image = engine.decode(data)
     clock.stop()
+    if caller is not None and image.key is not None:
+        image = replace(image, key=f"{caller}:{image.key}")
     return image
 
 
 def load_either(
     engine: Engine,
     slots: FetchSlots,
-    base: str,
+    sites: frozenset[Site],
     image_id: str | None,
     url: str | None,
     names: tuple[str, str],
     clock: StageClock,
+    app_key: str | None = None,
 ) -> Decoded:
     """The query picture named by an upload's id (which wins) or a URL; `names` are
     the two parameters' names, for the error when neither is given."""
     if image_id:
-        return load_uploaded(engine, image_id, clock)
+        return load_uploaded(engine, image_id, clock, app_caller(app_key))
     if url:
-        return load_picture(engine, slots, base, url, names[1], clock)
+        return load_picture(engine, slots, sites, url, names[1], clock, app_key)
     raise ParameterError(f"{names[0]} or {names[1]} is required ({names[0]} 与 {names[1]} 不能同时为空)")
 
 

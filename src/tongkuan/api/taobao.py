@@ -26,6 +26,7 @@ from tongkuan.api.deps import (
     FetchSlotsDep,
     LimiterDep,
     MetricsDep,
+    OwnSites,
     SettingsDep,
     SignedParams,
 )
@@ -135,14 +136,19 @@ V2 = ParamTable(
 
 @router.get("/taobao/image-search/url", summary="Image search V2.0", openapi_extra=V2.openapi())
 def image_search_v2(
-    engine: EngineDep, params: SignedParams, slots: FetchSlotsDep, metrics: MetricsDep, base: BaseUrl
+    engine: EngineDep,
+    params: SignedParams,
+    slots: FetchSlotsDep,
+    metrics: MetricsDep,
+    base: BaseUrl,
+    sites: OwnSites,
 ) -> dict[str, Any]:
     """Find catalog products that look like the picture at `picUrl`.
 
     The extras are off unless asked for, so the default answer has exactly DAJI's shape."""
     wanted = V2.parse(params)
     clock = StageClock()
-    picture = load_picture(engine, slots, base, wanted.pic_url, "picUrl", clock)
+    picture = load_picture(engine, slots, sites, wanted.pic_url, "picUrl", clock, params["appKey"])
     results = search_picture(engine, metrics, picture, wanted.query(), wanted.region, clock)
     return ok(search_data(results, wanted.page_no, base, wanted.with_score))
 
@@ -165,12 +171,18 @@ V1 = ParamTable(
 
 @router.get("/taobao/traffic/item/imgsearch", summary="Image search V1.0", openapi_extra=V1.openapi())
 def image_search_v1(
-    engine: EngineDep, params: SignedParams, slots: FetchSlotsDep, metrics: MetricsDep, base: BaseUrl
+    engine: EngineDep,
+    params: SignedParams,
+    slots: FetchSlotsDep,
+    metrics: MetricsDep,
+    base: BaseUrl,
+    sites: OwnSites,
 ) -> dict[str, Any]:
     """The first results for an uploaded image or a URL, without paging."""
     wanted = V1.parse(params)
     clock = StageClock()
-    picture = load_either(engine, slots, base, wanted.image_id, wanted.pic_url, ("image_id", "pic_url"), clock)
+    names = ("image_id", "pic_url")
+    picture = load_either(engine, slots, sites, wanted.image_id, wanted.pic_url, names, clock, params["appKey"])
     results = search_picture(engine, metrics, picture, SearchQuery(limit=V1_RESULTS), None, clock)
     return ok(v1_data(results, base))
 
@@ -188,7 +200,7 @@ UPLOAD = ParamTable(UploadParams, Param("pic_url", "pic_url", rules.required_url
 @router.get("/taobao/upload/image", summary="Image upload by GET", openapi_extra=UPLOAD.openapi())
 def upload_by_get(engine: EngineDep, params: SignedParams, slots: FetchSlotsDep, base: BaseUrl) -> dict[str, Any]:
     """Fetch an image once and keep it; search it later by `imageId` or by its picture URL."""
-    return ok(_fetch_and_store(engine, slots, UPLOAD.parse(params).pic_url, base))
+    return ok(_fetch_and_store(engine, slots, UPLOAD.parse(params).pic_url, base, params["appKey"]))
 
 
 @dataclass(frozen=True)
@@ -229,12 +241,13 @@ async def upload_by_post(
     fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
     if len(fields) != len(form.multi_items()):
         raise ParameterError("only text form fields are accepted; send the image as image_base64")
-    sent = UPLOAD_FIELDS.parse(checked_params(request, settings, limiter, throttle, fields))
+    checked = checked_params(request, settings, limiter, throttle, fields)
+    sent = UPLOAD_FIELDS.parse(checked)
     encoded = sent.image_base64
     if not encoded:
         if sent.pic_url:
             url = rules.http_url(sent.pic_url, "pic_url")
-            return ok(await run_in_threadpool(_fetch_and_store, engine, slots, url, base))
+            return ok(await run_in_threadpool(_fetch_and_store, engine, slots, url, base, checked["appKey"]))
         raise ParameterError("image_base64 is required (image_base64 不能为空)")
     if "," in encoded[:100] and encoded.startswith("data:"):
         encoded = encoded.split(",", 1)[1]
@@ -247,8 +260,8 @@ async def upload_by_post(
     return ok(await run_in_threadpool(store_upload, engine, data, base))
 
 
-def _fetch_and_store(engine: Engine, slots: FetchSlots, url: str, base: str) -> dict[str, str]:
-    return store_upload(engine, fetch_query_picture(engine, slots, url), base)
+def _fetch_and_store(engine: Engine, slots: FetchSlots, url: str, base: str, app_key: str) -> dict[str, str]:
+    return store_upload(engine, fetch_query_picture(engine, slots, url, app_key=app_key), base)
 
 
 PAGE_NO = Param(
@@ -279,7 +292,12 @@ class KeywordParams:
 
 KEYWORD = ParamTable(
     KeywordParams,
-    Param("keyword", "keyword", rules.required, "Words to find in titles, Chinese or English."),
+    Param(
+        "keyword",
+        "keyword",
+        rules.words,
+        f"Words to find in titles, Chinese or English; at most {rules.MAX_KEYWORD_LENGTH} characters.",
+    ),
     PAGE_NO,
     PAGE_SIZE,
     Param("sort", "order", rules.sort_order, "default (relevance), price_asc, price_desc or sales_desc."),
@@ -326,7 +344,12 @@ class ShopParams:
 
 
 SHOP = ParamTable(
-    ShopParams, Param("keyword", "keyword", rules.required, "Words of the shop's name."), PAGE_NO, PAGE_SIZE
+    ShopParams,
+    Param(
+        "keyword", "keyword", rules.words, f"Words of the shop's name; at most {rules.MAX_KEYWORD_LENGTH} characters."
+    ),
+    PAGE_NO,
+    PAGE_SIZE,
 )
 
 

@@ -26,7 +26,14 @@ from tongkuan.api import taobao
 from tongkuan.api.declare import Param, ParamTable
 from tongkuan.api.deps import BaseUrl, EngineDep, FetchSlotsDep, MetricsDep, QueryParams, SettingsDep, WebLimiterDep
 from tongkuan.api.envelope import ok
-from tongkuan.api.request import client_address, fetch_query_picture, load_uploaded, search_picture, store_upload
+from tongkuan.api.request import (
+    client_address,
+    fetch_query_picture,
+    load_uploaded,
+    page_caller,
+    search_picture,
+    store_upload,
+)
 from tongkuan.api.wire import page_search_data
 from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import Category
@@ -44,33 +51,56 @@ def _asset(name: str) -> bytes:
 
 def same_site_client(request: Request, settings: SettingsDep, limiter: WebLimiterDep) -> None:
     """Refuse cross-site browser requests, then take one token from this client's bucket."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
+    if request.headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
         raise AuthError("the search page's API answers only the search page (cross-site request)")
     origin = request.headers.get("origin")
-    if origin and _netloc(origin) not in _own_netlocs(request, settings.http.public_url):
+    if origin and _origin(origin) not in _own_origins(request, settings.http.public_url):
         raise AuthError("the search page's API answers only the search page (foreign Origin)")
     limiter.check(f"web:{client_address(request)}")
 
 
-def _netloc(url: str) -> str | None:
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> str | None:
+    """`url`'s origin as a browser writes it (`scheme://host[:port]`, lower case, no default
+    port): scheme, host and port all count, so `http://` is not the origin of an `https://`
+    page. None for what is no origin."""
     try:
-        return urlsplit(url).netloc
+        parts = urlsplit(url.strip())
+        port = parts.port
     except ValueError:
         return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in _DEFAULT_PORTS or not host or parts.username is not None or "@" in parts.netloc:
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS[scheme] else "")
 
 
-def _own_netlocs(request: Request, public: str | None) -> set[str | None]:
-    """The host the request reached, and the `public` one behind a reverse proxy (TONGKUAN_PUBLIC_URL)."""
-    return {request.url.netloc} | ({_netloc(public)} if public else set())
+def _own_origins(request: Request, public: str | None) -> set[str | None]:
+    """The origin the request reached, and the `public` one behind a reverse proxy
+    (TONGKUAN_PUBLIC_URL); never None, so what is no origin matches neither."""
+    own = {_origin(str(request.base_url)), _origin(public) if public else None}
+    return own - {None}
 
 
 router = APIRouter(tags=["web"])
 api = APIRouter(prefix="/web/api", tags=["web"], dependencies=[Depends(same_site_client)])
 
 
+# The page's footer links the machine-readable API description, served whatever the
+# settings; with TONGKUAN_API_DOCS on, the interactive docs instead.
+_SPEC_LINK = b'<a id="api-link" href="/openapi.json">'
+_DOCS_LINK = b'<a id="api-link" href="/docs">'
+
+
 @router.get("/", include_in_schema=False)
-def page() -> HTMLResponse:
-    return HTMLResponse(_asset("index.html"), headers={"Cache-Control": "no-cache"})
+def page(settings: SettingsDep) -> HTMLResponse:
+    html = _asset("index.html")
+    if settings.http.api_docs:
+        html = html.replace(_SPEC_LINK, _DOCS_LINK)
+    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/web/{name}", include_in_schema=False)
@@ -111,6 +141,7 @@ class PageSearch:
     category: Category | None
     region: Box | None
     image_id: str
+    words: tuple[str, ...] | None
 
 
 PAGE_SEARCH = ParamTable(
@@ -119,15 +150,23 @@ PAGE_SEARCH = ParamTable(
     taobao.CATEGORY,
     taobao.REGION,
     Param("imageId", "image_id", rules.required, "From /web/api/upload."),
+    Param(
+        "words",
+        "words",
+        rules.word_list,
+        "Comma-separated words to rank by instead of those read on the picture (empty: none).",
+    ),
 )
 
 
 @api.get("/search", summary="The page's image search: V2 rules, scores always on", openapi_extra=PAGE_SEARCH.openapi())
-def search(engine: EngineDep, params: QueryParams, metrics: MetricsDep, base: BaseUrl) -> dict[str, Any]:
+def search(
+    request: Request, engine: EngineDep, params: QueryParams, metrics: MetricsDep, base: BaseUrl
+) -> dict[str, Any]:
     wanted = PAGE_SEARCH.parse(params)
     clock = StageClock()
-    picture = load_uploaded(engine, wanted.image_id, clock)
-    query = SearchQuery(category=wanted.category, offset=wanted.page_no, limit=PAGE_SIZE)
+    picture = load_uploaded(engine, wanted.image_id, clock, page_caller(request))
+    query = SearchQuery(category=wanted.category, offset=wanted.page_no, limit=PAGE_SIZE, words=wanted.words)
     results = search_picture(engine, metrics, picture, query, wanted.region, clock)
     return ok(page_search_data(results, wanted.page_no, base, picture.size))
 

@@ -94,6 +94,7 @@ def page_search_data(results: SearchResults, page_no: int, base: str, image_size
     data = search_data(results, page_no, base, with_score=True)
     data["imageSize"] = {"width": image_size[0], "height": image_size[1]}
     data["categoryId"] = None if results.category_filter is None else int(results.category_filter)
+    data["words"] = list(results.words)  # read on the picture and used to rank (empty: none)
     return data
 
 
@@ -107,6 +108,7 @@ def search_summary(results: SearchResults) -> dict[str, Any]:
     return {
         "region": results.searched.to_param(),
         "categories": [{"categoryId": int(c.category), "score": round(c.score, 4)} for c in results.categories],
+        "words": list(results.words),
         "hits": [
             {"itemId": h.product.item_id, "title": h.product.title, "score": round(h.score, 4)} for h in results.hits
         ],

@@ -99,6 +99,8 @@ _HOME: dict[str, str] = {
     "Settings": "tongkuan.config",  # the service's settings
     "Engine": "tongkuan.engine",  # the service in process: ingest, search
     "SourceRecord": "tongkuan.ingest.readers",  # one product to ingest, with its pictures
+    "TextMatch": "tongkuan.search.text_match",  # how the words read on a query move its products
+    "query_tokens": "tongkuan.search.text_match",  # the words of lines read with confidence
     "synthetic_fields": "tongkuan.sample",  # made-up shop fields, as the sample catalog has
     "CannotLearn": "tongkuan.errors",  # raised where a catalog cannot teach what was asked
     # tuning (torch)

@@ -19,6 +19,7 @@ import logging
 import re
 import threading
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import jieba
@@ -132,3 +133,10 @@ def match_expression(terms: list[Term], every: bool = False) -> str:
     chosen = [t for t in terms if t.required] if every else terms
     quoted = ['"' + t.text.replace('"', '""') + '"' + ("*" if t.prefix else "") for t in chosen]
     return (" AND " if every else " OR ").join(quoted)
+
+
+def searched_text(title: str, picture_words: Iterable[str | None]) -> str:
+    """What keyword search matches for a product: its title and the words read on its
+    pictures (so a product whose picture says "Oatly" is found by "oatly")."""
+    read = " ".join(words for words in picture_words if words)
+    return f"{title}\n{read}" if read else title

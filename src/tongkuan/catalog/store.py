@@ -215,6 +215,11 @@ class JobStore(Protocol):
         longer holds the lease: another process took the job over."""
         ...
 
+    def delete_job(self, job_id: str) -> bool:
+        """Delete a job that ended; False, deleting nothing, when there is no such job or it
+        is still open."""
+        ...
+
 
 class Reachable(Protocol):
     """Whether the store answers now: what a readiness probe asks."""
@@ -254,7 +259,37 @@ class ModelVersions(Protocol):
         ...
 
 
+class PictureWords(Protocol):
+    """The text read on each picture (`NULL` until read): kept per picture, and searched by
+    keyword with its product's title."""
+
+    def unread_pictures(self, after: int = 0, limit: int = 1000) -> list[StagedImage]:
+        """Pictures not read yet with vector ids above `after`, in vector id order."""
+        ...
+
+    def set_picture_words(self, words: Sequence[tuple[int, str]]) -> None:
+        """Keep what was read on pictures (by vector id; "" for none) and make it searchable."""
+        ...
+
+    def searched_texts(self, item_ids: Sequence[str]) -> dict[str, str]:
+        """Each product's title with the words read on its pictures."""
+        ...
+
+    def reading_counts(self) -> tuple[int, int]:
+        """Pictures read so far, and how many of them showed words."""
+        ...
+
+
 class Catalog(
-    ProductStore, SearchReads, KeywordSearch, LearnedMetadata, IndexSource, ModelVersions, JobStore, Reachable, Protocol
+    ProductStore,
+    SearchReads,
+    KeywordSearch,
+    LearnedMetadata,
+    IndexSource,
+    ModelVersions,
+    PictureWords,
+    JobStore,
+    Reachable,
+    Protocol,
 ):
     """Every role: what a store implements. Safe to share between threads."""

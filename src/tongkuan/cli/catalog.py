@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from tongkuan.cli.common import DATA_DIR, main, serve, settings_from
 from tongkuan.cli.models import echo_whitening
-from tongkuan.errors import CannotLearn, TongkuanError
+from tongkuan.errors import CannotLearn, ImageError, InvalidImage, ProductNotFound, TongkuanError
+
+if TYPE_CHECKING:  # the commands import the engine when they run, so `--help` stays quick
+    from tongkuan.engine import Engine
+    from tongkuan.images.decode import Decoded
 
 
 @main.command()
@@ -93,20 +98,25 @@ def _acknowledge(item_ids: list[str]) -> None:
 @click.argument("item_ids", nargs=-1, required=True)
 @DATA_DIR
 def delete(item_ids: tuple[str, ...], data_dir: Path) -> None:
-    """Remove products by itemId."""
+    """Remove products by itemId; exits with status 1, naming them, when some were not there."""
     settings = settings_from(data_dir)
     from tongkuan.engine import Engine
 
     engine = Engine(settings)
+    missing = []
     try:
         for item_id in item_ids:
             try:
                 engine.catalog.delete(item_id)
                 click.echo(f"deleted {item_id}")
+            except ProductNotFound:
+                missing.append(item_id)
             except TongkuanError as exc:
-                click.echo(f"not found: {exc}", err=True)
+                raise click.ClickException(str(exc)) from exc
     finally:
         engine.close()
+    if missing:  # the others are deleted; the exit status tells a script that some were not there
+        raise click.ClickException(f"{len(missing)} of {len(item_ids)} products not found: {', '.join(missing)}")
 
 
 @main.command()
@@ -163,6 +173,23 @@ def migrate(source: Path, catalog_url: str, vectors_url: str | None, image_dir: 
     )
     if collection:
         click.echo(f"vectors in Milvus collection {collection} are up to date")
+
+
+@main.command("read-text")
+@DATA_DIR
+def read_text(data_dir: Path) -> None:
+    """Read the text on every catalog picture not read yet (PP-OCRv5, Chinese and English), so
+    keyword search finds the words on the pictures and picture search ranks by them. An
+    interrupted run resumes where it stopped. Keyword search finds them at once, and a service
+    that reads query pictures (TONGKUAN_READ_TEXT) ranks by them."""
+    settings = settings_from(data_dir)
+    from tongkuan.engine.commands import read_catalog_text
+
+    try:
+        read, worded = read_catalog_text(settings)
+    except TongkuanError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"read {read} pictures: {worded} show words")
 
 
 @main.command("clean-images")
@@ -231,22 +258,49 @@ def search(image: Path | None, data_dir: Path, limit: int, no_crop: bool, words:
     if (image is None) == (words is None):
         raise click.UsageError("give an IMAGE, or --words")
     settings = settings_from(data_dir)
+    if not settings.backends.catalog_url and not (settings.data_dir / "catalog.db").is_file():
+        # before the engine, which would make an empty one (and export the model) to search
+        raise click.ClickException(
+            f"{settings.data_dir} holds no catalog: pass --data-dir of one (scripts/demo keeps its sample in "
+            "demo-data), or make one with `tongkuan ingest FILES --data-dir DIR` or `tongkuan demo DATA_ROOT`"
+        )
     from tongkuan.api.wire import search_summary
     from tongkuan.engine import Engine
     from tongkuan.search.searcher import SearchQuery
 
     engine = Engine(settings)
     try:
+        if engine.catalog.count()[0] == 0:
+            raise click.ClickException(
+                f"the catalog in {settings.data_dir} holds no products: "
+                "add some with `tongkuan ingest FILES --data-dir DIR`"
+            )
         if words is not None:
             results = engine.search_words(words, SearchQuery(limit=limit))
         else:
             assert image is not None
-            results = engine.search(engine.decode(image.read_bytes()), SearchQuery(crop=not no_crop, limit=limit))
+            results = engine.search(_query_picture(engine, image), SearchQuery(crop=not no_crop, limit=limit))
     except TongkuanError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         engine.close()
     click.echo(json.dumps(search_summary(results), ensure_ascii=False, indent=2))
+
+
+def _query_picture(engine: Engine, image: Path) -> Decoded:
+    """The picture in `image`, or the one line that names the file and what is wrong with it."""
+    try:
+        return engine.decode(image.read_bytes())
+    except InvalidImage as exc:
+        if exc.__cause__ is not None:  # the decoder could not read it at all: its reason means nothing here
+            raise click.ClickException(
+                f"{image} is not a picture tongkuan can read (it reads JPEG, PNG, WEBP, BMP, GIF, TIFF and PPM)"
+            ) from exc
+        raise click.ClickException(f"{image}: {exc}") from exc
+    except ImageError as exc:
+        raise click.ClickException(f"{image}: {exc}") from exc
+    except OSError as exc:
+        raise click.ClickException(f"{image} cannot be read: {exc.strerror or exc}") from exc
 
 
 @main.command()

@@ -26,7 +26,34 @@ CHECKS = click.option(
     default=None,
     help="A check set (see tongkuan eval) that decides the switch: R@1 must rise by the margin and R@5 not fall.",
 )
+MAX_REQUEST_HEAD = 16 * 1024
+"""The most bytes of a request line and headers uvicorn buffers; more is a 400."""
+KEEP_ALIVE_S = 5
+"""Seconds an idle keep-alive connection stays open between requests."""
+
 CHECK_MARGIN = click.option("--check-margin", type=float, default=None, help="R@1 to gain [default: 0.02].")
+
+
+def server_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
+    """The uvicorn settings `tongkuan serve` runs with (`uvicorn.run(app, **options)`).
+
+    uvicorn's access log would print appSecret and sign; the app logs requests without them.
+    Forwarded headers are believed only from the configured proxies
+    (TONGKUAN_FORWARDED_ALLOW_IPS). The HTTP parser is h11, whose request head limit these
+    settings set (httptools, if installed, would ignore it). Neither parser has a deadline
+    for reading a request's head: put a reverse proxy in front for that (README, Scaling out).
+    """
+    return {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "access_log": False,
+        "proxy_headers": settings.http.proxy_addresses is not None,
+        "forwarded_allow_ips": settings.http.proxy_addresses,
+        "http": "h11",
+        "h11_max_incomplete_event_size": MAX_REQUEST_HEAD,
+        "timeout_keep_alive": KEEP_ALIVE_S,
+    }
 
 
 def settings_from(data_dir: Path, **overrides: Any) -> Settings:
@@ -71,14 +98,4 @@ def serve(data_dir: Path, host: str, port: int, model: str | None) -> None:
             "set TONGKUAN_PUBLIC_URL or TONGKUAN_ALLOWED_HOSTS to the names clients use",
             host,
         )
-    # uvicorn's access log would print appSecret and sign; the app logs requests without them.
-    # Forwarded headers are believed only from the configured proxies (TONGKUAN_FORWARDED_ALLOW_IPS).
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=False,
-        proxy_headers=settings.http.proxy_addresses is not None,
-        forwarded_allow_ips=settings.http.proxy_addresses,
-    )
+    uvicorn.run(app, **server_options(settings, host, port))

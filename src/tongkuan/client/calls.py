@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 from pydantic import TypeAdapter
 
@@ -28,6 +28,7 @@ from tongkuan.client.models import (
 from tongkuan.client.values import Filter, ImageSearchOptions, Region, SortOrder
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 IMAGE_SEARCH = "/taobao/image-search/url"
 IMAGE_SEARCH_V1 = "/taobao/traffic/item/imgsearch"
@@ -42,13 +43,20 @@ ImageSource: TypeAlias = bytes | str | os.PathLike[str]
 """A picture to upload: its bytes, or the path of its file."""
 
 
+class Parser(Protocol[T_co]):
+    """Reads an answer's `data`; `context` reaches every model read (pydantic's validation
+    context: the clients pass the scheme of their service in it)."""
+
+    def __call__(self, data: Any, /, *, context: dict[str, Any] | None = None) -> T_co: ...
+
+
 @dataclass(frozen=True)
 class Call(Generic[T]):
     """One request, before it is signed: sent as a query string, or (`form`) as a POST form."""
 
     path: str
     params: Mapping[str, str | None]
-    parse: Callable[[Any], T]
+    parse: Parser[T]
     form: bool = False
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 from urllib.parse import urlsplit
@@ -16,9 +17,18 @@ from tongkuan.client import calls
 from tongkuan.client.calls import Call, Flow, ImageSource
 from tongkuan.client.envelope import read
 from tongkuan.client.errors import RateLimitError, ServiceUnavailableError
-from tongkuan.client.models import ImageSearchResult, Item, ItemDetails, KeywordPage, OfferPage, ShopPage, Upload
+from tongkuan.client.models import (
+    SCHEME,
+    ImageSearchResult,
+    Item,
+    ItemDetails,
+    KeywordPage,
+    OfferPage,
+    ShopPage,
+    Upload,
+)
 from tongkuan.client.retry import DEFAULT_RETRY, RetryPolicy
-from tongkuan.client.signing import Credentials
+from tongkuan.client.signing import Credentials, hide_secrets_in_httpx_logs
 from tongkuan.client.values import Filter, ImageSearchOptions, SortOrder
 
 T = TypeVar("T")
@@ -38,6 +48,8 @@ class _Base:
         self.retry = retry
         # protocol-relative picture URLs in answers are completed with the service's scheme
         self.scheme = urlsplit(self.base_url).scheme or "https"
+        self._context = {SCHEME: self.scheme}  # models read from answers remember it
+        hide_secrets_in_httpx_logs()
 
     def _request_args(self, call: Call[Any]) -> dict[str, Any]:
         signed = self.credentials.apply(call.params)
@@ -48,6 +60,9 @@ class _Base:
             "data": signed if call.form else None,
             "headers": {"User-Agent": USER_AGENT},
         }
+
+    def _read(self, response: httpx.Response, call: Call[T]) -> T:
+        return read(response, partial(call.parse, context=self._context))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r}, app_key={self.credentials.app_key!r})"
@@ -97,7 +112,7 @@ class Client(_Base):
         while True:
             response = self._http.request(**self._request_args(call))
             try:
-                return read(response, call.parse)
+                return self._read(response, call)
             except (RateLimitError, ServiceUnavailableError) as refused:
                 wait = self.retry.delay(attempt, refused.retry_after)
                 if wait is None:
@@ -216,7 +231,7 @@ class AsyncClient(_Base):
         while True:
             response = await self._http.request(**self._request_args(call))
             try:
-                return read(response, call.parse)
+                return self._read(response, call)
             except (RateLimitError, ServiceUnavailableError) as refused:
                 wait = self.retry.delay(attempt, refused.retry_after)
                 if wait is None:

@@ -9,9 +9,9 @@ defaults, so one model reads this service and DAJI's alike.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, model_validator
 from pydantic.alias_generators import to_camel
 
 from tongkuan.client.values import Region
@@ -47,7 +47,32 @@ def absolute_url(url: str, scheme: str = "https") -> str:
     return f"{scheme}:{url}" if url.startswith("//") else url
 
 
-class Item(WireModel):
+SCHEME = "scheme"
+"""The validation context's key for the scheme of the service an answer came from."""
+
+
+class PictureModel(WireModel):
+    """A model with a picture URL, which may come without a scheme (`//host/path`):
+    `picture_url()` completes it with the scheme of the service the answer came from (the
+    clients pass it in the validation context), or https where none was given."""
+
+    _scheme: str = PrivateAttr(default="https")
+    if TYPE_CHECKING:  # each subclass declares it where its fields put it
+        pic_url: str
+
+    @model_validator(mode="after")
+    def _remember_scheme(self, info: ValidationInfo) -> Self:
+        if isinstance(info.context, dict) and info.context.get(SCHEME):
+            self._scheme = str(info.context[SCHEME])
+        return self
+
+    def picture_url(self, scheme: str | None = None) -> str:
+        """`pic_url` with a scheme, ready to fetch or to search with: `scheme` if given, else
+        that of the service the answer came from."""
+        return absolute_url(self.pic_url, scheme or self._scheme)
+
+
+class Item(PictureModel):
     """A product in DAJI's 15-field item shape; `score` only when asked for (`with_score`)."""
 
     item_id: str
@@ -66,10 +91,6 @@ class Item(WireModel):
     user_type: int = 0
     volume: int = 0
     score: float | None = None
-
-    def picture_url(self, scheme: str = "https") -> str:
-        """`pic_url` with a scheme, ready to fetch or to search with."""
-        return absolute_url(self.pic_url, scheme)
 
 
 class CategoryScore(WireModel):
@@ -163,12 +184,11 @@ class ShopPage(WireModel):
     total: int | None = None
 
 
-class Picture(WireModel):
+class Picture(PictureModel):
+    """One of a product's pictures."""
+
     pic_name: Text = ""
     pic_url: str
-
-    def picture_url(self, scheme: str = "https") -> str:
-        return absolute_url(self.pic_url, scheme)
 
 
 class ItemDetails(Item):

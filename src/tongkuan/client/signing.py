@@ -1,8 +1,12 @@
-"""DAJI request signing, on the client's side: what it signs must be exactly what it sends."""
+"""DAJI request signing, on the client's side: what it signs must be exactly what it sends;
+and keeping the secret out of the logs, where httpx writes every request's URL at INFO with
+its `sign` (or, in testing mode, the `appSecret` itself)."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -38,3 +42,34 @@ class Credentials:
         else:
             sent["sign"] = sign(sent, self.app_secret)
         return sent
+
+
+HIDDEN = "***"
+_SECRET_PARAM = re.compile(r"(?<=[?&])(appSecret|sign)=[^&\s\"'#]*")
+
+
+def hide_secrets(text: str) -> str:
+    """`text` with the values of every `appSecret` and `sign` query parameter replaced by `***`."""
+    return _SECRET_PARAM.sub(rf"\1={HIDDEN}", text)
+
+
+class SecretsFilter(logging.Filter):
+    """Rewrites a record's message with `hide_secrets` (it never drops a record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a record that cannot be formatted: its handler reports it
+            return True
+        hidden = hide_secrets(message)
+        if hidden != message:
+            record.msg, record.args = hidden, None
+        return True
+
+
+_FILTER = SecretsFilter()
+
+
+def hide_secrets_in_httpx_logs() -> None:
+    """Put `SecretsFilter` on the `httpx` logger, once (the clients call this when made)."""
+    logging.getLogger("httpx").addFilter(_FILTER)  # a filter already there is not added twice

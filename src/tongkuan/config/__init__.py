@@ -9,7 +9,7 @@ from tongkuan.config.groups import (
     parse_apps,
     parse_rate_limits,
 )
-from tongkuan.config.settings import FIELDS, GROUP_OF, SECRET_SETTINGS, Settings
+from tongkuan.config.settings import FIELDS, GROUP_OF, NOT_SETTINGS, SECRET_SETTINGS, Settings
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -18,6 +18,7 @@ __all__ = [
     "GROUPS",
     "GROUP_OF",
     "LOOPBACK_HOSTS",
+    "NOT_SETTINGS",
     "SECRET_SETTINGS",
     "Settings",
     "parse_apps",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -96,9 +96,11 @@ class Http(Group):
         "header, besides 127.0.0.1, ::1, localhost and the host of TONGKUAN_PUBLIC_URL; * allows any host.",
     )
     forwarded_allow_ips: str = Field(
-        "127.0.0.1",
-        description="Comma-separated proxy addresses (or networks) whose X-Forwarded-For and "
-        "X-Forwarded-Proto are believed, so limits key on the real client; * trusts any peer, none no one.",
+        "none",
+        description="Comma-separated addresses (or networks) of your reverse proxies, whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed, so limits key on the real client; none (the default) believes "
+        "no one, * any peer. Name only proxies that replace the header: whoever it believes picks the "
+        "address the per-address limits count.",
     )
     api_docs: bool = Field(
         False,
@@ -230,7 +232,8 @@ class Fetch(Group):
         16,
         "Query picture downloads (picUrl, the page's url) running at once; past it a request "
         "waits up to a second for a slot, then answers 503, so slow picture hosts never hold the threads "
-        "searches need.",
+        "searches need. One appKey holds at most three quarters of them (at least one; past it: 429 after "
+        "the same wait), so another app always finds one.",
         ge=1,
     )
     per_client: int = flat(
@@ -244,7 +247,9 @@ class Fetch(Group):
         "fetch_per_host",
         4,
         "Picture downloads from one picture host at once through the search page, whoever asks "
-        "(past it: 503), so one slow host cannot take every download slot.",
+        "(past it: 503), so one slow host cannot take every download slot. A host is its address however "
+        "spelt (127.1 and localhost are 127.0.0.1; IPv6 by /64) or its registrable domain (a.example.com "
+        "and b.example.com are example.com).",
         ge=1,
     )
 
@@ -300,6 +305,11 @@ class Models(Group):
     )
     threads: int = Field(2, ge=1, description="ONNX Runtime threads per inference.")
     inference_slots: int = Field(1, ge=1, description="Inferences run at once; the rest wait their turn.")
+    read_text: Literal["auto", "on", "off"] = Field(
+        "off",
+        description="Read the text on pictures (PP-OCRv5) and rank by it: auto where a catalog's first 64 "
+        "pictures show words in a quarter of them or more, on, or off.",
+    )
 
     @field_validator("model")
     @classmethod

@@ -13,6 +13,8 @@ or tuned model or an existing `model.json`.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -45,6 +47,7 @@ from tongkuan.domain.models import is_library_name
 from tongkuan.errors import ConfigError
 
 PREFIX = "TONGKUAN_"
+logger = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
@@ -180,14 +183,47 @@ SECRET_SETTINGS = frozenset({"apps", "admin_token", "catalog_url", "milvus_token
 """Settings whose values an error message never shows."""
 
 
+NOT_SETTINGS = frozenset(
+    {
+        "TONGKUAN_TEST_DATA",  # the tests: where the data sets are
+        "TONGKUAN_TEST_CATALOG",  # the tests: a folder that keeps their catalog between runs
+        "TONGKUAN_REQUIRE_SERVERS",  # the tests: fail, not skip, without PostgreSQL and Milvus
+        "TONGKUAN_REQUIRE_BROWSER",  # the tests: fail, not skip, without Chromium
+        "TONGKUAN_SCREENSHOTS",  # the browser tests: where to write the README's screenshots
+        "TONGKUAN_MILVUS_ISOLATE",  # tests and benchmarks: the Milvus server they start
+        "TONGKUAN_MILVUS_BIN_DIR",  # tests and benchmarks: where that server's files are kept
+    }
+)
+"""`TONGKUAN_` variables that are not settings (the test suite's and the benchmarks' own):
+the settings leave them alone and do not warn about them."""
+
+_reported: set[str] = set()  # unknown variables already warned about, so each is named once
+
+
 class _Environment(PydanticBaseSettingsSource):
-    """`TONGKUAN_<NAME>` for every setting, matched ignoring case; empty ones are unset."""
+    """`TONGKUAN_<NAME>` for every setting, matched ignoring case; empty ones are unset. A
+    `TONGKUAN_` variable that names no setting is logged once, with the setting it may mean."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # unused: __call__ reads every setting at once
 
     def __call__(self) -> dict[str, Any]:
+        _warn_unknown_variables()
         return {name: value for name in FIELDS if (value := environment(name)) is not None}
+
+
+def _warn_unknown_variables() -> None:
+    for key in os.environ:
+        variable = key.upper()
+        if not variable.startswith(PREFIX) or variable in NOT_SETTINGS or key in _reported:
+            continue
+        name = variable.removeprefix(PREFIX).lower()
+        if name in FIELDS:
+            continue
+        _reported.add(key)
+        close = difflib.get_close_matches(name, FIELDS, n=1)
+        hint = f"did you mean {PREFIX}{close[0].upper()}?" if close else "the README's Configuration lists the settings"
+        logger.warning("%s is not a tongkuan setting and is ignored (%s)", key, hint)
 
 
 def environment(name: str) -> str | None:

@@ -95,6 +95,7 @@ class NewImage:
     location: str
     vector: NDArray[np.float32]
     name: str = ""
+    words: str | None = None  # the text read on it, a line a line ("" none; None: not read)
 
 
 class SortOrder(StrEnum):

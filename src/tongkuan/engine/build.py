@@ -6,6 +6,7 @@ means the same wherever it is read.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +24,13 @@ from tongkuan.index.base import VectorIndex
 from tongkuan.index.embedded import EmbeddedIndex
 from tongkuan.index.faiss import limit_threads
 from tongkuan.ingest.ingester import DEFAULT_BATCH_SIZE, Ingester
+from tongkuan.ingest.reading import CatalogReading, reads
 from tongkuan.models.images import ImageSource
 from tongkuan.models.library import library_spec
 from tongkuan.models.stored import tuned_from, unpack_model
 from tongkuan.vision.encoder import ModelSpec, OnnxEncoder
 from tongkuan.vision.pipeline import Vision
+from tongkuan.vision.reading import TextReader
 from tongkuan.vision.registry import resolve_model
 from tongkuan.vision.text import TextEncoder, text_spec
 
@@ -151,6 +154,35 @@ def open_index(settings: Settings, catalog: Catalog, model_name: str, space: Sea
     return EmbeddedIndex(catalog, folder, index.kind, index.hnsw_ef_search, index.hnsw_m, space)
 
 
+_readers: dict[int, TextReader] = {}
+_readers_lock = threading.Lock()
+
+
+def open_reader(settings: Settings) -> TextReader | None:
+    """The text reader (one per process and thread count: its models load once), or None
+    where reading is off."""
+    if settings.models.read_text == "off":
+        return None
+    threads = settings.models.threads
+    with _readers_lock:
+        if threads not in _readers:
+            _readers[threads] = TextReader(threads)
+        return _readers[threads]
+
+
+def catalog_reading(settings: Settings, catalog: Catalog) -> CatalogReading | None:
+    """What reads the text on the pictures an ingester embeds (None: reading is off)."""
+    reader = open_reader(settings)
+    return None if reader is None else CatalogReading(reader, settings.models.read_text, catalog.reading_counts())
+
+
+def query_reader(settings: Settings, catalog: Catalog) -> TextReader | None:
+    """The reader of query pictures, where the catalog's pictures are read (`reads`)."""
+    if not reads(settings.models.read_text, *catalog.reading_counts()):
+        return None
+    return open_reader(settings)
+
+
 def ingester_over(
     settings: Settings,
     vision: Vision,
@@ -174,6 +206,7 @@ def ingester_over(
         file_root=file_root,
         decode_budget=decode_budget,
         urls_only=urls_only,
+        reading=catalog_reading(settings, catalog),
     )
 
 

@@ -67,3 +67,35 @@ def migrate_to_servers(settings: Settings, image_dir: Path | None) -> tuple[Migr
             target.close()
     finally:
         origin.close()
+
+
+def read_catalog_text(settings: Settings, progress: bool = True) -> tuple[int, int]:
+    """Read the text on every catalog picture not read yet (`tongkuan read-text`), a batch at a
+    time, each batch kept at once: a rerun takes up where an interrupted one stopped.
+    Returns the pictures read and how many of them showed words."""
+    from tqdm import tqdm
+
+    from tongkuan.engine.build import Builder, open_reader
+    from tongkuan.ingest.reading import CatalogReading
+    from tongkuan.models.switch import open_current
+
+    reader = open_reader(settings.model_copy(update={"models": settings.models.model_copy(update={"read_text": "on"})}))
+    assert reader is not None
+    parts = Builder(settings)
+    _, _, catalog = open_current(parts)
+    reading = CatalogReading(reader, "on", (0, 0))
+    try:
+        with parts.images(Path(settings.data_dir) / "tune" / "pictures") as source:
+            _, pictures = catalog.count()
+            read, _ = catalog.reading_counts()
+            with tqdm(total=pictures - read, desc="reading", unit="picture", disable=not progress) as bar:
+                after = 0
+                while batch := catalog.unread_pictures(after, 16):
+                    after = batch[-1].vector_id
+                    shown = [source.image(p.location, p.content_hash) for p in batch]
+                    words = reading.words(shown)
+                    catalog.set_picture_words([(p.vector_id, w or "") for p, w in zip(batch, words, strict=True)])
+                    bar.update(len(batch))
+    finally:
+        catalog.close()
+    return reading.read, reading.worded

@@ -25,6 +25,7 @@ from tongkuan.engine.build import (
     open_index,
     open_model,
     open_vision,
+    query_reader,
 )
 from tongkuan.errors import CatalogConflict, RecordError, StoreUnavailable
 from tongkuan.images.decode import (
@@ -90,6 +91,8 @@ class Engine:
             self.catalog,
             self.vector_index,
             settings.search.options(),
+            reader=query_reader(settings, self.catalog),
+            texts=self.catalog,
         )
 
     def follow_switch(self, at_once: bool = False) -> bool:

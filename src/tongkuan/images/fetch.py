@@ -10,6 +10,11 @@ deadline. Per-read timeouts cannot give one: a host that sends its headers a byt
 time, or answers each redirect just in time, would hold a worker for as long as it likes.
 So every socket operation is given only the time left until the deadline, by the network
 backend under the connection pool, and a name lookup is waited for only that long.
+
+A lookup cannot be cut short: one the fetch stopped waiting for goes on until the resolver
+gives up, on a thread of its own. `NameLookups` keeps such lookups from holding up the
+others: callers of one name share its lookup, one registrable domain has at most half of
+them, and past the bound a lookup is refused at once (`LookupsBusy`) instead of queued.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as LookupTimeout
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,10 +36,10 @@ from urllib.parse import urljoin, urlsplit
 import certifi
 import httpcore
 
-from tongkuan.errors import ForbiddenAddress, ImageFetchError, ImageTooLarge
-from tongkuan.images.guard import IPAddress, check_address
+from tongkuan.errors import ForbiddenAddress, ImageFetchError, ImageTooLarge, LookupsBusy
+from tongkuan.images.guard import IPAddress, check_address, host_key
 
-LOOKUP_THREADS = 8  # a lookup that outlives its fetch's deadline keeps one of these busy a while
+LOOKUP_THREADS = 16  # name lookups at once, one thread each (a thread blocked in the resolver costs little)
 POOL_CONNECTIONS = 32
 DEADLINE_SLACK = 0.05  # a socket timeout cut to the deadline may fire this much before it
 
@@ -66,7 +72,84 @@ class DeadlinePassed(Exception):
 
 # The deadline (time.monotonic) of the fetch running in this thread; None outside a fetch.
 _deadline: ContextVar[float | None] = ContextVar("fetch_deadline", default=None)
-_lookups = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="picurl-lookup")
+AddressInfo = list[tuple[Any, ...]]
+
+
+@dataclass
+class _Lookup:
+    domain: str
+    answer: Future[AddressInfo]
+
+
+class NameLookups:
+    """Name lookups (`socket.getaddrinfo`) that slow names cannot hold up for the others.
+
+    Each lookup runs on a thread of its own, since a caller may stop waiting but cannot
+    stop the resolver: the thread ends when the resolver answers or gives up. So that such
+    lookups cannot take every thread, callers of a name being looked up wait for that
+    lookup instead of starting another; at most `threads` lookups run at once, and at most
+    `per_domain` for one registrable domain (`host_key`: wildcard subdomains of one slow
+    domain are one); past either a new lookup is refused at once with `LookupsBusy`, never
+    queued behind lookups nobody may be waiting for. Thread-safe.
+    """
+
+    def __init__(self, threads: int = LOOKUP_THREADS, per_domain: int | None = None) -> None:
+        self.threads = threads
+        self.per_domain = per_domain or max(1, threads // 2)
+        self._running: dict[str, _Lookup] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, host: str, port: int, timeout: float | None = None) -> AddressInfo:
+        """`getaddrinfo(host, port)` for TCP, waited for at most `timeout` seconds.
+
+        Raises `LookupsBusy` when no lookup can start now, `concurrent.futures.TimeoutError`
+        when the answer is late (the lookup goes on, for later callers of `host`), and what
+        the resolver raises. A caller sharing a lookup gets the answer with the first
+        caller's port: the addresses are the same."""
+        with self._lock:
+            lookup = self._running.get(host)
+            if lookup is None:
+                lookup = self._start(host, port)
+        return lookup.answer.result(timeout)
+
+    def in_flight(self) -> int:
+        """Lookups running now, waited for or not (for tests and the metrics)."""
+        with self._lock:
+            return len(self._running)
+
+    def _start(self, host: str, port: int) -> _Lookup:
+        if len(self._running) >= self.threads:
+            raise LookupsBusy(f"all {self.threads} name lookups for picture hosts are in use; try again shortly")
+        domain = host_key(host)
+        if sum(1 for running in self._running.values() if running.domain == domain) >= self.per_domain:
+            raise LookupsBusy(f"at most {self.per_domain} name lookups at once under {domain}; try again shortly")
+        lookup = _Lookup(domain, Future())
+        self._running[host] = lookup
+        thread = threading.Thread(target=self._run, args=(host, port, lookup), name="picurl-lookup", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had
+            del self._running[host]
+            raise LookupsBusy("no thread for a name lookup; try again shortly") from None
+        return lookup
+
+    def _run(self, host: str, port: int, lookup: _Lookup) -> None:
+        answer: AddressInfo = []
+        error: Exception | None = None
+        try:
+            answer = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except Exception as exc:  # handed to the callers, who raise it
+            error = exc
+        finally:
+            with self._lock:  # counted out before anyone hears: the next caller asks afresh
+                del self._running[host]
+        if error is None:
+            lookup.answer.set_result(answer)
+        else:
+            lookup.answer.set_exception(error)
+
+
+_lookups = NameLookups()
 
 
 @contextmanager
@@ -143,14 +226,14 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 def resolve(host: str, port: int) -> list[IPAddress]:
     """All addresses `host` resolves to (an IP literal resolves to itself), waited for no
-    longer than the current fetch's deadline."""
+    longer than the current fetch's deadline; raises `LookupsBusy` when slow names hold the
+    lookups (see `NameLookups`)."""
     try:  # a literal in its usual form needs none of the few lookup threads
         return [ipaddress.ip_address(host)]
     except ValueError:  # a name, or a literal only the resolver reads (127.1, 0x7f.0.0.1)
         pass
-    lookup = _lookups.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = lookup.result(timeout=time_left())
+        infos = _lookups.resolve(host, port, time_left())
     except LookupTimeout:
         raise DeadlinePassed() from None
     except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError

@@ -30,6 +30,7 @@ from tongkuan.images.decode import DecodeBudget, content_hash, decode_image
 from tongkuan.images.fetch import Fetcher
 from tongkuan.images.store import ImageStore
 from tongkuan.ingest.readers import SourceRecord
+from tongkuan.ingest.reading import CatalogReading
 from tongkuan.ingest.records import is_text, to_product
 from tongkuan.vision.encoder import background_inference
 from tongkuan.vision.pipeline import Vision
@@ -99,6 +100,7 @@ class Ingester:
         file_root: Path | None = None,
         decode_budget: DecodeBudget | None = None,
         urls_only: bool = False,
+        reading: CatalogReading | None = None,
     ) -> None:
         self.vision = vision
         self.catalog = catalog
@@ -110,6 +112,7 @@ class Ingester:
         self.file_root = file_root  # local images must lie inside it (None: anywhere, for the CLI)
         self.decode_budget = decode_budget  # shared with the queries of a serving process
         self.urls_only = urls_only  # records from outside (imports over HTTP) name no files at all
+        self.reading = reading  # reads the text on the pictures it embeds (None: never)
 
     def ingest(
         self,
@@ -210,17 +213,19 @@ class Ingester:
             for chunk in _batches(pixels, self.vision.batch(self.batch_size)):
                 described += self.vision.describe(chunk, crop=True)
         report.images_embedded += len(described)
+        read = self.reading.words(pixels) if self.reading is not None else [None] * len(pixels)
         position = 0
         for item, hashes, existed in changed:
             mine = described[position : position + len(item.pixels)]
+            words = read[position : position + len(item.pixels)]
             position += len(item.pixels)
             product = item.product
             if not item.named_category:
                 prior = np.mean([d.prior for d in mine], axis=0)
                 product = replace(product, category=CATEGORIES[int(np.argmax(prior))], category_predicted=True)
             new_images = [
-                NewImage(h, location, d.embedding, name)
-                for h, d, (name, location) in zip(hashes, mine, self._names_and_locations(item), strict=True)
+                NewImage(h, location, d.embedding, name, w)
+                for h, d, w, (name, location) in zip(hashes, mine, words, self._names_and_locations(item), strict=True)
             ]
             writes.append((product, new_images))
             if existed:

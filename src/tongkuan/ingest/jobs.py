@@ -26,7 +26,7 @@ from itertools import islice
 from pathlib import Path
 
 from tongkuan.catalog.store import JobStore
-from tongkuan.errors import IngestError, JobNotFound, ModelSwitched
+from tongkuan.errors import CatalogConflict, IngestError, JobNotFound, ModelSwitched
 from tongkuan.images.store import part_prefix, remove_stale_parts
 from tongkuan.ingest.ingester import Ingester, IngestReport
 from tongkuan.ingest.readers import read_jsonl
@@ -120,6 +120,14 @@ class ImportJobs:
         if status is None:
             raise JobNotFound(f"no import job {job_id!r}")
         return _job(status)
+
+    def delete(self, job_id: str) -> None:
+        """Forget a job that ended (done or failed); raises `JobNotFound`, or `CatalogConflict`
+        for a job still queued or running."""
+        if _JOB_ID.fullmatch(job_id) and self.store().delete_job(job_id):
+            return
+        self.get(job_id)  # raises JobNotFound for none
+        raise CatalogConflict(f"import job {job_id!r} has not ended: wait until it is done or failed")
 
     def jobs(self) -> list[Job]:
         """Every job, oldest first."""

@@ -23,6 +23,8 @@ class SearchQuery:
     min_score: float | None = None  # leave out hits less similar than this
     distinct: bool = True  # one hit per product; False: one per picture
     count_total: bool = False  # also count every hit there is (SearchResults.total)
+    read_text: bool = True  # rank by the words read on the picture too, where the searcher reads
+    words: tuple[str, ...] | None = None  # rank by these words instead of those read (None: as read)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class SearchResults:
     categories: list[CategoryScore]
     category_filter: Category | None
     total: int = 0  # every hit the query has over all pages, when asked for (count_total)
+    words: tuple[str, ...] = ()  # the words read on the picture that ranked its products
 
 
 @dataclass(frozen=True)

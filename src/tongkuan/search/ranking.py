@@ -61,6 +61,15 @@ class ProductRanking:
         settled.sort(key=lambda entry: (-entry[1], entry[0]))
         return [SearchHit(products[item_id], image, similarity(score)) for item_id, score, image in settled]
 
+    def score_products(self, products: list[Product]) -> list[SearchHit]:
+        """Hits for products the index did not return, scored from their stored vectors."""
+        self._score_from_vectors([p.item_id for p in products if p.item_id not in self._scored])
+        return [
+            SearchHit(p, self._scored[p.item_id][1], similarity(self._scored[p.item_id][0]))
+            for p in products
+            if p.item_id in self._scored
+        ]
+
     def _score_known(self, fetched: dict[str, list[tuple[float, StoredImage]]]) -> None:
         """Score the products whose best pictures are all fetched: `per_product` of them (any
         unfetched one is less similar), or every picture the product has."""

@@ -10,6 +10,7 @@ not, written in between, is left out of that search.)
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -22,9 +23,11 @@ from tongkuan.domain.categories import CategoryScore
 from tongkuan.index.base import VectorIndex
 from tongkuan.search.query import SearchHit, SearchOptions, SearchQuery, SearchResults
 from tongkuan.search.ranking import DUPLICATE_SIMILARITY, PictureHit, ProductRanking, similarity
+from tongkuan.search.text_match import TextMatch, TextReads, query_tokens
 from tongkuan.search.timing import Stage, StageClock
 from tongkuan.vision.classify import fuse, neighbour_vote, ranked
 from tongkuan.vision.pipeline import Description, Vision
+from tongkuan.vision.reading import TextReader
 
 DEFAULT_TOP_CATEGORIES = 4
 # Pictures fetched from the index before grouping by product: enough that a relevant
@@ -37,15 +40,31 @@ __all__ = ["SearchHit", "SearchOptions", "SearchQuery", "SearchResults", "Search
 class Searcher:
     """Runs queries over a catalog and its vector index."""
 
-    def __init__(self, vision: Vision, catalog: SearchReads, index: VectorIndex, options: SearchOptions) -> None:
+    def __init__(
+        self,
+        vision: Vision,
+        catalog: SearchReads,
+        index: VectorIndex,
+        options: SearchOptions,
+        reader: TextReader | None = None,
+        texts: TextReads | None = None,
+        matching: TextMatch | None = None,
+    ) -> None:
         self.vision = vision
         self.catalog = catalog
         self.index = index
         self.options = options
+        self.reader = reader  # reads the text on query pictures (None: the catalog's show none)
+        self.texts = texts
+        self.matching = matching or TextMatch()
+        self._reading = ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-reading")
         self.lock = threading.Lock()
         # descriptions of recent query pictures, by (content key, crop, region): what the
         # model says of a picture does not change between the pages of its search
         self._described: LRUCache[tuple[str, bool, Box | None], Description] | None = (
+            LRUCache(options.cached_pictures) if options.cached_pictures else None
+        )
+        self._read_words: LRUCache[tuple[str, Box | None], tuple[str, ...]] | None = (
             LRUCache(options.cached_pictures) if options.cached_pictures else None
         )
         self._described_lock = threading.Lock()
@@ -57,8 +76,12 @@ class Searcher:
         time of each stage is added to `clock`. A `key` names the picture's content (its hash):
         a picture searched again by the same key, crop and region is not described again."""
         clock = clock if clock is not None else StageClock()
+        # the text is read while the model describes the picture: the two overlap on the cores
+        reading = self._reading.submit(self._words, image, query, key) if self._reads(query) else None
         clock.start(Stage.VISION)
         described = self._describe(image, query, key)
+        clock.start(Stage.READ)  # only the wait for reading to end, after the description
+        words = reading.result() if reading is not None else self._words(image, query, key)
         clock.stop()
         with self.lock:
             clock.start(Stage.INDEX)
@@ -67,9 +90,40 @@ class Searcher:
                 described = self._inset_or_whole(described, described.inset)
             clock.start(Stage.CATALOG)
             with self.catalog.snapshot():
-                results = self._search(described, query, clock)
+                results = self._search(described, query, clock, words)
             clock.stop()
             return results
+
+    def _reads(self, query: SearchQuery) -> bool:
+        """Whether this query's picture is read (rather than given words, or not read at all)."""
+        return (
+            query.words is None
+            and self.reader is not None
+            and self.texts is not None
+            and query.read_text
+            and query.distinct
+        )
+
+    def _words(self, image: Image.Image, query: SearchQuery, key: str | None) -> tuple[str, ...]:
+        """The words read on the picture (the asked region of it) that the reader is sure of."""
+        if query.words is not None:
+            return query.words
+        if not self._reads(query) or self.reader is None:
+            return ()
+        wanted = (key or "", query.region)
+        cache = None if key is None else self._read_words
+        if cache is not None:
+            with self._described_lock:
+                if (known := cache.get(wanted)) is not None:
+                    return known
+        region = query.region
+        seen = image if region is None else image.crop((region.x1, region.y1, region.x2, region.y2))
+        lines = [(line.text, line.confidence) for line in self.reader.read(seen)]
+        words = tuple(query_tokens(lines, self.matching.gate))
+        if cache is not None:
+            with self._described_lock:
+                cache[wanted] = words
+        return words
 
     def search_words(self, words: str, query: SearchQuery, clock: StageClock | None = None) -> SearchResults:
         """Rank catalog products by how well their pictures show `words` (the model's text
@@ -114,7 +168,9 @@ class Searcher:
         extra = tuple(r for r in inset.regions[:1] if all(r.iou(kept) < 0.6 for kept in whole.regions))
         return replace(whole, regions=(*whole.regions, *extra), inset=None)
 
-    def _search(self, described: Description, query: SearchQuery, clock: StageClock) -> SearchResults:
+    def _search(
+        self, described: Description, query: SearchQuery, clock: StageClock, words: tuple[str, ...] = ()
+    ) -> SearchResults:
         """The ranking inside the snapshot; the clock runs the catalog stage except while the
         index is searched."""
         embedding = self.index.space(described.embedding[None, :])  # the index's space (a learned whitening)
@@ -159,6 +215,15 @@ class Searcher:
             if len(hits) >= wanted or complete or k >= deepest:
                 break
             k = min(deepest, k * 4)
+        if words and self.texts is not None and query.distinct:
+            hits = self.matching.rerank(
+                self.texts,
+                hits,
+                words,
+                ranking.score_products,
+                lambda p: (chosen is None or p.category == chosen) and query.where.matches(p),
+                self.catalog.count_products(),
+            )
         total = len(hits)
         if query.count_total and not complete:
             in_scope = self.catalog.count_products(chosen, query.where) if query.distinct else vectors
@@ -170,6 +235,7 @@ class Searcher:
             categories=categories,
             category_filter=chosen,
             total=total,
+            words=words,
         )
 
     def _categories(self, described: Description, ordered: list[PictureHit]) -> list[CategoryScore]:

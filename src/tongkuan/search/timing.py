@@ -18,6 +18,7 @@ class Stage(StrEnum):
     FETCH = "fetch"  # the picture's bytes: downloaded from picUrl or read from the picture store
     DECODE = "decode"  # bytes to pixels, within the pixel limit
     VISION = "vision"  # model inference: subjects, category prior, embedding
+    READ = "read"  # reading the text on the picture (where the catalog's pictures carry text)
     INDEX = "index"  # bringing the vector index up to the change log, nearest-picture searches
     CATALOG = "catalog"  # reading the hits' products and pictures in one snapshot, and ranking them
 

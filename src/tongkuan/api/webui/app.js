@@ -1,13 +1,15 @@
-// The search page: pick, drop, paste, photograph or link a picture; see what was detected;
-// refine by region or category; page through similar products. Or search titles by keyword,
-// sorted and within a price range. It calls only the same-origin /web/api routes, which hold
-// no secret.
+// The search page: pick, drop, paste, photograph or link a picture; see what was detected
+// and the words read on it; refine by region, category or those words; page through similar
+// products. Or search titles by keyword, sorted and within a price range. It calls only the same-origin /web/api routes, which hold
+// no secret; in operator mode, /admin/checks too, with the admin token the operator typed.
 
 const UPLOAD_LIMIT = 3 * 1024 * 1024;
 const MAX_SIDE = 2048; // larger photos are scaled down in the browser before upload
 const PAGE_SIZE = 20;
 const MAX_OFFSET = 499;
 const MAX_KEYWORD_PAGE = 10000;
+const MAX_FOUND_BOXES = 3; // subjects drawn besides the main one, the searched one and the shopper's
+const NEARLY = 0.85; // a box nearly holds another when this share of the other lies inside it
 
 const TEXT = {
   zh: {
@@ -38,6 +40,14 @@ const TEXT = {
     errUnavailable: "服务暂时不可用，请稍后再试",
     errOverloaded: "现在使用的人太多了，请稍后再试",
     errServer: "服务器出错了，请稍后再试",
+    langSwitch: "切换为英文", urlLabel: "图片网址", keywordLabel: "关键词", priceMinLabel: "最低价",
+    priceMaxLabel: "最高价", pages: "翻页", legendSearched: "正在搜索", legendMain: "主体",
+    boxLabel: (name, searched) => (searched ? `${name}，正在搜索` : `搜索${name}`),
+    readWords: "图中文字", readSearch: "按文字搜索", removeWord: (w) => `去掉 ${w}`,
+    operator: "运营", tokenLabel: "管理令牌", tokenPlaceholder: "管理令牌 TONGKUAN_ADMIN_TOKEN", signIn: "进入运营模式",
+    operatorOn: "运营模式：可把结果标为同款，保存为检查", downloadChecks: "下载检查集", signOut: "退出",
+    sameProduct: "是同款", sameLabel: (title) => `是同款：${title}`, savedCheck: "已保存",
+    savedLabel: (title) => `已保存为同款：${title}`, tokenRefused: "管理令牌被拒绝，已退出运营模式",
   },
   en: {
     tagline: "Snap a product, find the same one", queryTitle: "Query picture", dropTitle: "Drop, paste or choose a product photo",
@@ -67,6 +77,15 @@ const TEXT = {
     errUnavailable: "The search is temporarily unavailable; try again in a moment",
     errOverloaded: "The search is very busy right now; try again in a moment",
     errServer: "Something went wrong on the server; try again later",
+    langSwitch: "Switch to Chinese", urlLabel: "Picture URL", keywordLabel: "Keyword", priceMinLabel: "Lowest price",
+    priceMaxLabel: "Highest price", pages: "Pages", legendSearched: "Searched", legendMain: "Main subject",
+    boxLabel: (name, searched) => (searched ? `${name}, searched` : `Search ${name}`),
+    readWords: "Words on the picture", readSearch: "Search by these words", removeWord: (w) => `Remove ${w}`,
+    operator: "Operator", tokenLabel: "Admin token", tokenPlaceholder: "Admin token (TONGKUAN_ADMIN_TOKEN)",
+    signIn: "Enter operator mode", operatorOn: "Operator mode: mark a result as the same product to save a check",
+    downloadChecks: "Download check set", signOut: "Sign out",
+    sameProduct: "Same product", sameLabel: (title) => `Same product: ${title}`, savedCheck: "Saved",
+    savedLabel: (title) => `Saved as the same product: ${title}`, tokenRefused: "The admin token was refused; operator mode is off",
   },
 };
 
@@ -95,6 +114,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   lang: localStorage.getItem("tongkuan.lang") || (navigator.language.startsWith("zh") ? "zh" : "en"),
   imageId: null, picUrl: null, region: null, categoryId: null, pageNo: 0,
+  words: null, // the words the picture search ranks by instead of those read (null: as read)
   keyword: "", sort: "default", filter: null, wordPage: 1,
   view: null, data: null, busy: false, // view: "picture" or "words", the kind of search `data` answers
 };
@@ -200,7 +220,9 @@ async function useUrl(url) {
 }
 
 async function start(uploaded) {
-  Object.assign(state, { imageId: uploaded.imageId, picUrl: uploaded.picUrl, region: null, categoryId: null, pageNo: 0 });
+  Object.assign(state, {
+    imageId: uploaded.imageId, picUrl: uploaded.picUrl, region: null, categoryId: null, pageNo: 0, words: null,
+  });
   const image = $("query-image");
   image.src = uploaded.picUrl;
   await image.decode().catch(() => {});
@@ -213,10 +235,11 @@ async function runPictureSearch() {
   const params = new URLSearchParams({ imageId: state.imageId, pageNo: String(state.pageNo) });
   if (state.region) params.set("region", state.region);
   if (state.categoryId !== null) params.set("categoryId", String(state.categoryId));
+  if (state.words !== null) params.set("words", state.words.join(",")); // empty: the picture alone
   showStatus("loading", t("searching"));
   const data = await call(`/web/api/search?${params}`);
   Object.assign(state, { data, view: "picture" });
-  render();
+  showResults();
 }
 
 async function runWordSearch() {
@@ -226,14 +249,28 @@ async function runWordSearch() {
   showStatus("loading", t("searching"));
   const data = await call(`/web/api/keyword?${params}`);
   Object.assign(state, { data, view: "words" });
-  render();
+  showResults();
 }
 
+// After a search: on a phone the results start below the picture, so bring them into view
+// (and back to their top after paging from the bottom), gently unless motion is reduced.
+function showResults() {
+  clearStatus(); // before measuring: the status line above the results goes
+  render();
+  const header = document.querySelector(".top").getBoundingClientRect().bottom;
+  const results = document.querySelector(".results").getBoundingClientRect();
+  const first = $("grid").firstElementChild.getBoundingClientRect();
+  if (results.top >= header && first.bottom <= window.innerHeight) return;
+  const reduced = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  window.scrollTo({ top: window.scrollY + results.top - header - 8, behavior: reduced ? "auto" : "smooth" });
+}
+
+// Runs a search with `changes` to the state (undone if it fails); resolves once it is shown.
 function search(changes, run = runPictureSearch) {
-  if (state.busy || (run === runPictureSearch && !state.imageId)) return;
+  if (state.busy || (run === runPictureSearch && !state.imageId)) return Promise.resolve();
   const before = Object.fromEntries(Object.keys(changes).map((key) => [key, state[key]]));
   Object.assign(state, changes);
-  busy(t("searching"), async () => {
+  return busy(t("searching"), async () => {
     try {
       await run();
     } catch (error) {
@@ -274,6 +311,14 @@ function searchWords() {
   search({ keyword, sort: $("sort").value, filter, wordPage: 1 }, runWordSearch);
 }
 
+// The words on the picture search titles (and what the products' pictures show) as the
+// keyword box would, with the form's sort and price range; they stay in the box to edit.
+function searchReadWords() {
+  if (state.busy || !state.data || !state.data.words || !state.data.words.length) return;
+  $("keyword").value = state.data.words.join(" ");
+  searchWords();
+}
+
 function syncControls() {
   $("sort").value = state.sort;
 }
@@ -305,6 +350,7 @@ function render() {
   $("results-title").textContent = words ? t("wordResults", state.keyword) : t("results");
   if (!words) {
     renderBoxes();
+    renderReadWords();
     renderCategories();
   }
   syncControls();
@@ -312,18 +358,48 @@ function render() {
   renderPager();
 }
 
-// The boxes to draw: every subject found, the main one first (the API keeps it first
+// The boxes to draw: the subjects found, the main one first (the API keeps it first
 // whichever region was searched, so the shopper can go back to it), and a box the shopper
 // drew. Choosing the main subject runs the first search again, without a region.
 function regionsOf(data) {
   const found = data.picInfo.multiRegion.map((r) => r.region);
-  const entries = found.map((text, index) => ({ text, kind: index === 0 ? "main" : "found", number: index + 1 }));
-  if (state.region && !found.includes(state.region)) entries.push({ text: state.region, kind: "yours" });
+  const entries = found.map((text, index) => ({ text, kind: index === 0 ? "main" : "found", rank: index }));
+  if (state.region && !found.includes(state.region)) entries.push({ text: state.region, kind: "yours", rank: found.length });
   for (const entry of entries) {
     const r = parseRegion(entry.text);
     Object.assign(entry, r, { area: (r.x2 - r.x1) * (r.y2 - r.y1) });
   }
-  return entries;
+  return worthDrawing(entries);
+}
+
+function overlap(a, b) {
+  const width = Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1);
+  const height = Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1);
+  return width > 0 && height > 0 ? width * height : 0;
+}
+
+const holds = (a, b) => overlap(a, b) >= NEARLY * b.area;
+
+// The detector also reports groups of subjects (a shelf, the whole picture) around the ones it
+// found: a box that nearly holds another subject, or repeats a box already drawn, is left
+// out, and at most MAX_FOUND_BOXES others are drawn, best first. The main subject, the searched
+// box and the shopper's own are always drawn. Found subjects are numbered as drawn.
+function worthDrawing(entries) {
+  const always = (e) => e.kind !== "found" || e.text === state.region;
+  const subjects = entries.filter((e) => e.kind !== "yours");
+  const innermost = (e) => !subjects.some((other) => other !== e && holds(e, other) && !holds(other, e));
+  const drawn = entries.filter(always);
+  let found = 0;
+  for (const entry of entries) {
+    if (always(entry) || found >= MAX_FOUND_BOXES || !innermost(entry)) continue;
+    if (drawn.some((other) => holds(entry, other) && holds(other, entry))) continue;
+    drawn.push(entry);
+    found += 1;
+  }
+  drawn.sort((a, b) => a.rank - b.rank);
+  let number = 0;
+  for (const entry of drawn) if (entry.kind === "found") entry.number = ++number;
+  return drawn;
 }
 
 // The smallest box holding the click: a box nested in a bigger one is chosen by a click
@@ -337,7 +413,7 @@ function boxAt(event, entries, size) {
 }
 
 function chooseRegion(entry) {
-  search({ region: entry.kind === "main" ? null : entry.text, pageNo: 0 });
+  search({ region: entry.kind === "main" ? null : entry.text, pageNo: 0, words: null });
 }
 
 function renderBoxes() {
@@ -348,6 +424,9 @@ function renderBoxes() {
   const size = data.imageSize;
   const entries = regionsOf(data);
   const searched = state.region || (entries.length ? entries[0].text : null);
+  const main = entries.find((e) => e.kind === "main");
+  document.querySelector("#legend .main").hidden = !main || main.text === searched;
+  $("query-image").alt = t("queryTitle");
   // Larger boxes first, so a smaller one is drawn over the box it sits in.
   for (const entry of [...entries].sort((a, b) => b.area - a.area)) {
     const box = document.createElement("button");
@@ -363,6 +442,7 @@ function renderBoxes() {
     const tag = document.createElement("span");
     tag.className = "tag";
     tag.textContent = entry.kind === "main" ? t("main") : entry.kind === "yours" ? t("yours") : `${t("region")} ${entry.number}`;
+    box.setAttribute("aria-label", t("boxLabel", tag.textContent, entry.text === searched));
     box.append(tag);
     box.addEventListener("click", (event) => {
       event.stopPropagation();
@@ -372,6 +452,79 @@ function renderBoxes() {
     });
     boxes.append(box);
   }
+  placeTags();
+}
+
+// Labels go beside their box, inside the picture, clear of each other: the main subject's
+// first, then the searched box's, then the rest. Each takes the first free spot of: above
+// the box, along its top inside, below it, along its bottom inside (at its left edge, then
+// its right), or else the free spot of the picture nearest its box's corner.
+function placeTags() {
+  const layer = $("boxes").getBoundingClientRect();
+  if (!layer.width || !layer.height) return; // hidden: placed when shown again
+  const boxes = [...$("boxes").querySelectorAll(".box:not(.drawing)")];
+  const order = (box) => (box.classList.contains("main") ? 0 : box.classList.contains("searched") ? 1 : 2);
+  const placed = [];
+  for (const box of boxes.sort((a, b) => order(a) - order(b))) {
+    const tag = box.querySelector(".tag");
+    const b = box.getBoundingClientRect();
+    const w = tag.offsetWidth;
+    const h = tag.offsetHeight;
+    const x0 = b.left - layer.left;
+    const y0 = b.top - layer.top;
+    const fits = (spot) => spot.y >= 0 && spot.y + h <= layer.height;
+    const free = (spot) => placed.every((p) => spot.x + w <= p.x || p.x + p.w <= spot.x || spot.y + h <= p.y || p.y + p.h <= spot.y);
+    const spots = [];
+    for (const x of [x0, x0 + b.width - w]) {
+      for (const y of [y0 - h, y0, y0 + b.height, y0 + b.height - h]) {
+        spots.push({ x: Math.min(Math.max(x, 0), Math.max(layer.width - w, 0)), y });
+      }
+    }
+    let spot = spots.find((s) => fits(s) && free(s));
+    if (!spot) {
+      const grid = [];
+      for (let y = 0; y + h <= layer.height; y += h / 2) {
+        for (let x = 0; x + w <= layer.width; x += w / 2) grid.push({ x, y });
+      }
+      const distance = (s) => Math.hypot(s.x - x0, s.y - y0);
+      spot = grid.filter(free).sort((p, q) => distance(p) - distance(q))[0] || spots.find(fits) || { x: 0, y: 0 };
+    }
+    placed.push({ ...spot, w, h });
+    // the tag sits in the box's padding box, inside its border
+    tag.style.left = `${spot.x - x0 - box.clientLeft}px`;
+    tag.style.top = `${spot.y - y0 - box.clientTop}px`;
+  }
+}
+
+// The words read on the searched picture (or region) that ranked its products, or those the
+// shopper kept: removing one searches again by the rest (none left: by the picture alone),
+// in the same region and category, from the first page. Another region is read afresh.
+function renderReadWords() {
+  const read = state.data.words || [];
+  $("read").hidden = !read.length;
+  const list = $("read-words");
+  list.replaceChildren();
+  read.forEach((word, index) => {
+    const chip = document.createElement("li");
+    chip.className = "chip word";
+    const text = document.createElement("span");
+    text.textContent = word;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "remove";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", t("removeWord", word));
+    remove.addEventListener("click", async () => {
+      const focused = document.activeElement === remove;
+      await search({ words: read.filter((w) => w !== word), pageNo: 0 });
+      // the button is gone: the keyboard goes on from the chip that took its place
+      const rest = [...list.querySelectorAll(".remove")];
+      const next = rest[Math.min(index, rest.length - 1)];
+      if (focused && next) next.focus({ preventScroll: true });
+    });
+    chip.append(text, remove);
+    list.append(chip);
+  });
 }
 
 function renderCategories() {
@@ -440,13 +593,18 @@ function renderResults() {
     card.querySelector(".shop").textContent = item.shopTitle;
     card.querySelector(".place").textContent = item.provcity;
     card.querySelector(".sales").textContent = t("sales", item.volume);
+    if (!words && adminToken()) card.append(sameButton(item));
     grid.append(card);
   }
 }
 
+// The pager shows only when there is another page to go to (or back to, from an empty one).
 function renderPager() {
   const items = state.data ? state.data.data.length : 0;
-  if (state.view === "words") {
+  const words = state.view === "words";
+  const onward = state.data && (words ? state.data.total > state.wordPage * PAGE_SIZE : items >= PAGE_SIZE);
+  $("pager").hidden = !onward && !(state.data && (words ? state.wordPage > 1 : state.pageNo > 0));
+  if (words) {
     $("prev").disabled = state.busy || state.wordPage === 1;
     $("next").disabled = state.busy || state.wordPage * PAGE_SIZE >= state.data.total || state.wordPage >= MAX_KEYWORD_PAGE;
     $("page").textContent = t("page", state.wordPage);
@@ -517,7 +675,7 @@ function dragToSearch() {
     const x2 = Math.round(Math.max(start.x, p.x) * sx);
     const y1 = Math.round(Math.min(start.y, p.y) * sy);
     const y2 = Math.round(Math.max(start.y, p.y) * sy);
-    if (x2 - x1 >= 8 && y2 - y1 >= 8) search({ region: `${x1},${x2},${y1},${y2}`, pageNo: 0 });
+    if (x2 - x1 >= 8 && y2 - y1 >= 8) search({ region: `${x1},${x2},${y1},${y2}`, pageNo: 0, words: null });
     setTimeout(() => { dragged = false; }, 0);
   };
   stage.addEventListener("pointerup", finish);
@@ -528,12 +686,137 @@ function dragToSearch() {
   });
 }
 
+// --- operator mode: saving a search as a check ---------------------------------------
+
+// An operator (who has the admin token) marks a result as the product the picture shows: the
+// search (picture, region) is saved as a check through the admin API, for `tongkuan eval`.
+// The token stays in this tab (sessionStorage) and travels only in the Authorization header;
+// without it the page shows none of this.
+const TOKEN_KEY = "tongkuan.adminToken";
+const savedChecks = new Set(); // saved from this tab: a result drawn again stays saved
+
+const adminToken = () => sessionStorage.getItem(TOKEN_KEY);
+const checkKey = (itemId) => JSON.stringify([state.imageId, state.region, itemId]);
+
+function renderOperator() {
+  const token = adminToken();
+  $("operator-form").hidden = Boolean(token);
+  $("operator-tools").hidden = !token;
+}
+
+function openOperator(open) {
+  $("operator-panel").hidden = !open;
+  $("operator").setAttribute("aria-expanded", String(open));
+  if (open && !adminToken()) $("operator-token").focus();
+}
+
+function setAdminToken(token) {
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+  $("operator-token").value = "";
+  renderOperator();
+  if (state.data) renderResults();
+}
+
+// Calls an admin route with the token. A refused token is forgotten; another error says
+// what the server said (operators read its messages, shoppers never see them).
+async function adminFetch(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers: { ...options.headers, Authorization: `Bearer ${adminToken()}` } });
+  } catch {
+    throw new ApiError(t("network"));
+  }
+  if (response.status === 401) {
+    setAdminToken(null);
+    throw new ApiError(t("tokenRefused"));
+  }
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    throw new ApiError((body && body.message) || explain(response.status, null));
+  }
+  return response;
+}
+
+function showSaved(button, item, saved) {
+  button.textContent = t(saved ? "savedCheck" : "sameProduct");
+  button.setAttribute("aria-label", t(saved ? "savedLabel" : "sameLabel", item.title));
+  button.disabled = saved;
+}
+
+function sameButton(item) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "same";
+  showSaved(button, item, savedChecks.has(checkKey(item.itemId)));
+  button.addEventListener("click", () => saveCheck(button, item));
+  return button;
+}
+
+async function saveCheck(button, item) {
+  if (state.busy || button.disabled) return;
+  const check = { imageId: state.imageId, itemIds: [item.itemId] };
+  if (state.region) check.region = state.region; // none: the main subject, as the search had it
+  const key = checkKey(item.itemId);
+  button.disabled = true;
+  try {
+    await adminFetch("/admin/checks", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(check),
+    });
+    savedChecks.add(key);
+    showSaved(button, item, true);
+    clearStatus();
+  } catch (error) {
+    button.disabled = false;
+    showStatus("error", error instanceof ApiError ? error.message : t("failed"));
+  }
+}
+
+// The saved check set, fetched with the token and handed to the browser as a file.
+async function downloadChecks() {
+  const link = $("checks-download");
+  if (link.disabled) return;
+  link.disabled = true;
+  try {
+    const response = await adminFetch("/admin/checks");
+    const url = URL.createObjectURL(await response.blob());
+    const anchor = document.createElement("a");
+    anchor.href = url;
+    anchor.download = "checks.jsonl";
+    anchor.hidden = true;
+    document.body.append(anchor);
+    anchor.click();
+    anchor.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (error) {
+    showStatus("error", error instanceof ApiError ? error.message : t("failed"));
+  } finally {
+    link.disabled = false;
+  }
+}
+
+function operatorMode() {
+  $("operator").addEventListener("click", () => openOperator($("operator-panel").hidden));
+  $("operator-form").addEventListener("submit", (event) => {
+    event.preventDefault(); // the field has no name either: the token never goes into an address
+    const token = $("operator-token").value.trim();
+    if (token) setAdminToken(token);
+  });
+  $("sign-out").addEventListener("click", () => setAdminToken(null));
+  $("checks-download").addEventListener("click", downloadChecks);
+  renderOperator();
+  if (adminToken()) openOperator(true);
+}
+
 // --- language -----------------------------------------------------------------------
 
 function applyLanguage() {
   document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
   for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
   for (const node of document.querySelectorAll("[data-i18n-placeholder]")) node.placeholder = t(node.dataset.i18nPlaceholder);
+  for (const node of document.querySelectorAll("[data-i18n-aria-label]")) {
+    node.setAttribute("aria-label", t(node.dataset.i18nAriaLabel));
+  }
   $("lang").textContent = state.lang === "zh" ? "EN" : "中文";
   if (state.data) render();
   else renderPager();
@@ -580,6 +863,7 @@ function init() {
     if (state.view === "words") search({ sort: $("sort").value, wordPage: 1 }, runWordSearch);
     else state.sort = $("sort").value;
   });
+  $("read-search").addEventListener("click", searchReadWords);
   $("prev").addEventListener("click", () => turnPage(-1));
   $("next").addEventListener("click", () => turnPage(1));
   $("lang").addEventListener("click", () => {
@@ -588,6 +872,8 @@ function init() {
     applyLanguage();
   });
   dragToSearch();
+  operatorMode();
+  new ResizeObserver(() => placeTags()).observe($("boxes"));
   applyLanguage();
 }
 

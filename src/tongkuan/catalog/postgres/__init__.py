@@ -6,7 +6,8 @@ writers commit one at a time, so change-log sequence numbers commit in order.
 
 `PostgresCatalog` implements every role of `Catalog`, one module each: `database` (schema,
 migrations, pool, transactions, locks), `writer`, `products`, `search_reads`,
-`keyword_search`, `changes` (what a vector index reads), `learned` and `jobs` (import jobs).
+`keyword_search`, `changes` (what a vector index reads), `learned`,
+`picture_words` (the text read on pictures) and `jobs` (import jobs).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tongkuan.catalog.postgres.jobs import PostgresJobs
 from tongkuan.catalog.postgres.keyword_search import PostgresKeywordSearch
 from tongkuan.catalog.postgres.learned import PostgresLearned
 from tongkuan.catalog.postgres.models import PostgresModelVersions
+from tongkuan.catalog.postgres.picture_words import PostgresPictureWords
 from tongkuan.catalog.postgres.products import PostgresProductReader
 from tongkuan.catalog.postgres.search_reads import PostgresSearchReads
 from tongkuan.catalog.postgres.writer import PostgresProductWriter
@@ -32,6 +34,7 @@ class PostgresCatalog(
     PostgresIndexSource,
     PostgresLearned,
     PostgresModelVersions,
+    PostgresPictureWords,
     PostgresJobs,
 ):
     """Products and vectors in the PostgreSQL database at `url` (a libpq URL or DSN)."""

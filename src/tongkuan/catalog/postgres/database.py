@@ -106,6 +106,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX import_jobs_open ON import_jobs (created) WHERE open;
     """,
+    # 5: the text read on each picture (NULL: not read yet), searched with its product's title
+    """
+    ALTER TABLE images ADD COLUMN words TEXT;
+    CREATE INDEX images_unread ON images (vector_id) WHERE words IS NULL;
+    """,
 ]
 
 SCHEMA = "tongkuan"  # every table lives here, apart from other applications' tables

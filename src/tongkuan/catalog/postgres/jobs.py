@@ -43,10 +43,18 @@ class PostgresJobs(PostgresDatabase):
             return str(row[0]), str(row[1]), bytes(row[2])
 
     def update_job(self, job_id: str, owner: str, status: str, lease_s: float, done: bool = False) -> bool:
+        # an ended job's records are not needed again: they go with the last update
+        cleared = ", body = ''::bytea" if done else ""
         with values_checked(), self._pool.connection() as db:
             changed = db.execute(
-                f"UPDATE import_jobs SET status = %s, lease_until = {_NOW} + %s, open = %s "
+                f"UPDATE import_jobs SET status = %s, lease_until = {_NOW} + %s, open = %s{cleared} "
                 "WHERE job_id = %s AND lease_owner = %s",
                 (status, lease_s, not done, job_id, owner),
             ).rowcount
         return changed == 1
+
+    def delete_job(self, job_id: str) -> bool:
+        """Delete a job that ended (done or failed); False, deleting nothing, when there is no
+        such job or it is still open (queued, or running somewhere)."""
+        with values_checked(), self._pool.connection() as db:
+            return db.execute("DELETE FROM import_jobs WHERE job_id = %s AND NOT open", (job_id,)).rowcount == 1

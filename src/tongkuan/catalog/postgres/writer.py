@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from tongkuan.catalog import common
+from tongkuan.catalog import common, keywords
 from tongkuan.catalog.postgres.database import PostgresDatabase, tsvector
 from tongkuan.domain.changes import ChangeKind
 from tongkuan.domain.products import NewImage, Product, StoredImage
@@ -38,22 +38,26 @@ class PostgresProductWriter(PostgresDatabase):
         """`upsert` for many products in one transaction (all or none)."""
         common.check_vectors([image for _, images in items for image in images or ()], self.dim)
         items = _last_write_wins(items)
-        rows = [_product_row(p) for p, _ in items]
+        rows = [_product_row(p, [i.words for i in images or ()]) for p, images in items]
         with self._write() as db, db.cursor() as cur:
             self._require_model(db)
             ids = [p.item_id for p, _ in items]
             known = cur.execute("SELECT COUNT(*) FROM items WHERE item_id = ANY(%s)", (ids,)).fetchone()
             _bump(cur, "products", len(ids) - int(known[0]))  # type: ignore[index]
             cur.executemany(_UPSERT_ITEM, rows)
+            reindex(cur, [p for p, images in items if images is None])  # the words read on their pictures stay
             replaced = [(p.item_id, images) for p, images in items if images is not None]
             if not replaced:
                 return
             _delete_images(cur, [item_id for item_id, _ in replaced])
             pictures = [
-                (item_id, position, image.name, image.content_hash, image.location, common.vector_bytes(image.vector))
+                (
+                    item_id, position, image.name, image.content_hash, image.location,
+                    common.vector_bytes(image.vector), image.words,
+                )
                 for item_id, images in replaced
                 for position, image in enumerate(common.named(images))
-            ]
+            ]  # fmt: skip
             _insert_images(cur, pictures)
 
     def add_image(self, item_id: str, image: NewImage) -> StoredImage:
@@ -78,8 +82,14 @@ class PostgresProductWriter(PostgresDatabase):
             name = image.name or common.free_name(set(pictures), position)
             (vector_id,) = _insert_images(
                 cur,
-                [(item_id, position, name, image.content_hash, image.location, common.vector_bytes(image.vector))],
-            )
+                [
+                    (
+                        item_id, position, name, image.content_hash, image.location,
+                        common.vector_bytes(image.vector), image.words,
+                    )
+                ],
+            )  # fmt: skip
+            _reindex_ids(cur, [item_id])
         return StoredImage(vector_id, item_id, image.content_hash, image.location, name)
 
     def delete_image(self, item_id: str, name: str) -> None:
@@ -91,6 +101,7 @@ class PostgresProductWriter(PostgresDatabase):
             vector_id = common.picture_to_delete(item_id, name, pictures)
             cur.execute("DELETE FROM images WHERE vector_id = %s", (vector_id,))
             _log(cur, [int(vector_id)], ChangeKind.REMOVED)
+            _reindex_ids(cur, [item_id])
 
     def update(self, item_id: str, change: Callable[[Product], Product]) -> Product:
         """Apply `change` to a stored product's fields in one transaction; pictures stay."""
@@ -102,6 +113,7 @@ class PostgresProductWriter(PostgresDatabase):
             before = common.product_from_row(row)
             product = common.changed(item_id, before, change)
             cur.execute(_UPSERT_ITEM, _product_row(product))
+            reindex(cur, [product])
             if product.category != before.category:
                 ids = [int(r[0]) for r in cur.execute("SELECT vector_id FROM images WHERE item_id = %s", (item_id,))]
                 _log(cur, ids, ChangeKind.RETAGGED)
@@ -116,12 +128,44 @@ class PostgresProductWriter(PostgresDatabase):
             _bump(cur, "products", -1)
 
 
+def reindex(cur: psycopg.Cursor[Any], products: Sequence[Product]) -> None:
+    """Give stored products' title keyword vectors the words read on their pictures (those
+    with none keep the vector of their title alone)."""
+    if not products:
+        return
+    read = dict(
+        cur.execute(
+            "SELECT item_id, string_agg(words, ' ' ORDER BY position) FROM images "
+            "WHERE item_id = ANY(%s) AND words <> '' GROUP BY item_id",
+            ([p.item_id for p in products],),
+        ).fetchall()
+    )
+    cur.executemany(
+        "UPDATE items SET title_words = %s::tsvector WHERE item_id = %s",
+        [
+            (tsvector(keywords.searched_text(p.title, [read[p.item_id]])), p.item_id)
+            for p in products
+            if p.item_id in read
+        ],
+    )
+
+
+def _reindex_ids(cur: psycopg.Cursor[Any], item_ids: Sequence[str]) -> None:
+    rows = cur.execute(f"SELECT {common.ITEM_FIELDS} FROM items WHERE item_id = ANY(%s)", (list(item_ids),)).fetchall()
+    products = [common.product_from_row(row) for row in rows]
+    cur.executemany(
+        "UPDATE items SET title_words = %s::tsvector WHERE item_id = %s",
+        [(tsvector(p.title), p.item_id) for p in products],
+    )
+    reindex(cur, products)
+
+
 def _insert_images(cur: psycopg.Cursor[Any], pictures: Sequence[tuple[object, ...]]) -> list[int]:
     ids: list[int] = []
     for chunk in common.chunks(pictures, 1000):
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
         cur.execute(
-            "INSERT INTO images (item_id, position, name, content_hash, location, vector) "
+            "INSERT INTO images (item_id, position, name, content_hash, location, vector, words) "
             f"VALUES {values} RETURNING vector_id",
             [v for picture in chunk for v in picture],
         )
@@ -161,8 +205,9 @@ def _last_write_wins(
     return list(merged.values())
 
 
-def _product_row(p: Product) -> tuple[object, ...]:
+def _product_row(p: Product, picture_words: Sequence[str | None] = ()) -> tuple[object, ...]:
     """The shared columns (prices as text, which PostgreSQL reads as NUMERIC exactly), a real
-    boolean flag, and the keyword vectors."""
+    boolean flag, and the keyword vectors (the title's with the words read on the pictures)."""
     row = common.product_row(p)
-    return (*row[:15], p.category_predicted, row[16], tsvector(p.title), tsvector(p.shop_title))
+    title = tsvector(keywords.searched_text(p.title, picture_words))
+    return (*row[:15], p.category_predicted, row[16], title, tsvector(p.shop_title))

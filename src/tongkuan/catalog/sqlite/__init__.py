@@ -7,7 +7,8 @@ mode lets readers run beside the one writer; `snapshot()` pins a consistent read
 
 `SqliteCatalog` implements every role of `catalog.store.Catalog`, one module each:
 `database` (the file, connections, transactions, locks, schema), `writer`, `products`,
-`search_reads`, `keyword_search`, `changes` (what a vector index reads), `learned` and `jobs` (import jobs).
+`search_reads`, `keyword_search`, `changes` (what a vector index reads), `learned`,
+`picture_words` (the text read on pictures) and `jobs` (import jobs).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tongkuan.catalog.sqlite.jobs import SqliteJobs
 from tongkuan.catalog.sqlite.keyword_search import SqliteKeywordSearch
 from tongkuan.catalog.sqlite.learned import SqliteLearned
 from tongkuan.catalog.sqlite.models import SqliteModelVersions
+from tongkuan.catalog.sqlite.picture_words import SqlitePictureWords
 from tongkuan.catalog.sqlite.products import SqliteProductReader
 from tongkuan.catalog.sqlite.search_reads import SqliteSearchReads
 from tongkuan.catalog.sqlite.writer import SqliteProductWriter
@@ -33,6 +35,7 @@ class SqliteCatalog(
     SqliteIndexSource,
     SqliteLearned,
     SqliteModelVersions,
+    SqlitePictureWords,
     SqliteJobs,
 ):
     """Products and vectors in the file `path`. Safe to share between threads and processes."""

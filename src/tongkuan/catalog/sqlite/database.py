@@ -105,6 +105,8 @@ def migrate(db: sqlite3.Connection) -> None:
     if "name" not in columns:
         db.execute("ALTER TABLE images ADD COLUMN name TEXT")
         db.execute("UPDATE images SET name = CAST(position AS TEXT)")
+    if "words" not in columns:  # the text read on each picture (NULL: not read yet)
+        db.execute("ALTER TABLE images ADD COLUMN words TEXT")
     db.execute("CREATE UNIQUE INDEX IF NOT EXISTS images_name ON images(item_id, name)")
     row = db.execute("SELECT value FROM meta WHERE key = 'keywords'").fetchone()
     if row is None or row[0] != KEYWORDS_VERSION:  # item_chars came with version 2
@@ -207,8 +209,12 @@ class SqliteDatabase:
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
-        """Pin one consistent read view for every read this thread makes inside the block."""
+        """Pin one consistent read view for every read this thread makes inside the block (a
+        block inside another reads the outer one's view)."""
         db = self._db
+        if db.in_transaction:  # already pinned by an outer block
+            yield
+            return
         db.execute("BEGIN")
         try:
             db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()  # start the read transaction now

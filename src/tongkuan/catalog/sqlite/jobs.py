@@ -43,9 +43,18 @@ class SqliteJobs(SqliteDatabase):
             return str(row[0]), str(row[1]), bytes(row[2])
 
     def update_job(self, job_id: str, owner: str, status: str, lease_s: float, done: bool = False) -> bool:
+        # an ended job's records are not needed again: they go with the last update
+        cleared = ", body = X''" if done else ""
         with self._write() as db:
             changed = db.execute(
-                "UPDATE import_jobs SET status = ?, lease_until = ?, open = ? WHERE job_id = ? AND lease_owner = ?",
+                f"UPDATE import_jobs SET status = ?, lease_until = ?, open = ?{cleared} "
+                "WHERE job_id = ? AND lease_owner = ?",
                 (status, time.time() + lease_s, 0 if done else 1, job_id, owner),
             ).rowcount
         return changed == 1
+
+    def delete_job(self, job_id: str) -> bool:
+        """Delete a job that ended (done or failed); False, deleting nothing, when there is no
+        such job or it is still open (queued, or running somewhere)."""
+        with self._write() as db:
+            return db.execute("DELETE FROM import_jobs WHERE job_id = ? AND NOT open", (job_id,)).rowcount == 1

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from tongkuan.catalog import common
+from tongkuan.catalog import common, keywords
 from tongkuan.catalog.sqlite.database import SqliteDatabase, index_words, words_row
 from tongkuan.domain.changes import ChangeKind
 from tongkuan.domain.products import NewImage, Product, StoredImage
@@ -36,14 +36,18 @@ class SqliteProductWriter(SqliteDatabase):
     def upsert_many(self, items: Sequence[tuple[Product, Sequence[NewImage] | None]]) -> None:
         """`upsert` for many products in one transaction (all or none)."""
         common.check_vectors([image for _, images in items for image in images or ()], self.dim)
-        documents = [words_row(p.title, p.shop_title) for p, _ in items]
+        documents = [
+            words_row(keywords.searched_text(p.title, [i.words for i in images or ()]), p.shop_title)
+            for p, images in items
+        ]
         with self._write() as db:
             self._require_model(db)
             for (product, images), words in zip(items, documents, strict=True):
                 db.execute(_UPSERT_ITEM, common.product_row(product))
-                _index_words(db, product.item_id, words)
                 if images is None:
+                    reindex(db, product.item_id)  # the words read on its pictures stay searchable
                     continue
+                _index_words(db, product.item_id, words)
                 _delete_images(db, product.item_id)
                 for position, image in enumerate(common.named(images)):
                     _insert_image(db, product.item_id, position, image)
@@ -68,6 +72,8 @@ class SqliteProductWriter(SqliteDatabase):
             taken = {r[0] for r in db.execute("SELECT name FROM images WHERE item_id = ?", (item_id,))}
             name = image.name or common.free_name(taken, position)
             vector_id = _insert_image(db, item_id, position, replace(image, name=name))
+            if image.words or old is not None:
+                reindex(db, item_id)
         return StoredImage(vector_id, item_id, image.content_hash, image.location, name)
 
     def delete_image(self, item_id: str, name: str) -> None:
@@ -79,6 +85,7 @@ class SqliteProductWriter(SqliteDatabase):
             vector_id = common.picture_to_delete(item_id, name, pictures)
             db.execute("DELETE FROM images WHERE vector_id = ?", (vector_id,))
             db.execute("INSERT INTO changes (vector_id, added) VALUES (?, 0)", (vector_id,))
+            reindex(db, item_id)
 
     def update(self, item_id: str, change: Callable[[Product], Product]) -> Product:
         """Apply `change` to a stored product's fields in one transaction; pictures stay."""
@@ -89,7 +96,7 @@ class SqliteProductWriter(SqliteDatabase):
             before = common.product_from_row(row)
             product = common.changed(item_id, before, change)
             db.execute(_UPSERT_ITEM, common.product_row(product))
-            _index_words(db, item_id, words_row(product.title, product.shop_title))
+            reindex(db, item_id)
             if product.category != before.category:
                 db.execute(
                     "INSERT INTO changes (vector_id, added) SELECT vector_id, ? FROM images WHERE item_id = ?",
@@ -109,11 +116,23 @@ class SqliteProductWriter(SqliteDatabase):
             db.execute("DELETE FROM items WHERE item_id = ?", (item_id,))
 
 
+def reindex(db: sqlite3.Connection, item_id: str) -> None:
+    """Derive a stored product's keyword documents again: its title and shop, and the words
+    read on its pictures."""
+    title, shop = db.execute("SELECT title, shop_title FROM items WHERE item_id = ?", (item_id,)).fetchone()
+    read = [str(r[0]) for r in db.execute("SELECT words FROM images WHERE item_id = ?", (item_id,)) if r[0]]
+    _index_words(db, item_id, words_row(keywords.searched_text(title, read), shop))
+
+
 def _insert_image(db: sqlite3.Connection, item_id: str, position: int, image: NewImage) -> int:
     cur = db.execute(
-        "INSERT INTO images (item_id, position, content_hash, location, vector, name) VALUES (?, ?, ?, ?, ?, ?)",
-        (item_id, position, image.content_hash, image.location, common.vector_bytes(image.vector), image.name),
-    )
+        "INSERT INTO images (item_id, position, content_hash, location, vector, name, words) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            item_id, position, image.content_hash, image.location, common.vector_bytes(image.vector), image.name,
+            image.words,
+        ),
+    )  # fmt: skip
     db.execute("INSERT INTO changes (vector_id, added) VALUES (?, 1)", (cur.lastrowid,))
     return int(cur.lastrowid or 0)
 

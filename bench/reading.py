@@ -1,0 +1,120 @@
+"""Reading the text on the product: what it adds to search, measured through the service.
+
+    .venv/bin/python bench/reading.py [--data ../shared/data] [--limit N]
+
+A catalog of the 81 grocery studio shots (one picture per product, read at ingest) is
+searched with the held-out val photos (shoppers' photos of the same products), three ways:
+pictures alone, and with the words read on the photo matched against the products' titles
+and the words read on their pictures. Titles are the products' names, or uninformative
+("product 17": words from the pictures alone). Each query picture is described and read
+once; the text weight and confidence gate are swept over those. The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from tongkuan.bench import Engine, SearchQuery, Settings, SourceRecord, TextMatch, query_tokens
+
+REPO = Path(__file__).resolve().parent.parent
+WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+GATES = (0.6, 0.8, 0.9)
+
+
+def products(root: Path) -> list[tuple[str, str, Path]]:
+    """(itemId, name, studio shot) of each grocery product."""
+    folder = root / "grocery_store"
+    with (folder / "classes.csv").open(encoding="utf-8") as handle:
+        return [
+            (f"grocery-{int(r['class_id']):03d}", r["class_name"].replace("-", " "), folder / r["iconic_path"])
+            for r in csv.DictReader(handle)
+        ]
+
+
+def val_photos(root: Path, limit: int | None) -> list[tuple[str, Path]]:
+    folder = root / "grocery_store"
+    with (folder / "labels.csv").open(encoding="utf-8") as handle:
+        rows = [
+            (f"grocery-{int(r['class_id']):03d}", folder / r["path"])
+            for r in csv.DictReader(handle)
+            if r["split"] == "val"
+        ]
+    return rows[:: max(1, len(rows) // limit)][:limit] if limit else rows
+
+
+def recall(
+    engine: Engine, queries: list[tuple[str, Path]], pictures: list, lines: list, weight: float, gate: float
+) -> tuple[float, float, float]:
+    """R@1 over the queries, the share of them that showed words, and R@1 among those."""
+    engine.searcher.matching = TextMatch(weight=weight, gate=gate)
+    first = shown = with_words = 0
+    for (item_id, _), picture, read_lines in zip(queries, pictures, lines, strict=True):
+        words = tuple(query_tokens(read_lines, gate))
+        hits = engine.search(picture, SearchQuery(limit=1, words=words)).hits
+        right = bool(hits) and hits[0].product.item_id == item_id
+        first += right
+        if words:
+            shown += 1
+            with_words += right
+    n = len(queries)
+    return first / n, shown / n, with_words / max(1, shown)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--limit", type=int, default=None, help="Val photos to search (default: all).")
+    args = parser.parse_args()
+    queries = val_photos(args.data, args.limit)
+    summary: dict[str, object] = {"queries": len(queries)}
+    for titles in ("names", "uninformative"):
+        with tempfile.TemporaryDirectory() as work:
+            engine = Engine(Settings(data_dir=Path(work), read_text="on", query_cache=4096))
+            records = [
+                SourceRecord(
+                    f"{n}",
+                    {"itemId": item_id, "title": name if titles == "names" else f"product {n}"},
+                    [str(shot)],
+                )
+                for n, (item_id, name, shot) in enumerate(products(args.data))
+            ]
+            started = time.perf_counter()
+            report = engine.ingester().ingest(records)
+            ingest_s = time.perf_counter() - started
+            read, worded = engine.catalog.reading_counts()
+            engine.close()
+            engine = Engine(Settings(data_dir=Path(work), read_text="on", query_cache=4096))
+            assert engine.searcher.reader is not None
+            lines, pictures, read_s = [], [], 0.0
+            for _, path in queries:
+                picture = engine.decode(path.read_bytes())
+                pictures.append(picture)
+                started = time.perf_counter()
+                lines.append([(t.text, t.confidence) for t in engine.searcher.reader.read(picture.image)])
+                read_s += time.perf_counter() - started
+
+            table = {}
+            for gate in GATES:
+                for weight in WEIGHTS:
+                    r1, share, r1_words = recall(engine, queries, pictures, lines, weight, gate)
+                    table[f"w={weight} gate={gate}"] = {
+                        "R@1": round(r1, 3),
+                        "read": round(share, 3),
+                        "R@1 where read": round(r1_words, 3),
+                    }
+                    print(titles, gate, weight, table[f"w={weight} gate={gate}"], flush=True)
+            engine.close()
+            summary[titles] = {
+                "catalog pictures read": read, "with words": worded, "ingest s": round(ingest_s, 1),
+                "failures": len(report.failures), "read ms per query": round(1000 * read_s / len(queries)), "R@1": table,
+            }  # fmt: skip
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
