@@ -178,8 +178,9 @@ def catalog_reading(settings: Settings, catalog: Catalog) -> CatalogReading | No
 
 def query_reader(settings: Settings, catalog: Catalog) -> TextReader | None:
     """The reader of query pictures, where the catalog's pictures are read (`reads`)."""
-    if not reads(settings.models.read_text, *catalog.reading_counts()):
-        return None
+    mode = settings.models.read_text
+    if mode == "off" or (mode == "auto" and not reads(mode, *catalog.reading_counts())):
+        return None  # (the counts scan every picture: asked only where they decide)
     return open_reader(settings)
 
 
