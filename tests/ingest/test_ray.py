@@ -31,12 +31,20 @@ PRODUCTS = 12
 
 @pytest.fixture(autouse=True)
 def _reap_ray_processes() -> Iterator[None]:
-    """Ray drops the handles of processes it is still stopping after `ray.shutdown()`: their
-    collection warns that the process still runs, at whatever test comes next. Collect
-    them here, where the warning is Ray's and expected."""
+    """Ray drops the handles of the processes it stops at `ray.shutdown()` while they may
+    still run; collected later, each warns that its process still runs, in whatever test is
+    running then. Wait for each of Ray's processes here (its exit status read, the handle
+    warns no more)."""
     yield
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
+        for handle in [o for o in gc.get_objects() if isinstance(o, subprocess.Popen)]:
+            if handle.returncode is None and type(handle).__module__.startswith("ray."):  # never the test servers
+                try:
+                    handle.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    handle.kill()
+                    handle.wait(timeout=5)
         gc.collect()
 
 
