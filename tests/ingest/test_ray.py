@@ -3,14 +3,11 @@ skip what is stored, and the local Ray node stays on 127.0.0.1."""
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import re
 import subprocess
 import sys
-import warnings
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -27,25 +24,6 @@ from tongkuan.sample import grocery_records
 
 MODEL = "efficientnet-lite0"
 PRODUCTS = 12
-
-
-@pytest.fixture(autouse=True)
-def _reap_ray_processes() -> Iterator[None]:
-    """Ray drops the handles of the processes it stops at `ray.shutdown()` while they may
-    still run; collected later, each warns that its process still runs, in whatever test is
-    running then. Wait for each of Ray's processes here (its exit status read, the handle
-    warns no more)."""
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        for handle in [o for o in gc.get_objects() if isinstance(o, subprocess.Popen)]:
-            if handle.returncode is None and type(handle).__module__.startswith("ray."):  # never the test servers
-                try:
-                    handle.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    handle.kill()
-                    handle.wait(timeout=5)
-        gc.collect()
 
 
 @pytest.fixture(scope="module")
