@@ -24,8 +24,8 @@ from tongkuan.domain.boxes import Box
 from tongkuan.domain.categories import Category
 from tongkuan.domain.products import Product, is_web_url
 from tongkuan.errors import CheckSetError
+from tongkuan.models.tuning import GROUP_KEYS  # the keys tune groups listings by
 
-GROUP_KEYS = ("productGroup", "sameAs")  # customContent fields that tie listings of one SKU together
 _KNOWN = {"picture", "imageId", "itemIds", "productGroup", "region", "categoryId", "note"}
 _SHOWN_ERRORS = 10
 _IMAGE_ID = re.compile(r"[0-9a-f]{32}")
