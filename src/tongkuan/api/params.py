@@ -101,7 +101,7 @@ def region(params: dict[str, str], name: str = "region") -> Box | None:
 
 def fit_region(box: Box, width: int, height: int, name: str = "region") -> Box:
     """Clip a region to the image; raise if nothing usable is left."""
-    clipped = Box(min(box.x1, width), min(box.x2, width), min(box.y1, height), min(box.y2, height))
+    clipped = box.clipped(width, height)
     if clipped.x2 - clipped.x1 < 8 or clipped.y2 - clipped.y1 < 8:
         raise ParameterError(
             f"{name} {box.to_param()} leaves less than 8x8 pixels inside the {width}x{height} image "

@@ -25,6 +25,10 @@ class Box:
         union = self.area + other.area - inter
         return inter / union if union else 0.0
 
+    def clipped(self, width: int, height: int) -> Box:
+        """The part of the box inside a `width`×`height` picture."""
+        return Box(min(self.x1, width), min(self.x2, width), min(self.y1, height), min(self.y2, height))
+
     def to_param(self) -> str:
         """The API's `x1,x2,y1,y2` spelling."""
         return f"{self.x1},{self.x2},{self.y1},{self.y2}"

@@ -99,7 +99,7 @@ def outcome_of(check: Check, results: SearchResults) -> Outcome:
 
 
 def _fit(box: Box, width: int, height: int) -> Box:
-    clipped = Box(min(box.x1, width), min(box.x2, width), min(box.y1, height), min(box.y2, height))
+    clipped = box.clipped(width, height)  # as the API clips a region
     if clipped.x2 - clipped.x1 < MIN_REGION_SIDE or clipped.y2 - clipped.y1 < MIN_REGION_SIDE:
         raise ParameterError(f"region {box.to_param()} leaves less than 8x8 pixels inside the {width}x{height} picture")
     return clipped
