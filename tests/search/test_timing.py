@@ -28,3 +28,16 @@ def test_a_stopped_clock_charges_nothing_more() -> None:
     clock = StageClock()
     clock.stop()
     assert clock.seconds == {}
+
+
+def test_time_measured_inside_a_stage_is_charged_to_its_own_stage_and_the_total_is_kept() -> None:
+    clock = StageClock()
+    began = time.perf_counter()
+    clock.start(Stage.VISION)
+    time.sleep(0.03)
+    clock.spent(Stage.INFERENCE, 0.02)  # a model pass measured inside the vision work
+    clock.stop()
+    elapsed = time.perf_counter() - began
+    assert clock.seconds[Stage.INFERENCE] == 0.02
+    assert 0.01 <= clock.seconds[Stage.VISION] <= elapsed - 0.02
+    assert sum(clock.seconds.values()) <= elapsed

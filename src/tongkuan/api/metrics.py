@@ -52,7 +52,8 @@ class Metrics:
         )
         stages = Histogram(
             "tongkuan_search_stage_seconds",
-            "Seconds one picture search spends in each stage: fetch, decode, vision (inference), index, catalog.",
+            "Seconds one picture search spends in each stage: fetch, decode, queue, inference, vision, read, index, "
+            "catalog.",
             ["stage"],
             buckets=STAGE_BUCKETS,
             registry=self.registry,
@@ -62,9 +63,10 @@ class Metrics:
         self.registry.register(_ScrapeTimeValues(state))
 
     def observe(self, clock: StageClock) -> None:
-        """Record the stages of one finished search."""
-        for stage, seconds in clock.seconds.items():
-            self._stages[stage].observe(seconds)
+        """Record the stages of one finished search: every stage, 0 for one it skipped (no
+        model pass for a picture described before), so each stage counts every search."""
+        for stage, histogram in self._stages.items():
+            histogram.observe(clock.seconds.get(stage, 0.0))
 
     def scrape(self, request: Request) -> Response:
         """`GET /metrics`: every metric in the format the scraper asks for (Prometheus text

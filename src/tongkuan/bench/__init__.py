@@ -50,6 +50,7 @@ _HOME: dict[str, str] = {
     "ModelSpec": "tongkuan.vision.encoder",  # a model: its files, input size, dimension, labels
     "OnnxEncoder": "tongkuan.vision.encoder",  # one model run: embeddings, feature maps, logits
     "l2_normalise": "tongkuan.vision.encoder",  # rows scaled to unit length
+    "preprocess": "tongkuan.vision.encoder",  # pictures as the model's input tensor
     "detect_regions": "tongkuan.vision.detect",  # subjects from a feature map, main first
     "find_inset": "tongkuan.vision.insets",  # a picture shown inside a picture, if any
     "quantize_model": "tongkuan.vision.quantize",  # an 8-bit copy, as `tongkuan quantize` makes it

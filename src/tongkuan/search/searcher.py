@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 from cachetools import LRUCache
@@ -26,6 +27,7 @@ from tongkuan.search.ranking import DUPLICATE_SIMILARITY, PictureHit, ProductRan
 from tongkuan.search.text_match import TextMatch, TextReads, query_tokens
 from tongkuan.search.timing import Stage, StageClock
 from tongkuan.vision.classify import fuse, neighbour_vote, ranked
+from tongkuan.vision.encoder import timed_inference
 from tongkuan.vision.pipeline import Description, Vision
 from tongkuan.vision.reading import TextReader
 
@@ -79,7 +81,8 @@ class Searcher:
         # the text is read while the model describes the picture: the two overlap on the cores
         reading = self._reading.submit(self._words, image, query, key) if self._reads(query) else None
         clock.start(Stage.VISION)
-        described = self._describe(image, query, key)
+        with timed_inference(partial(_passes, clock)):
+            described = self._describe(image, query, key)
         clock.start(Stage.READ)  # only the wait for reading to end, after the description
         words = reading.result() if reading is not None else self._words(image, query, key)
         clock.stop()
@@ -246,3 +249,9 @@ class Searcher:
             if product.category is not None
         )
         return ranked(fuse(described.prior, vote, self.options.prior_weight), DEFAULT_TOP_CATEGORIES)
+
+
+def _passes(clock: StageClock, waited_s: float, ran_s: float) -> None:
+    """One inference of a search's vision work, charged to the queue and inference stages."""
+    clock.spent(Stage.QUEUE, waited_s)
+    clock.spent(Stage.INFERENCE, ran_s)

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -45,6 +45,8 @@ BACKGROUND_MAX_WAIT_S = 0.5
 
 # Whether the inferences of this thread (or task) are background work that searches go before.
 _background: ContextVar[bool] = ContextVar("background_inference", default=False)
+# Who hears, for each inference of this thread (or task), how long it waited for a slot and ran.
+_timing: ContextVar[Callable[[float, float], None] | None] = ContextVar("inference_timing", default=None)
 
 
 @contextmanager
@@ -56,6 +58,17 @@ def background_inference() -> Iterator[None]:
         yield
     finally:
         _background.reset(token)
+
+
+@contextmanager
+def timed_inference(report: Callable[[float, float], None]) -> Iterator[None]:
+    """Tell `report(waited_s, ran_s)` of each inference run inside the block: a search's time
+    in the model's passes and in the queue for them, apart from the work around them."""
+    token = _timing.set(report)
+    try:
+        yield
+    finally:
+        _timing.reset(token)
 
 
 @dataclass(frozen=True)
@@ -283,16 +296,20 @@ class OnnxEncoder:
             wanted.append(self.spec.feature_map_output)
         if self.spec.logits_output:
             wanted.append(self.spec.logits_output)
-        background = _background.get()
+        background, report = _background.get(), _timing.get()
         size = BACKGROUND_CHUNK if background else max(1, len(images))
         parts: list[list[Any]] = []
         for start in range(0, len(images), size):
             batch = preprocess(images[start : start + size], self.spec)
+            asked = time.perf_counter()
             self._take_slot(background)
+            began = time.perf_counter()
             try:
                 parts.append(self._session.run(wanted, {self.spec.input_name: batch}))
             finally:
                 self._give_slot(background)
+            if report is not None:
+                report(began - asked, time.perf_counter() - began)
         if len(parts) == 1:
             results = parts[0]
         else:
