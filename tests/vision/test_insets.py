@@ -12,7 +12,7 @@ from PIL import Image
 from tests.utils.composites import composites
 from tests.utils.data import read_rows
 from tongkuan.domain.boxes import Box
-from tongkuan.vision.insets import find_inset
+from tongkuan.vision.insets import _can_enclose, find_inset
 
 
 def found_rate(images: list[Image.Image]) -> float:
@@ -77,3 +77,18 @@ def test_a_large_photo_is_searched_at_the_same_scale(data_root: Path) -> None:
     box = find_inset(large)
     assert box is not None
     assert box.iou(Box(found.x1 * 6, found.x2 * 6, found.y1 * 6, found.y2 * 6)) >= 0.9
+
+
+def test_lines_that_cannot_make_three_sides_of_a_rectangle_end_the_search_early() -> None:
+    # a shelf: long lines across the whole picture one way only, and a frame's three sides
+    shelf = np.full((300, 400, 3), 200, dtype=np.uint8)
+    shelf[100:104] = 40
+    shelf[200:204] = 40
+    framed = np.repeat(np.linspace(90, 250, 400, dtype=np.uint8)[None, :, None], 300, axis=0).repeat(3, axis=2)
+    framed[60:240, 100:300] = 20  # a dark picture inside a shaded one (a ring of one colour is a studio shot)
+    assert find_inset(Image.fromarray(shelf)) is None
+    assert not _can_enclose(np.array([100, 200]), np.array([], dtype=np.int64), 300, 400)
+    assert _can_enclose(np.array([60, 240]), np.array([100]), 300, 400)  # three sides: enough to look further
+    assert not _can_enclose(np.array([0, 60]), np.array([0, 100]), 300, 400)  # lines on the border count for none
+    found = find_inset(Image.fromarray(framed))
+    assert found is not None and found.iou(Box(100, 300, 60, 240)) > 0.9

@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile
 
 from tongkuan.api import params as rules
 from tongkuan.api.deps import AuthThrottleDep, BaseUrl, EngineDep, EvaluationsDep, SettingsDep
-from tongkuan.api.envelope import ok
+from tongkuan.api.envelope import Envelope, ok
 from tongkuan.api.request import throttled
 from tongkuan.api.wire import deleted, details, evaluation, job, products_data, stored_url
 from tongkuan.config import Settings
@@ -159,7 +159,7 @@ def _details(engine: Engine, item_id: str, base: str) -> dict[str, Any]:
 @router.put("/products/{item_id}", summary="Add or replace a product with its pictures", openapi_extra=_PRODUCT_BODY)
 async def put_product(
     item_id: str, request: Request, engine: EngineDep, settings: SettingsDep, base: BaseUrl
-) -> dict[str, Any]:
+) -> Envelope:
     """Store a product and exactly the pictures given (JSON with picture URLs, or multipart
     with picture files); the category is predicted from the pictures when not given."""
     if not item_id.strip() or item_id != item_id.strip():
@@ -178,7 +178,7 @@ async def put_product(
 
 
 @router.patch("/products/{item_id}", summary="Update a product's fields")
-async def patch_product(item_id: str, request: Request, engine: EngineDep, base: BaseUrl) -> dict[str, Any]:
+async def patch_product(item_id: str, request: Request, engine: EngineDep, base: BaseUrl) -> Envelope:
     """Change some record fields; pictures and vectors stay as they are."""
     changes = await _json_object(request, "the fields to change")
     try:
@@ -189,12 +189,12 @@ async def patch_product(item_id: str, request: Request, engine: EngineDep, base:
 
 
 @router.get("/products/{item_id}", summary="One product with its pictures")
-def get_product(item_id: str, engine: EngineDep, base: BaseUrl) -> dict[str, Any]:
+def get_product(item_id: str, engine: EngineDep, base: BaseUrl) -> Envelope:
     return ok(_details(engine, item_id, base))
 
 
 @router.delete("/products/{item_id}", summary="Delete a product and its pictures")
-def delete_product(item_id: str, engine: EngineDep) -> dict[str, Any]:
+def delete_product(item_id: str, engine: EngineDep) -> Envelope:
     engine.delete_product(item_id)
     return ok(deleted(item_id))
 
@@ -205,7 +205,7 @@ def list_products(
     base: BaseUrl,
     cursor: Annotated[str | None, Query(description="nextCursor of the previous page; none for the first.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST, description=f"Products per page, 1-{MAX_LIST}.")] = 100,
-) -> dict[str, Any]:
+) -> Envelope:
     """Products in itemId order; pass `nextCursor` back as `cursor` until it is null."""
     products, next_cursor = engine.products_page(cursor, limit)
     return ok(products_data(products, next_cursor, base))
@@ -214,7 +214,7 @@ def list_products(
 @router.post("/products/{item_id}/images", summary="Add or replace one picture of a product")
 async def add_picture(
     item_id: str, request: Request, engine: EngineDep, settings: SettingsDep, base: BaseUrl
-) -> dict[str, Any]:
+) -> Envelope:
     """Multipart (`image` file, optional `picName`) or JSON (`url`, optional `picName`). A
     picture of the same name is replaced."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -239,7 +239,7 @@ async def add_picture(
 
 
 @router.delete("/products/{item_id}/images/{pic_name}", summary="Delete one picture of a product")
-def delete_picture(item_id: str, pic_name: str, engine: EngineDep, base: BaseUrl) -> dict[str, Any]:
+def delete_picture(item_id: str, pic_name: str, engine: EngineDep, base: BaseUrl) -> Envelope:
     engine.delete_picture(item_id, pic_name)
     return ok(_details(engine, item_id, base))
 
@@ -249,7 +249,7 @@ def delete_picture(item_id: str, pic_name: str, engine: EngineDep, base: BaseUrl
     summary="Start a bulk import of a JSONL file",
     openapi_extra={"requestBody": {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}},
 )
-async def start_import(request: Request, engine: EngineDep) -> dict[str, Any]:
+async def start_import(request: Request, engine: EngineDep) -> Envelope:
     """The body is JSONL in the `tongkuan ingest` record format, with pictures as http(s)
     URLs. Answers at once with a job id; poll the job for progress."""
     path = engine.imports.incoming()
@@ -268,19 +268,19 @@ async def start_import(request: Request, engine: EngineDep) -> dict[str, Any]:
 
 
 @router.get("/imports/{job_id}", summary="Progress of an import job")
-def import_status(job_id: str, engine: EngineDep) -> dict[str, Any]:
+def import_status(job_id: str, engine: EngineDep) -> Envelope:
     return ok(job(engine.imports.get(job_id)))
 
 
 @router.delete("/imports/{job_id}", summary="Forget an import job that ended")
-def delete_import(job_id: str, engine: EngineDep) -> dict[str, Any]:
+def delete_import(job_id: str, engine: EngineDep) -> Envelope:
     """Only a job that is done or failed; one still queued or running is answered 409."""
     engine.imports.delete(job_id)
     return ok({"jobId": job_id, "deleted": True})
 
 
 @router.get("/imports", summary="Every import job")
-def import_list(engine: EngineDep) -> dict[str, Any]:
+def import_list(engine: EngineDep) -> Envelope:
     return ok([job(each) for each in engine.imports.jobs()])
 
 
@@ -303,7 +303,7 @@ _CHECKS_BODY = {"requestBody": {"content": {"application/x-ndjson": {"schema": {
 
 
 @router.post("/evaluations", summary="Run a check set on the catalog", openapi_extra=_CHECKS_BODY)
-async def start_evaluation(request: Request, evaluations: EvaluationsDep) -> dict[str, Any]:
+async def start_evaluation(request: Request, evaluations: EvaluationsDep) -> Envelope:
     """The body is a check set (JSONL, one `{"picture": URL or "imageId": ..., "itemIds": [...]}`
     a line, as `tongkuan eval` reads). Answers at once; poll the evaluation for its figures."""
     body = await request.body()
@@ -321,17 +321,17 @@ async def start_evaluation(request: Request, evaluations: EvaluationsDep) -> dic
 
 
 @router.get("/evaluations/{evaluation_id}", summary="Progress and figures of an evaluation")
-def evaluation_status(evaluation_id: str, evaluations: EvaluationsDep) -> dict[str, Any]:
+def evaluation_status(evaluation_id: str, evaluations: EvaluationsDep) -> Envelope:
     return ok(evaluation(evaluations.get(evaluation_id)))
 
 
 @router.get("/evaluations", summary="The evaluations this process ran")
-def evaluation_list(evaluations: EvaluationsDep) -> dict[str, Any]:
+def evaluation_list(evaluations: EvaluationsDep) -> Envelope:
     return ok([evaluation(run) for run in evaluations.runs()])
 
 
 @router.post("/checks", summary="Save a search as a check: this picture shows these products")
-async def save_check(request: Request, evaluations: EvaluationsDep) -> dict[str, Any]:
+async def save_check(request: Request, evaluations: EvaluationsDep) -> Envelope:
     """One check as JSON (`imageId` of the uploaded picture, `itemIds`, optional `region`,
     `categoryId`, `note`), appended to the saved check set."""
     line = await _json_object(request, "the check")

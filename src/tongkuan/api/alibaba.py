@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from fastapi import APIRouter, Request
 
@@ -12,7 +11,7 @@ from tongkuan.api import params as rules
 from tongkuan.api import taobao
 from tongkuan.api.declare import Param, ParamTable
 from tongkuan.api.deps import BaseUrl, EngineDep, FetchSlotsDep, MetricsDep, OwnSites, SignedParams
-from tongkuan.api.envelope import ok
+from tongkuan.api.envelope import Envelope, ok
 from tongkuan.api.request import load_either, search_picture
 from tongkuan.api.wire import offer_page
 from tongkuan.errors import ParameterError
@@ -84,7 +83,7 @@ def image_query(
     metrics: MetricsDep,
     base: BaseUrl,
     sites: OwnSites,
-) -> dict[str, Any]:
+) -> Envelope:
     """Offers that look like the query picture, paged 1688-style with totals."""
     wanted = OFFERS.parse(params)
     clock = StageClock()

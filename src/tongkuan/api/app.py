@@ -12,7 +12,7 @@ from tongkuan import __version__
 from tongkuan.api import admin, alibaba, metrics, taobao, web
 from tongkuan.api.access_log import AccessLog
 from tongkuan.api.deps import EngineDep
-from tongkuan.api.envelope import install_error_handlers, ok
+from tongkuan.api.envelope import Envelope, install_error_handlers, ok
 from tongkuan.api.guards import FramingCheck, HostCheck, SecurityHeaders
 from tongkuan.api.limits import AuthThrottle, BodyLimit, FetchSlots, RateLimiter
 from tongkuan.config import Settings
@@ -76,14 +76,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         app.include_router(web.api)
 
     @app.get("/health", tags=["service"], summary="Liveness and catalog size")
-    def health(opened: EngineDep) -> dict[str, object]:
+    def health(opened: EngineDep) -> Envelope:
         """Liveness: 200 while the process serves, whatever the backends do (restarting a
         replica brings no backend back); the catalog's size when it answers, else nulls."""
         products, images = opened.reachable_counts() or (None, None)
         return ok({"status": "ok", "products": products, "images": images})
 
     @app.get("/ready", tags=["service"], summary="Readiness: the catalog store and the vector index answer")
-    def ready(opened: EngineDep) -> dict[str, object]:
+    def ready(opened: EngineDep) -> Envelope:
         """Readiness: 200 when both backends answer now, else 503 naming the one that does not,
         so a load balancer stops sending this replica requests it could only refuse."""
         opened.check_ready()

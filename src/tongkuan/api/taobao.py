@@ -30,7 +30,7 @@ from tongkuan.api.deps import (
     SettingsDep,
     SignedParams,
 )
-from tongkuan.api.envelope import ok
+from tongkuan.api.envelope import Envelope, ok
 from tongkuan.api.limits import FetchSlots
 from tongkuan.api.request import (
     checked_params,
@@ -142,7 +142,7 @@ def image_search_v2(
     metrics: MetricsDep,
     base: BaseUrl,
     sites: OwnSites,
-) -> dict[str, Any]:
+) -> Envelope:
     """Find catalog products that look like the picture at `picUrl`.
 
     The extras are off unless asked for, so the default answer has exactly DAJI's shape."""
@@ -177,7 +177,7 @@ def image_search_v1(
     metrics: MetricsDep,
     base: BaseUrl,
     sites: OwnSites,
-) -> dict[str, Any]:
+) -> Envelope:
     """The first results for an uploaded image or a URL, without paging."""
     wanted = V1.parse(params)
     clock = StageClock()
@@ -198,7 +198,7 @@ UPLOAD = ParamTable(UploadParams, Param("pic_url", "pic_url", rules.required_url
 
 
 @router.get("/taobao/upload/image", summary="Image upload by GET", openapi_extra=UPLOAD.openapi())
-def upload_by_get(engine: EngineDep, params: SignedParams, slots: FetchSlotsDep, base: BaseUrl) -> dict[str, Any]:
+def upload_by_get(engine: EngineDep, params: SignedParams, slots: FetchSlotsDep, base: BaseUrl) -> Envelope:
     """Fetch an image once and keep it; search it later by `imageId` or by its picture URL."""
     return ok(_fetch_and_store(engine, slots, UPLOAD.parse(params).pic_url, base, params["appKey"]))
 
@@ -228,7 +228,7 @@ async def upload_by_post(
     throttle: AuthThrottleDep,
     slots: FetchSlotsDep,
     base: BaseUrl,
-) -> dict[str, Any]:
+) -> Envelope:
     """Store a base64 image sent as the form field `image_base64` (JPG, PNG or WEBP, at most 3 MB)."""
     limit = settings.limits.upload_max_bytes
     declared = request.headers.get("content-length")
@@ -313,7 +313,7 @@ KEYWORD = ParamTable(
 
 
 @router.get("/taobao/traffic/item/search", summary="Keyword search", openapi_extra=KEYWORD.openapi())
-def keyword_search(engine: EngineDep, params: SignedParams, base: BaseUrl) -> dict[str, Any]:
+def keyword_search(engine: EngineDep, params: SignedParams, base: BaseUrl) -> Envelope:
     """Catalog products whose titles match `keyword`, most relevant first (or sorted)."""
     return ok(keyword_answer(engine, params, base))
 
@@ -354,7 +354,7 @@ SHOP = ParamTable(
 
 
 @router.get("/taobao/traffic/item/shop/search", summary="Shop search", openapi_extra=SHOP.openapi())
-def shop_search(engine: EngineDep, params: SignedParams, base: BaseUrl) -> dict[str, Any]:
+def shop_search(engine: EngineDep, params: SignedParams, base: BaseUrl) -> Envelope:
     """Shops whose names hold every word of `keyword`, best sellers first, with their top items."""
     wanted = SHOP.parse(params)
     offset = (wanted.page - 1) * wanted.size
@@ -374,7 +374,7 @@ DETAILS = ParamTable(DetailsParams, Param("item_id", "item_id", rules.required, 
 
 
 @router.get("/taobao/traffic/item/get", summary="Product details", openapi_extra=DETAILS.openapi())
-def item_details(engine: EngineDep, params: SignedParams, base: BaseUrl) -> dict[str, Any]:
+def item_details(engine: EngineDep, params: SignedParams, base: BaseUrl) -> Envelope:
     """The full record of one product with all its pictures."""
     product, pictures = engine.product_details(DETAILS.parse(params).item_id)
     return ok(details(product, pictures, base))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
@@ -25,7 +24,7 @@ from tongkuan.api import params as rules
 from tongkuan.api import taobao
 from tongkuan.api.declare import Param, ParamTable
 from tongkuan.api.deps import BaseUrl, EngineDep, FetchSlotsDep, MetricsDep, QueryParams, SettingsDep, WebLimiterDep
-from tongkuan.api.envelope import ok
+from tongkuan.api.envelope import Envelope, ok
 from tongkuan.api.request import (
     client_address,
     fetch_query_picture,
@@ -113,7 +112,7 @@ def asset(name: str) -> Response:
 @api.post("/upload", summary="Keep the page's query picture (a file, or a URL fetched once)")
 async def upload(
     request: Request, engine: EngineDep, settings: SettingsDep, slots: FetchSlotsDep, base: BaseUrl
-) -> dict[str, Any]:
+) -> Envelope:
     """Multipart `image` (JPG, PNG or WEBP) or form field `url`; answers `{imageId, picUrl}`."""
     limit = settings.limits.upload_max_bytes
     async with request.form(max_files=1, max_part_size=limit + 1) as form:
@@ -160,9 +159,7 @@ PAGE_SEARCH = ParamTable(
 
 
 @api.get("/search", summary="The page's image search: V2 rules, scores always on", openapi_extra=PAGE_SEARCH.openapi())
-def search(
-    request: Request, engine: EngineDep, params: QueryParams, metrics: MetricsDep, base: BaseUrl
-) -> dict[str, Any]:
+def search(request: Request, engine: EngineDep, params: QueryParams, metrics: MetricsDep, base: BaseUrl) -> Envelope:
     wanted = PAGE_SEARCH.parse(params)
     clock = StageClock()
     picture = load_uploaded(engine, wanted.image_id, clock, page_caller(request))
@@ -176,7 +173,7 @@ def search(
     summary="The page's keyword search: the keyword route's parameters and answer",
     openapi_extra=taobao.KEYWORD.openapi(),
 )
-def keyword(engine: EngineDep, params: QueryParams, base: BaseUrl) -> dict[str, Any]:
+def keyword(engine: EngineDep, params: QueryParams, base: BaseUrl) -> Envelope:
     """Titles matching `keyword`, answered as `GET /taobao/traffic/item/search` answers them;
     with a model that has a text tower, also what the products' pictures show (`pictures`)."""
     if engine.searches_words and not params.get("pictures"):

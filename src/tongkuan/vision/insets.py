@@ -75,9 +75,12 @@ def find_inset(image: Image.Image) -> Box | None:
     gy = _channel_max(cv2.convertScaleAbs(cv2.Sobel(rgb, cv2.CV_16S, 0, 1, ksize=3), alpha=0.25))
     rows = _runs((gy > _EDGE) & (gy > gx), shortest, horizontal=True)
     cols = _runs((gx > _EDGE) & (gx > gy), shortest, horizontal=False)
+    inner_rows, inner_cols = _lines(rows, 1, shortest), _lines(cols, 0, shortest)
+    if not _can_enclose(inner_rows, inner_cols, h, w):  # most photos: the rest costs more than all this
+        return None
     # the image's own border may be one side of an inset that touches it
-    ys = np.unique(np.r_[0, _lines(rows, 1, shortest), h - 1])
-    xs = np.unique(np.r_[0, _lines(cols, 0, shortest), w - 1])
+    ys = np.unique(np.r_[0, inner_rows, h - 1])
+    xs = np.unique(np.r_[0, inner_cols, w - 1])
     along_rows = _running(rows, axis=1)  # [y, x]: edge pixels in row y before x
     along_cols = _running(cols, axis=0)  # [y, x]: edge pixels in column x above y
     # rectangles whose four sides are all mostly edge, found without scoring every one:
@@ -135,6 +138,15 @@ def find_inset(image: Image.Image) -> Box | None:
     return Box(
         int(a[best] / scale), min(width, int(b[best] / scale)), int(c[best] / scale), min(height, int(d[best] / scale))
     )
+
+
+def _can_enclose(rows: NDArray[np.int64], cols: NDArray[np.int64], h: int, w: int) -> bool:
+    """Whether edge lines inside the image could make three sides of a rectangle: an inset
+    has at most one side on the image's border, so it needs two lines inside the image one
+    way and one the other."""
+    across = int(((rows > 0) & (rows < h - 1)).sum())
+    down = int(((cols > 0) & (cols < w - 1)).sum())
+    return (across >= 1 and down >= 2) or (across >= 2 and down >= 1)
 
 
 def _plain_border(rgb: NDArray[np.uint8]) -> float:
