@@ -305,6 +305,13 @@ class Models(Group):
     )
     threads: int = Field(2, ge=1, description="ONNX Runtime threads per inference.")
     inference_slots: int = Field(1, ge=1, description="Inferences run at once; the rest wait their turn.")
+    search_batch: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Searches' pictures that wait for the model at the same time run in one pass, up to "
+        "this many (1: each alone).",
+    )
     read_text: Literal["auto", "on", "off"] = Field(
         "off",
         description="Read the text on pictures (PP-OCRv5) and rank by it: auto where a catalog's first 64 "

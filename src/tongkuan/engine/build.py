@@ -91,13 +91,15 @@ def open_vision(settings: Settings, spec: ModelSpec) -> Vision:
     """Detection, classification and embedding with the configured threads and inference slots.
     A model with no feature map of its own (any CLIP, SigLIP or DINOv2-class embedder) gets the
     default shipped model to find its subjects and predict the category prior."""
-    threads, slots = settings.models.threads, settings.models.inference_slots
+    threads, slots, joined = settings.models.threads, settings.models.inference_slots, settings.models.search_batch
     finder = None
     if spec.feature_map_output is None:
-        finder = OnnxEncoder(resolve_model(DEFAULT_MODEL, Path(settings.data_dir)), threads=threads, slots=slots)
+        finder = OnnxEncoder(
+            resolve_model(DEFAULT_MODEL, Path(settings.data_dir)), threads=threads, slots=slots, joined=joined
+        )
     tower = text_spec(spec.described) if spec.described is not None else None
     text = None if tower is None else TextEncoder(tower, threads=threads)
-    return Vision(OnnxEncoder(spec, threads=threads, slots=slots), finder=finder, text=text)
+    return Vision(OnnxEncoder(spec, threads=threads, slots=slots, joined=joined), finder=finder, text=text)
 
 
 def open_catalog(settings: Settings, model: str, dim: int) -> Catalog:
