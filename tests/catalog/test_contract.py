@@ -163,6 +163,7 @@ def everything(catalog: Catalog) -> dict[str, object]:
             "image_ids": ids,
             "vector_categories": catalog.vector_categories(asked),
             "hydrate": catalog.hydrate(asked),
+            "hits": catalog.hits(asked),
             "picture_counts": catalog.picture_counts(items),
             "count_products": {
                 str(category): catalog.count_products(category)
@@ -236,6 +237,22 @@ def test_every_write_and_read_answers_alike(BACKENDS: dict[str, Catalog]) -> Non
         same(catalogs, logged(step), what)
         same(catalogs, everything, f"after {what}")
     assert same(catalogs, lambda c: c.count()) == (5, 7)
+
+
+def test_a_search_reads_each_product_as_it_is_now_however_often_it_was_read(BACKENDS: dict[str, Catalog]) -> None:
+    for catalog in BACKENDS.values():
+        catalog.upsert_many([(PRODUCTS[0], [picture(1), picture(2)]), (PRODUCTS[1], [picture(3)])])
+        ids = catalog.image_ids()
+        found, counts = catalog.hits(ids)
+        assert counts == {"a-1": 2, "b-2": 1}
+        assert found[ids[0]][0] is found[ids[1]][0]  # one product for its two pictures
+        assert catalog.hits(ids)[0][ids[0]][0] is found[ids[0]][0]  # read again, not built again
+        catalog.update("a-1", lambda p: dataclasses.replace(p, title="新标题", volume=1))
+        catalog.add_image("b-2", picture(4, "side"))
+        again, counts = catalog.hits(catalog.image_ids())
+        assert again[ids[0]][0] == dataclasses.replace(PRODUCTS[0], title="新标题", volume=1)
+        assert counts == {"a-1": 2, "b-2": 2}
+        assert catalog.hydrate(ids) == {i: again[i] for i in ids}
 
 
 def test_a_product_twice_in_a_batch_ends_alike(BACKENDS: dict[str, Catalog]) -> None:

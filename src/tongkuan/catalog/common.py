@@ -8,6 +8,7 @@ Keeping these in one place is what keeps the two stores' answers the same to the
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 from numpy.typing import NDArray
 
 from tongkuan.domain.categories import Category
@@ -229,6 +231,53 @@ def product_row(p: Product) -> tuple[object, ...]:
 def pictures_from_rows(rows: Sequence[Sequence[Any]]) -> list[StoredImage]:
     """Pictures from rows of `PICTURE_FIELDS`."""
     return [StoredImage(int(v), item_id, h, loc, name) for v, item_id, h, loc, name in rows]
+
+
+# Products `BuiltProducts` keeps (a few kB each): a busy catalog's recent candidates.
+PRODUCTS_KEPT = 8192
+# A search hit's picture, its product and how many pictures the product has, in one row
+# (images aliased `i`, items `p`): what `hits_from_rows` reads.
+HIT_FIELDS = (
+    "i.vector_id, i.item_id, i.content_hash, i.location, i.name, "
+    + ITEM_FIELDS_P
+    + ", (SELECT COUNT(*) FROM images c WHERE c.item_id = i.item_id)"
+)
+
+
+class BuiltProducts:
+    """Products by the stored row they were built from, most recently read kept: searches
+    read the same candidates again (the next pages of a picture, similar pictures), and a
+    product is built in 4 µs but found in 0.1 µs. A row that changed is another key, so a
+    product is never stale. Thread-safe."""
+
+    def __init__(self, size: int = PRODUCTS_KEPT) -> None:
+        self._built: LRUCache[tuple[Any, ...], Product] = LRUCache(size)
+        self._lock = threading.Lock()
+
+    def from_rows(self, rows: Sequence[tuple[Any, ...]]) -> list[Product]:
+        """The product of each row of `ITEM_FIELDS`."""
+        with self._lock:
+            known = [self._built.get(row) for row in rows]
+        new = {row: product_from_row(row) for row, product in zip(rows, known, strict=True) if product is None}
+        if new:
+            with self._lock:
+                self._built.update(new)
+        return [product or new[row] for row, product in zip(rows, known, strict=True)]
+
+
+def hits_from_rows(
+    rows: Sequence[Sequence[Any]], built: BuiltProducts
+) -> tuple[dict[int, tuple[Product, StoredImage]], dict[str, int]]:
+    """Pictures by vector id with their products, and each product's picture count, from
+    rows of `HIT_FIELDS` (a product with several pictures among them is built once)."""
+    first = {row[1]: tuple(row[5:-1]) for row in reversed(rows)}  # each product's row
+    products = dict(zip(first, built.from_rows(list(first.values())), strict=True))
+    counts = {row[1]: int(row[-1]) for row in rows}
+    found = {
+        int(vector_id): (products[item_id], StoredImage(int(vector_id), item_id, content_hash, location, name))
+        for vector_id, item_id, content_hash, location, name, *_ in rows
+    }
+    return found, counts
 
 
 def with_products(

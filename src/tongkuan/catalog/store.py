@@ -122,6 +122,10 @@ class SearchReads(Protocol):
         """Products and picture info for the given vector ids; ids that are gone are left out."""
         ...
 
+    def hits(self, vector_ids: Sequence[int]) -> tuple[dict[int, tuple[Product, StoredImage]], dict[str, int]]:
+        """What `hydrate` reads, and how many pictures each of those products has, in one query."""
+        ...
+
     def picture_counts(self, item_ids: Sequence[str]) -> dict[str, int]:
         """How many pictures each of the given products has (no vectors read)."""
         ...

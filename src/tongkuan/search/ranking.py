@@ -4,7 +4,7 @@ pictures, so one lucky picture counts less than several good ones (grocery photo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -42,20 +42,22 @@ class ProductRanking:
         self.per_product = per_product
         self._scored: dict[str, tuple[float, StoredImage]] = {}
 
-    def rank(self, ordered: list[PictureHit], floor: float) -> list[SearchHit]:
+    def rank(self, ordered: list[PictureHit], floor: float, counts: Mapping[str, int] | None = None) -> list[SearchHit]:
         """Products among the picture hits (best first), ranked by their score over all their
         pictures, not only those fetched.
 
         Only products scoring at least `floor`, the similarity of the last picture fetched,
         are returned: a product none of whose pictures was fetched scores below it, so these
         are final, in order, whatever a deeper search finds. Pages therefore walk one ranking.
+        `counts`, each product's picture count where the caller read it with the hits, saves
+        reading them again.
         """
         products: dict[str, Product] = {}
         fetched: dict[str, list[tuple[float, StoredImage]]] = {}
         for (product, image), score in ordered:  # best first
             products.setdefault(product.item_id, product)
             fetched.setdefault(product.item_id, []).append((score, image))
-        self._score_known(fetched)
+        self._score_known(fetched, counts)
         self._score_from_vectors([item_id for item_id in fetched if item_id not in self._scored])
         settled = [(item_id, *self._scored[item_id]) for item_id in products if self._scored[item_id][0] >= floor]
         settled.sort(key=lambda entry: (-entry[1], entry[0]))
@@ -70,13 +72,17 @@ class ProductRanking:
             if p.item_id in self._scored
         ]
 
-    def _score_known(self, fetched: dict[str, list[tuple[float, StoredImage]]]) -> None:
+    def _score_known(
+        self, fetched: dict[str, list[tuple[float, StoredImage]]], counts: Mapping[str, int] | None = None
+    ) -> None:
         """Score the products whose best pictures are all fetched: `per_product` of them (any
         unfetched one is less similar), or every picture the product has."""
         per_product = self.per_product
         new = [item_id for item_id in fetched if item_id not in self._scored]
         short = [item_id for item_id in new if len(fetched[item_id]) < per_product]
-        complete = {item_id for item_id, n in self.pictures.picture_counts(short).items() if n == len(fetched[item_id])}
+        known = counts if counts is not None and all(item_id in counts for item_id in short) else None
+        have = known if known is not None else self.pictures.picture_counts(short)
+        complete = {item_id for item_id in short if have.get(item_id) == len(fetched[item_id])}
         for item_id in new:
             seen = fetched[item_id]
             if len(seen) >= per_product or item_id in complete:

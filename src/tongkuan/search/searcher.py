@@ -191,7 +191,7 @@ class Searcher:
             clock.start(Stage.INDEX)
             scores, ids = self.index.search(embedding, k, narrowed)
             clock.start(Stage.CATALOG)
-            found = self.catalog.hydrate([int(i) for i in ids[0] if i >= 0])
+            found, counts = self.catalog.hits([int(i) for i in ids[0] if i >= 0])
             ordered = [(found[int(i)], float(s)) for i, s in zip(ids[0], scores[0], strict=True) if int(i) in found]
             if not categories:
                 categories = self._categories(described, ordered)
@@ -209,7 +209,7 @@ class Searcher:
             # every picture not fetched yet is less similar than the last one fetched
             floor = -np.inf if exhausted or not valid.size else float(valid[-1])
             if query.distinct:
-                hits = ranking.rank(ordered, floor)
+                hits = ranking.rank(ordered, floor, counts)
             else:
                 hits = [SearchHit(product, image, similarity(score)) for (product, image), score in ordered]
             if query.min_score is not None:

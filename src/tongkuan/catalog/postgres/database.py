@@ -275,6 +275,7 @@ class PostgresDatabase:
         self.dim = dim
         self.timeout_s = timeout_s
         self._local = threading.local()
+        self._products = common.BuiltProducts()  # the products searches read, by their rows
         self._pool = CatalogPool(
             url,
             min_size=1,

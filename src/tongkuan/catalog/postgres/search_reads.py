@@ -18,13 +18,13 @@ class PostgresSearchReads(PostgresDatabase):
 
     def hydrate(self, vector_ids: Sequence[int]) -> dict[int, tuple[Product, StoredImage]]:
         """Products and picture info for the given vector ids; ids that are gone are left out."""
-        with self.snapshot():
-            pictures = common.pictures_from_rows(
-                self._rows(f"SELECT {common.PICTURE_FIELDS} FROM images WHERE vector_id = ANY(%s)", (list(vector_ids),))
-            )
-            item_ids = list({p.item_id for p in pictures})
-            rows = self._rows(f"SELECT {common.ITEM_FIELDS} FROM items WHERE item_id = ANY(%s)", (item_ids,))
-        return common.with_products(pictures, rows)
+        return self.hits(vector_ids)[0]
+
+    def hits(self, vector_ids: Sequence[int]) -> tuple[dict[int, tuple[Product, StoredImage]], dict[str, int]]:
+        """What `hydrate` reads, and how many pictures each product has, in one query."""
+        sql = f"SELECT {common.HIT_FIELDS} FROM images i JOIN items p ON p.item_id = i.item_id"
+        rows = self._rows(sql + " WHERE i.vector_id = ANY(%s)", (list(vector_ids),))
+        return common.hits_from_rows(rows, self._products)
 
     def picture_counts(self, item_ids: Sequence[str]) -> dict[str, int]:
         rows = self._rows(

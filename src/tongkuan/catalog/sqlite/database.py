@@ -128,6 +128,7 @@ class SqliteDatabase:
         self.model = model
         self.dim = dim
         self._local = threading.local()
+        self._products = common.BuiltProducts()  # the products searches read, by their rows
         self._write_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db.executescript(SCHEMA)  # idempotent; executescript manages its own transaction
