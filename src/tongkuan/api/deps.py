@@ -103,7 +103,7 @@ async def served_sites(request: Request, settings: SettingsDep) -> frozenset[Sit
 OwnSites = Annotated[frozenset[Site], Depends(served_sites)]
 
 
-def signed_params(
+async def signed_params(
     request: Request,
     settings: SettingsDep,
     limiter: LimiterDep,
@@ -114,10 +114,16 @@ def signed_params(
 ) -> dict[str, str]:
     """The query parameters of a DAJI request, once its appKey is authenticated and within its
     rate. The credentials are declared here for the docs; they are read from the request, so
-    that one given twice is refused rather than guessed."""
+    that one given twice is refused rather than guessed. On the event loop: it only reads and
+    counts, and each dependency run in the thread pool costs a hop there and back."""
     return checked_params(request, settings, limiter, throttle)
 
 
+async def single_params(request: Request) -> dict[str, str]:
+    """The request's query parameters, each given once (on the event loop, as above)."""
+    return query_params(request)
+
+
 SignedParams = Annotated[dict[str, str], Depends(signed_params)]
-QueryParams = Annotated[dict[str, str], Depends(query_params)]
+QueryParams = Annotated[dict[str, str], Depends(single_params)]
 """The query parameters of a request that needs no appKey (the search page), each given once."""
