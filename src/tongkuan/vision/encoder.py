@@ -220,7 +220,14 @@ def l2_normalise(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
 def open_session(path: Path, threads: int) -> tuple[Any, list[str]]:
     """An ONNX Runtime session of `path` as the service runs every model (the preferred
     providers available, `threads` intra-op threads, idle workers not spinning), and the
-    providers it got; raises `ModelLoadError` for a file ONNX Runtime cannot load."""
+    providers it got; raises `ModelLoadError` for a file ONNX Runtime cannot load.
+
+    Each option was measured on Lite2 at batch 1 on 2 cores (docs/benchmarks.md, "The work
+    around a query's two passes"): spinning makes a lone pass 10 % faster but the service
+    11-14 % slower under load, even stopped after each run (the spinning workers take the
+    cores from the requests' own work); full graph optimisation is 3x faster than basic;
+    without the memory arena a pass is 1-9 % slower; one thread is 1.6-1.8x slower; parallel
+    execution is no faster (a chain of convolutions has no branches to run side by side)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
