@@ -9,6 +9,8 @@ The last line printed is a JSON summary. Stages:
   included), the query's vision work (detect on the whole picture, embed the main region,
   the inset search beside it) and the inset search alone, at batch 1, on the same pictures
   the HTTP queries use;
+- session options: a bare pass under each ONNX Runtime option the service could choose
+  (spinning, threads, graph optimisation, memory arena, execution mode) against its own;
 - ingestion: real pictures through `Ingester` (read, decode, batched model, SQLite) against
   the bare batched model on the same decoded pictures;
 - catalogs of each size: the real ingested pictures plus SYNTHETIC products whose vectors are
@@ -40,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import faiss
 import httpx
@@ -132,6 +135,51 @@ def bare_model(vision: Vision, images: list[Image.Image]) -> dict[str, object]:
         "query vision (detect + embed region, inset search beside)": percentiles(query),
         "inset search alone": percentiles(insets),
     }
+
+
+def session_options(vision: Vision, images: list[Image.Image]) -> dict[str, object]:
+    """A bare pass's p50 under each ONNX Runtime option the service could choose, one block
+    each (a spinning session's idle workers would slow whatever runs right after it); the
+    service's own choice, first, is the baseline of the ratios."""
+    import onnxruntime as ort
+
+    def options(
+        spin: bool = False, threads: int = 2, level: str = "ORT_ENABLE_ALL", arena: bool = True, parallel: bool = False
+    ) -> Any:
+        chosen = ort.SessionOptions()
+        chosen.intra_op_num_threads = threads
+        chosen.inter_op_num_threads = 1
+        chosen.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        chosen.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        chosen.enable_cpu_mem_arena = arena
+        chosen.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+        return chosen
+
+    variants = {
+        "the service's (2 threads, no spinning, full optimisation, arena, sequential)": options(),
+        "spinning": options(spin=True),
+        "one thread": options(threads=1),
+        "basic graph optimisation": options(level="ORT_ENABLE_BASIC"),
+        "no memory arena": options(arena=False),
+        "parallel execution": options(parallel=True),
+    }
+    tensors = [preprocess([image], vision.spec) for image in images[:50]]
+    out: dict[str, object] = {}
+    base = 0.0
+    for name, chosen in variants.items():
+        session = ort.InferenceSession(str(vision.spec.path), chosen, providers=["CPUExecutionProvider"])
+        for tensor in tensors[:5]:
+            session.run(None, {vision.spec.input_name: tensor})
+        times = []
+        for tensor in tensors:
+            started = time.perf_counter()
+            session.run(None, {vision.spec.input_name: tensor})
+            times.append(time.perf_counter() - started)
+        del session
+        p50 = float(np.median(times)) * 1000
+        base = base or p50
+        out[name] = {"p50_ms": round(p50, 2), "against the service's": round(p50 / base, 3)}
+    return out
 
 
 def ingestion(engine: Engine, paths: list[Path]) -> dict[str, object]:
@@ -445,6 +493,8 @@ def main() -> None:
     summary["bare model"] = bare_model(vision, [Image.open(p).convert("RGB") for p in val])
     floor_ms = 2 * summary["bare model"][BARE]["p50_ms"]  # type: ignore[index]
     print(json.dumps(summary["bare model"]), file=sys.stderr)
+    summary["session options"] = session_options(vision, [Image.open(p).convert("RGB") for p in val])
+    print(json.dumps(summary["session options"]), file=sys.stderr)
 
     data_dir = args.work / f"catalog-{time.time_ns()}"
     (data_dir / "models").parent.mkdir(parents=True)
