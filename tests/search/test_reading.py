@@ -75,34 +75,6 @@ def test_the_reader_reads_chinese_and_english_and_nothing_where_there_is_no_text
     assert reader.read(Image.new("RGB", (3, 2))) == []  # too small to hold text
 
 
-def test_catalog_reading_runs_each_of_the_readers_passes_in_a_background_turn_of_the_image_model(
-    reader: TextReader, model_cache: Path
-) -> None:
-    from tongkuan.ingest.reading import CatalogReading
-    from tongkuan.vision.encoder import OnnxEncoder, background_inference
-    from tongkuan.vision.registry import resolve_model
-
-    model = OnnxEncoder(resolve_model(MODEL, model_cache))
-    turns: list[bool] = []
-    original = model._take_slot
-
-    def take(background: bool) -> None:
-        turns.append(background)
-        original(background)
-
-    model._take_slot = take  # type: ignore[method-assign]
-    reading = CatalogReading(reader, "on", (0, 0), model)
-    assert reading.words([carton(["伊利 纯牛奶", "Oatly 250ml"])]) != [""]
-    assert len(turns) >= 2 and all(turns)  # detection and recognition, each as background work
-    turns.clear()
-    with model.background_turn():  # a query's own reading overlaps its passes: never held back
-        pass
-    assert turns == []
-    with background_inference(), model.background_turn():
-        pass
-    assert turns == [True]
-
-
 def test_tokens_keep_what_tells_products_apart() -> None:
     assert tokens("Tropicana 1.5L Mandarin, 250 ml") == {"tropicana", "1.5l", "mandarin", "250ml"}
     assert (

@@ -105,26 +105,3 @@ def test_background_work_still_advances_when_a_search_always_waits() -> None:
     for thread in searchers:
         thread.join()
     assert took < BACKGROUND_MAX_WAIT_S + 3 * RUN_S, took
-
-
-def test_a_search_waits_for_one_run_of_other_background_work_on_the_cores() -> None:
-    model, session = encoder()
-    runs: list[str] = []
-
-    def read_text() -> None:  # another model's passes (a text reader's), as background work
-        with background_inference():
-            for _ in range(6):
-                with model.background_turn():
-                    runs.append("reading")
-                    time.sleep(RUN_S)
-
-    worker = threading.Thread(target=read_text, name="reading")
-    worker.start()
-    time.sleep(RUN_S / 2)  # the first reading pass is running
-    started = time.monotonic()
-    model.run(pictures(1))
-    waited = time.monotonic() - started
-    runs.append("search")
-    worker.join()
-    assert waited < 2.5 * RUN_S  # the reading pass running, then its own; not six
-    assert runs.index("search") <= 2

@@ -172,13 +172,10 @@ def open_reader(settings: Settings) -> TextReader | None:
         return _readers[threads]
 
 
-def catalog_reading(settings: Settings, catalog: Catalog, vision: Vision) -> CatalogReading | None:
-    """What reads the text on the pictures an ingester embeds (None: reading is off), in the
-    background turns of `vision`'s model, so searches in the process go first."""
+def catalog_reading(settings: Settings, catalog: Catalog) -> CatalogReading | None:
+    """What reads the text on the pictures an ingester embeds (None: reading is off)."""
     reader = open_reader(settings)
-    if reader is None:
-        return None
-    return CatalogReading(reader, settings.models.read_text, catalog.reading_counts(), vision.encoder)
+    return None if reader is None else CatalogReading(reader, settings.models.read_text, catalog.reading_counts())
 
 
 def query_reader(settings: Settings, catalog: Catalog) -> TextReader | None:
@@ -212,7 +209,7 @@ def ingester_over(
         file_root=file_root,
         decode_budget=decode_budget,
         urls_only=urls_only,
-        reading=catalog_reading(settings, catalog, vision),
+        reading=catalog_reading(settings, catalog),
     )
 
 

@@ -9,13 +9,12 @@ do not, and reading costs 0.1-0.5 s a picture on 2 cores. Queries read where the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from typing import Literal
 
 from PIL import Image
 
-from tongkuan.vision.encoder import OnnxEncoder, background_inference
-from tongkuan.vision.reading import TextReader, Turn
+from tongkuan.vision.encoder import background_inference
+from tongkuan.vision.reading import TextReader
 
 ReadMode = Literal["auto", "on", "off"]
 AUTO_SAMPLE = 64  # pictures read before `auto` decides
@@ -30,17 +29,12 @@ def reads(mode: ReadMode, read: int, worded: int) -> bool:
 
 
 class CatalogReading:
-    """Reads the text on catalog pictures while `reads` says so, counting what it finds.
-    Given the image model (`turns`), each of the reader's passes is one of its background
-    inferences: the searches waiting for the cores go first."""
+    """Reads the text on catalog pictures while `reads` says so, counting what it finds."""
 
-    def __init__(
-        self, reader: TextReader, mode: ReadMode, counts: tuple[int, int], turns: OnnxEncoder | None = None
-    ) -> None:
+    def __init__(self, reader: TextReader, mode: ReadMode, counts: tuple[int, int]) -> None:
         self.reader = reader
         self.mode = mode
         self.read, self.worded = counts
-        self._turn: Turn = nullcontext if turns is None else turns.background_turn
 
     @property
     def wanted(self) -> bool:
@@ -54,7 +48,7 @@ class CatalogReading:
         found: list[str | None] = []
         with background_inference():
             for picture in pictures:
-                lines = "\n".join(line.text for line in self.reader.read(picture, self._turn))
+                lines = "\n".join(line.text for line in self.reader.read(picture))
                 self.read += 1
                 self.worded += bool(lines)
                 found.append(lines)

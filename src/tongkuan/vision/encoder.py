@@ -312,21 +312,6 @@ class OnnxEncoder:
             self.providers = providers
             self._session = session
 
-    @contextmanager
-    def background_turn(self) -> Iterator[None]:
-        """Other background work on the cores (reading the text on catalog pictures) run as
-        one of this model's background inferences: after the searches waiting for the model,
-        so a search waits for one such run at most. Elsewhere (a search's own reading, which
-        overlaps its passes on purpose) it runs at once."""
-        if not _background.get():
-            yield
-            return
-        self._take_slot(True)
-        try:
-            yield
-        finally:
-            self._give_slot(True)
-
     def batch(self, cpu_batch: int) -> int:
         """Pictures per batch for bulk embedding: `cpu_batch` on the CPU, `GPU_BATCH` (or more,
         if asked) where the session runs on CUDA."""

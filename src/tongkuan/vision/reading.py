@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -38,8 +36,6 @@ _REC_HEIGHT = 48
 _REC_BATCH = 8
 _DET_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 _DET_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
-# What each of the reader's passes runs inside: nothing, or a turn on the cores
-Turn = Callable[[], AbstractContextManager[object]]
 
 
 @dataclass(frozen=True)
@@ -77,20 +73,19 @@ class TextReader:
         self.min_confidence = min_confidence
         self._lock = threading.Lock()
 
-    def read(self, image: Image.Image, turn: Turn = nullcontext) -> list[ReadText]:
+    def read(self, image: Image.Image) -> list[ReadText]:
         """The lines of text on `image`, top to bottom, those read with confidence at least
-        `min_confidence`; [] for a picture with no text. Each of the models' passes runs
-        inside `turn()` (catalog reading: a background turn of the image model's)."""
+        `min_confidence`; [] for a picture with no text."""
         scale = max(1.0, MIN_SIDE / max(1, max(image.size)))
         if scale > 1 and min(image.size) >= 8:
             image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
         bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
         with self._lock:
-            boxes = self._find(bgr, turn)
+            boxes = self._find(bgr)
             if not boxes:
                 return []
             crops = [_crop(bgr, box) for box in boxes]
-            lines = self._recognise_all(crops, turn)
+            lines = self._recognise_all(crops)
         found = []
         for points, (text, confidence) in zip(boxes, lines, strict=True):
             text = text.strip()
@@ -100,21 +95,20 @@ class TextReader:
                 found.append(ReadText(text, float(confidence), box))
         return found
 
-    def _find(self, bgr: NDArray[np.uint8], turn: Turn) -> list[NDArray[np.float32]]:
+    def _find(self, bgr: NDArray[np.uint8]) -> list[NDArray[np.float32]]:
         """The text boxes' corner points in the picture's pixels, top to bottom."""
         height, width = bgr.shape[:2]
         ratio = min(1.0, self.detect_side / max(height, width))
         sized_h, sized_w = (max(32, int(round(side * ratio / 32)) * 32) for side in (height, width))
         resized = cv2.resize(bgr, (sized_w, sized_h)).astype(np.float32)
         batch = ((resized - _DET_MEAN) / _DET_STD).transpose(2, 0, 1)[np.newaxis]
-        with turn():
-            maps = self._detect.run(None, {self._detect.get_inputs()[0].name: batch})[0]
+        maps = self._detect.run(None, {self._detect.get_inputs()[0].name: batch})[0]
         shape = np.array([[height, width, sized_h / height, sized_w / width]])
         points: NDArray[np.float32] = self._boxes({"maps": maps}, shape)[0]["points"]
         kept = [p.astype(np.float32) for p in points if _side(p, 0) > 3 and _side(p, 1) > 3]
         return sorted(kept, key=lambda p: (round(float(p[0][1]) / 10), float(p[0][0])))
 
-    def _recognise_all(self, crops: list[NDArray[np.uint8]], turn: Turn) -> list[tuple[str, float]]:
+    def _recognise_all(self, crops: list[NDArray[np.uint8]]) -> list[tuple[str, float]]:
         order = np.argsort([crop.shape[1] / crop.shape[0] for crop in crops])
         read: list[tuple[str, float]] = [("", 0.0)] * len(crops)
         for start in range(0, len(crops), _REC_BATCH):
@@ -122,8 +116,7 @@ class TextReader:
             widest = max(crops[i].shape[1] / crops[i].shape[0] for i in chosen)
             width = int(_REC_HEIGHT * max(widest, 320 / _REC_HEIGHT))
             batch = np.stack([_normalised_line(crops[i], width) for i in chosen])
-            with turn():
-                out: Any = self._recognise.run(None, {self._recognise.get_inputs()[0].name: batch})[0]
+            out: Any = self._recognise.run(None, {self._recognise.get_inputs()[0].name: batch})[0]
             for i, (text, confidence) in zip(chosen, self._decode(out), strict=True):
                 read[int(i)] = (str(text), float(confidence))
         return read
