@@ -1,6 +1,6 @@
 """Searches while an import embeds pictures in the same process: does a query wait behind it?
 
-    python bench/fairness.py [--model efficientnet-lite2] [--queries 40] [--pictures 320]
+    python bench/fairness.py [--model efficientnet-lite2] [--queries 40] [--pictures 320] [--read-text]
 
 One engine over the grocery iconic shots. A shopper's photo is searched one query after
 another (decode, detect, embed, rank: `Engine.search`), three times in the same process:
@@ -8,7 +8,9 @@ with nothing else running (the baseline); while an ingester embeds `--pictures` 
 pictures in batches of 16 as the service's import jobs do, with searches first and
 background inference a few pictures at a time (the default); and the same with the
 ingestion's inference unmarked, as every inference was before (a search waits for a whole
-16-picture batch). Prints one JSON line: query p50/p95/max for each, the ratio to the
+16-picture batch). With `--read-text` the imports and the searches also read the text on
+each picture (`TONGKUAN_READ_TEXT=on`). The searches never reuse a picture's description
+(the query cache is off: the photos come round again). Prints one JSON line: query p50/p95/max for each, the ratio to the
 baseline, and the ingestion's pictures a second in both import runs.
 """
 
@@ -69,6 +71,7 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet-lite2")
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--pictures", type=int, default=320)
+    parser.add_argument("--read-text", action="store_true", help="The import reads the text on its pictures too.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tongkuan-fairness-"))
     rows = read_rows(args.data / "grocery_store" / "labels.csv")
@@ -76,7 +79,9 @@ def main() -> None:
     iconic = [root / r["path"] for r in rows if r["split"] == "catalog"]
     train = [root / r["path"] for r in rows if r["split"] == "train"]
     photos = [(root / r["path"]).read_bytes() for r in rows if r["split"] == "val"][: args.queries]
-    engine = Engine(Settings(data_dir=work / "data", model=args.model))
+    # every search describes its picture (the photos come round again: a cache would answer)
+    reading = "on" if args.read_text else "off"
+    engine = Engine(Settings(data_dir=work / "data", model=args.model, read_text=reading, query_cache=0))
     try:
         engine.ingester().ingest([SourceRecord("iconic", {"itemId": p.stem}, [str(p)]) for p in iconic])
         latencies(engine, photos[:3])  # warm up
