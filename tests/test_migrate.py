@@ -17,6 +17,7 @@ from tongkuan.adapt.whitening import META_KEY
 from tongkuan.catalog.postgres import PostgresCatalog
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.cli import main
+from tongkuan.domain.products import ProductFilter, SortOrder
 from tongkuan.engine import Engine
 from tongkuan.images.decode import decode_image
 from tongkuan.search.searcher import SearchQuery
@@ -45,6 +46,12 @@ def test_an_embedded_catalog_moves_without_reembedding(
     projection = np.random.default_rng(0).standard_normal((1280, 64)).astype(np.float32)
     whitening = Whitening(np.zeros(1280, np.float32), projection, MODEL, products=0, pictures=0, shrinkage=0.1)
     SqliteCatalog(source / "catalog.db", MODEL, 1280).set_learned(META_KEY, whitening.to_text())
+
+    # the words read on pictures move too: reading them again would cost far more than copying
+    embedded_catalog = SqliteCatalog(source / "catalog.db", MODEL, 1280)
+    arla, bravo = (embedded_catalog.images_of(item_id)[0].vector_id for item_id in ("g0", "g2"))
+    embedded_catalog.set_picture_words([(arla, "Arla Ekologisk Mjölk 1,5L"), (bravo, "")])
+    embedded_catalog.close()
 
     url = new_database(postgres)
     vectors = f"milvus://127.0.0.1:{milvus.port}/moved"
@@ -84,5 +91,16 @@ def test_an_embedded_catalog_moves_without_reembedding(
         for e in (embedded, server)
     ]
     assert both[0] == both[1] and both[0][0][0] == "g1"
+    assert (
+        target.picture_words(ids)
+        == embedded.catalog.picture_words(ids)
+        == {
+            "g0": {"Arla-Standard-Milk.jpg": "Arla Ekologisk Mjölk 1,5L"},
+            "g2": {"Bravo-Apple-Juice.jpg": ""},
+        }
+    )
+    assert target.reading_counts() == embedded.catalog.reading_counts() == (2, 1)
+    found, _ = server.keyword_page("ekologisk", SortOrder.RELEVANCE, ProductFilter(), 0, 10)
+    assert [p.item_id for p in found] == ["g0"]  # a word only its picture says
     embedded.close()
     server.close()

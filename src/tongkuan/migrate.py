@@ -1,6 +1,7 @@
 """Moving a catalog between stores (an embedded data directory to PostgreSQL, say) without
 re-embedding a single picture: records, picture names and stored vectors are copied as they
-are, and picture files are copied into the target image store when it is another folder.
+are, with the words read on the pictures (reading costs far more than copying), and picture
+files are copied into the target image store when it is another folder.
 
 Products already in the target with the same record and the same pictures are skipped, so
 an interrupted migration is simply run again.
@@ -15,19 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from tongkuan.catalog.store import LearnedMetadata, ProductReader, ProductStore
+from tongkuan.catalog.store import LearnedMetadata, PictureWords, ProductReader, ProductStore
 from tongkuan.domain.products import NewImage, is_web_url
 from tongkuan.errors import DimensionMismatch, ProductNotFound
 
 BATCH = 200  # products per target transaction
 
 
-class MigrationSource(ProductReader, LearnedMetadata, Protocol):
-    """What a migration reads: every product with its pictures' vectors, and what was learned."""
+class MigrationSource(ProductReader, LearnedMetadata, PictureWords, Protocol):
+    """What a migration reads: every product with its pictures' vectors and words, and what
+    was learned."""
 
 
-class MigrationTarget(ProductStore, LearnedMetadata, Protocol):
-    """What a migration writes: the products not there yet, and what was learned."""
+class MigrationTarget(ProductStore, LearnedMetadata, PictureWords, Protocol):
+    """What a migration writes: the products not there yet, their pictures' words, and what
+    was learned."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ def migrate_catalog(
         with source.snapshot():
             page = source.products(cursor, BATCH)
             stored = source.pictures_with_vectors([p.item_id for p in page])
+            read = source.picture_words([p.item_id for p in page])
         if not page:
             break
         cursor = page[-1].item_id
@@ -85,12 +89,29 @@ def migrate_catalog(
             pictures += len(images)
         if writes:
             target.upsert_many(writes)
+        _copy_words(target, read)  # skipped products too: a run stopped after their records left them unread
         products += len(page)
         if progress is not None:
             progress(len(page))
     for key in source.learned_keys():  # the same search space (a whitening): results match the source's
         target.set_learned(key, source.learned(key))
     return MigrationReport(products, skipped, pictures, files, time.monotonic() - started)
+
+
+def _copy_words(target: MigrationTarget, read: dict[str, dict[str, str]]) -> None:
+    """Keep on the target's pictures (matched by product and picture name) what was read on
+    the source's, where the target has not read them yet."""
+    words = []
+    known = target.picture_words(list(read)) if read else {}
+    for item_id, by_name in read.items():
+        kept = known.get(item_id, {})
+        words += [
+            (image.vector_id, by_name[image.name])
+            for image in target.images_of(item_id)
+            if image.name in by_name and image.name not in kept
+        ]
+    if words:
+        target.set_picture_words(words)
 
 
 def _already_there(target: ProductReader, item_id: str, product: object, pictures: list[tuple[str, str]]) -> bool:

@@ -279,6 +279,11 @@ class PictureWords(Protocol):
         """Each product's title with the words read on its pictures."""
         ...
 
+    def picture_words(self, item_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """What was read on each of the given products' pictures, by picture name (pictures
+        read only; "" for one that showed no words)."""
+        ...
+
     def reading_counts(self) -> tuple[int, int]:
         """Pictures read so far, and how many of them showed words."""
         ...

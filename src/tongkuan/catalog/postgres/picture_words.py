@@ -42,6 +42,15 @@ class PostgresPictureWords(PostgresDatabase):
         )
         return {str(i): keywords.searched_text(str(title), [read]) for i, title, read in rows}
 
+    def picture_words(self, item_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        rows = self._rows(
+            "SELECT item_id, name, words FROM images WHERE words IS NOT NULL AND item_id = ANY(%s)", (list(item_ids),)
+        )
+        found: dict[str, dict[str, str]] = {}
+        for item_id, name, words in rows:
+            found.setdefault(str(item_id), {})[str(name)] = str(words)
+        return found
+
     def reading_counts(self) -> tuple[int, int]:
         ((read, worded),) = self._rows("SELECT COUNT(words), COUNT(NULLIF(words, '')) FROM images", ())
         return int(read), int(worded)

@@ -45,6 +45,15 @@ class SqlitePictureWords(SqliteDatabase):
             read.setdefault(str(item_id), []).append(str(words))
         return {str(i): keywords.searched_text(str(t), read.get(str(i), [])) for i, t in titles.items()}
 
+    def picture_words(self, item_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        rows = self._rows_in(
+            "SELECT item_id, name, words FROM images WHERE words IS NOT NULL AND item_id IN ({values})", item_ids
+        )
+        found: dict[str, dict[str, str]] = {}
+        for item_id, name, words in rows:
+            found.setdefault(str(item_id), {})[str(name)] = str(words)
+        return found
+
     def reading_counts(self) -> tuple[int, int]:
         read, worded = self._db.execute("SELECT COUNT(words), COUNT(NULLIF(words, '')) FROM images").fetchone()
         return int(read), int(worded)
