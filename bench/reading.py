@@ -1,6 +1,6 @@
 """Reading the text on the product: what it adds to search, measured through the service.
 
-    .venv/bin/python bench/reading.py [--data ../shared/data] [--limit N]
+    .venv/bin/python bench/reading.py [--data ../shared/data] [--limit N] [--shapes]
 
 A catalog of the 81 grocery studio shots (one picture per product, read at ingest) is
 searched with the held-out val photos (shoppers' photos of the same products), three ways:
@@ -8,6 +8,11 @@ pictures alone, and with the words read on the photo matched against the product
 and the words read on their pictures. Titles are the products' names, or uninformative
 ("product 17": words from the pictures alone). Each query picture is described and read
 once; the text weight and confidence gate are swept over those. The last line is JSON.
+
+`--shapes` measures instead what `TONGKUAN_READ_TEXT=auto` decides for catalogs of other
+shapes: the first `AUTO_SAMPLE` pictures of each (spread over the data set) are read as
+`auto` reads them, and the share that showed words decides whether it reads on. Where it
+stops, the catalog searches as with reading off: it cannot lose a point.
 """
 
 from __future__ import annotations
@@ -19,7 +24,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from tongkuan.bench import Engine, SearchQuery, Settings, SourceRecord, TextMatch, query_tokens
+from tongkuan.bench import (
+    AUTO_SAMPLE,
+    Engine,
+    SearchQuery,
+    Settings,
+    SourceRecord,
+    TextMatch,
+    TextReader,
+    query_tokens,
+    reads,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -65,11 +80,70 @@ def recall(
     return first / n, shown / n, with_words / max(1, shown)
 
 
+def spread(paths: list[Path], count: int) -> list[Path]:
+    """`count` of `paths`, spread evenly over them (data sets are sorted by class)."""
+    return paths[:: max(1, len(paths) // count)][:count]
+
+
+def shapes(root: Path) -> dict[str, list[Path]]:
+    """The first pictures `auto` would read of catalogs of each shape."""
+    grocery = root / "grocery_store"
+    with (grocery / "labels.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    kind = {r["class_id"]: r["path"].split("/")[2] for r in rows}  # images/<split>/<Fruit|Vegetables|Packages>/...
+    with (grocery / "classes.csv").open(encoding="utf-8") as handle:
+        classes = list(csv.DictReader(handle))
+    studio = {
+        "packaged goods, studio shots": [
+            grocery / c["iconic_path"] for c in classes if kind[c["class_id"]] == "Packages"
+        ],
+        "fruit and vegetables, studio shots": [
+            grocery / c["iconic_path"] for c in classes if kind[c["class_id"]] != "Packages"
+        ],
+    }
+    photos = [grocery / r["path"] for r in rows if r["split"] == "train"]
+    clothing = root / "clothing_dataset"
+    fashion = root / "fashion_product_images_small"
+    with (clothing / "labels.csv").open(encoding="utf-8") as handle:
+        worn = [clothing / r["path"] for r in csv.DictReader(handle)]
+    with (fashion / "labels.csv").open(encoding="utf-8") as handle:
+        shots = [fashion / r["path"] for r in csv.DictReader(handle)]
+    return {
+        **{name: spread(paths, AUTO_SAMPLE) for name, paths in studio.items()},
+        "grocery shelves, shoppers' photos": spread(photos, AUTO_SAMPLE),
+        "clothing, people's photos": spread(worn, AUTO_SAMPLE),
+        "fashion catalog shots (60x80 px)": spread(shots, AUTO_SAMPLE),
+    }
+
+
+def auto_by_shape(root: Path) -> dict[str, object]:
+    """What `auto` decides for each shape of catalog, from its first pictures."""
+    from PIL import Image
+
+    reader = TextReader(threads=2)
+    out: dict[str, object] = {}
+    for name, paths in shapes(root).items():
+        started = time.perf_counter()
+        worded = sum(bool(reader.read(Image.open(path).convert("RGB"))) for path in paths)
+        out[name] = {
+            "pictures read": len(paths),
+            "with words": worded,
+            "auto reads on": reads("auto", len(paths), worded),
+            "ms per picture": round(1000 * (time.perf_counter() - started) / len(paths)),
+        }
+        print(name, out[name], flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--limit", type=int, default=None, help="Val photos to search (default: all).")
+    parser.add_argument("--shapes", action="store_true", help="What auto decides for other catalogs, instead.")
     args = parser.parse_args()
+    if args.shapes:
+        print(json.dumps(auto_by_shape(args.data)))
+        return
     queries = val_photos(args.data, args.limit)
     summary: dict[str, object] = {"queries": len(queries)}
     for titles in ("names", "uninformative"):

@@ -98,7 +98,12 @@ def test_perf_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
     assert all(not run["errors"] for run in service["load"])
     baseline = service["baseline: the service at HEAD" if against else "baseline: no whitening, no inset search"]
     assert baseline["sequential queries"]["errors"] == 0 and all(not run["errors"] for run in baseline["load"])
-    assert service["sequential p50 / one forward pass"] > 1 and service["against the baseline"]["p50"] > 0
+    assert service["sequential p50 / two bare passes"] > 0.5 and service["against the baseline"]["p50"] > 0
+    shares = service["sequential stages, share of two bare passes"]
+    assert shares["inference"] > 0 and {"queue", "vision", "catalog"} <= set(shares)
+    assert all(run["QPS / two-bare-pass rate"] > 0 for run in service["load"])
+    options = summary["session options"]
+    assert next(iter(options.values()))["against the service's"] == 1.0 and len(options) == 6
     assert summary["index at 3000"]["HNSW32"]["recall@10"] > 0.8
 
 
