@@ -1,4 +1,4 @@
-"""`Settings`: the data directory and the groups of `tongkuan.config.groups`, read once at
+"""`Settings`: the data directory and the groups of `tongkuan.config.groups` (`GROUPS`), read once at
 the edge (CLI or `create_app`) and passed down.
 
 Every setting can be set by an environment variable `TONGKUAN_<NAME>` (upper case) or in
@@ -30,19 +30,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from tongkuan.config.groups import (
-    GROUPS,
-    Access,
-    Backends,
-    Decode,
-    Fetch,
-    Group,
-    Http,
-    Index,
-    Limits,
-    Models,
-    Search,
-)
+from tongkuan.config.base import Group
+from tongkuan.config.groups import GROUPS, Backends, Index, Models, Search
+from tongkuan.config.serving import Access, Decode, Fetch, Http, Limits
 from tongkuan.domain.models import is_library_name
 from tongkuan.errors import ConfigError
 
