@@ -10,7 +10,6 @@ default is written once.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -39,14 +38,6 @@ HOST_PATTERN = re.compile(rf"\*|(\*\.)?{_NAME}", re.IGNORECASE)
 
 def split(value: str) -> list[str]:
     return [entry.strip() for entry in value.split(",") if entry.strip()]
-
-
-def is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def lower_scheme(url: str | None) -> str | None:

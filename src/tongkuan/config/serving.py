@@ -13,14 +13,13 @@ from tongkuan.config.base import (
     NAME_PATTERN,
     Group,
     flat,
-    is_ip,
     lower_scheme,
     parse_apps,
     parse_rate_limits,
     split,
 )
 from tongkuan.errors import ConfigError
-from tongkuan.images.fetch import FetchPolicy
+from tongkuan.images.fetch import FetchPolicy, is_ip
 
 DEFAULT_UPLOAD_MAX_BYTES = 3 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 4096 * 4096  # a 4K screenshot or a 12 MP phone photo in any format

@@ -275,7 +275,7 @@ def check_url(url: str, policy: FetchPolicy) -> Target:
         for address in addresses:  # every answer must be acceptable, not just the first
             check_address(address, policy.allow_loopback)
     except ForbiddenAddress:
-        if _is_literal(host):  # the caller wrote the address: naming its kind tells them nothing new
+        if is_ip(host):  # the caller wrote the address: naming its kind tells them nothing new
             raise
         raise ForbiddenAddress(_not_public(host)) from None
     address = addresses[0]
@@ -284,7 +284,8 @@ def check_url(url: str, policy: FetchPolicy) -> Target:
     return Target(url=url, host=host, address=address, connect_url=connect_url)
 
 
-def _is_literal(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """Whether `host` is an IP address written out (not a name to resolve)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
