@@ -235,13 +235,14 @@ def pictures_from_rows(rows: Sequence[Sequence[Any]]) -> list[StoredImage]:
 
 # Products `BuiltProducts` keeps (a few kB each): a busy catalog's recent candidates.
 PRODUCTS_KEPT = 8192
-# A search hit's picture, its product and how many pictures the product has, in one row
-# (images aliased `i`, items `p`): what `hits_from_rows` reads.
-HIT_FIELDS = (
-    "i.vector_id, i.item_id, i.content_hash, i.location, i.name, "
-    + ITEM_FIELDS_P
+# Search hits: each picture, its product and how many pictures the product has, in one row
+# (`PICTURE_FIELDS`, `ITEM_FIELDS`, the count), as `hits_from_rows` reads them; each store
+# adds its own condition on `i.vector_id`.
+HITS_QUERY = (
+    "SELECT " + ", ".join("i." + c.strip() for c in PICTURE_FIELDS.split(",")) + ", " + ITEM_FIELDS_P
     + ", (SELECT COUNT(*) FROM images c WHERE c.item_id = i.item_id)"
-)
+    " FROM images i JOIN items p ON p.item_id = i.item_id"
+)  # fmt: skip
 
 
 class BuiltProducts:
@@ -265,11 +266,19 @@ class BuiltProducts:
         return [product or new[row] for row, product in zip(rows, known, strict=True)]
 
 
+def words_by_picture(rows: Iterable[Sequence[Any]]) -> dict[str, dict[str, str]]:
+    """Each product's read pictures' words by picture name, from (item_id, name, words) rows."""
+    found: dict[str, dict[str, str]] = {}
+    for item_id, name, words in rows:
+        found.setdefault(str(item_id), {})[str(name)] = str(words)
+    return found
+
+
 def hits_from_rows(
     rows: Sequence[Sequence[Any]], built: BuiltProducts
 ) -> tuple[dict[int, tuple[Product, StoredImage]], dict[str, int]]:
     """Pictures by vector id with their products, and each product's picture count, from
-    rows of `HIT_FIELDS` (a product with several pictures among them is built once)."""
+    rows of `HITS_QUERY` (a product with several pictures among them is built once)."""
     first = {row[1]: tuple(row[5:-1]) for row in reversed(rows)}  # each product's row
     products = dict(zip(first, built.from_rows(list(first.values())), strict=True))
     counts = {row[1]: int(row[-1]) for row in rows}
@@ -278,15 +287,6 @@ def hits_from_rows(
         for vector_id, item_id, content_hash, location, name, *_ in rows
     }
     return found, counts
-
-
-def with_products(
-    pictures: list[StoredImage], rows: Sequence[Sequence[object]]
-) -> dict[int, tuple[Product, StoredImage]]:
-    """Each picture by vector id with its product (from `rows` of its stored columns); a
-    picture whose product is gone is left out."""
-    products = {str(row[0]): product_from_row(row) for row in rows}
-    return {p.vector_id: (products[p.item_id], p) for p in pictures if p.item_id in products}
 
 
 def shops_from_rows(rows: Sequence[Sequence[Any]]) -> list[Shop]:

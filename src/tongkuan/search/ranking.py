@@ -80,9 +80,9 @@ class ProductRanking:
         per_product = self.per_product
         new = [item_id for item_id in fetched if item_id not in self._scored]
         short = [item_id for item_id in new if len(fetched[item_id]) < per_product]
-        known = counts if counts is not None and all(item_id in counts for item_id in short) else None
-        have = known if known is not None else self.pictures.picture_counts(short)
-        complete = {item_id for item_id in short if have.get(item_id) == len(fetched[item_id])}
+        if counts is None or any(item_id not in counts for item_id in short):
+            counts = self.pictures.picture_counts(short)
+        complete = {item_id for item_id in short if counts.get(item_id) == len(fetched[item_id])}
         for item_id in new:
             seen = fetched[item_id]
             if len(seen) >= per_product or item_id in complete:

@@ -46,10 +46,7 @@ class PostgresPictureWords(PostgresDatabase):
         rows = self._rows(
             "SELECT item_id, name, words FROM images WHERE words IS NOT NULL AND item_id = ANY(%s)", (list(item_ids),)
         )
-        found: dict[str, dict[str, str]] = {}
-        for item_id, name, words in rows:
-            found.setdefault(str(item_id), {})[str(name)] = str(words)
-        return found
+        return common.words_by_picture(rows)
 
     def reading_counts(self) -> tuple[int, int]:
         ((read, worded),) = self._rows("SELECT COUNT(words), COUNT(NULLIF(words, '')) FROM images", ())

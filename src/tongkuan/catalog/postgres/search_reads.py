@@ -22,8 +22,7 @@ class PostgresSearchReads(PostgresDatabase):
 
     def hits(self, vector_ids: Sequence[int]) -> tuple[dict[int, tuple[Product, StoredImage]], dict[str, int]]:
         """What `hydrate` reads, and how many pictures each product has, in one query."""
-        sql = f"SELECT {common.HIT_FIELDS} FROM images i JOIN items p ON p.item_id = i.item_id"
-        rows = self._rows(sql + " WHERE i.vector_id = ANY(%s)", (list(vector_ids),))
+        rows = self._rows(common.HITS_QUERY + " WHERE i.vector_id = ANY(%s)", (list(vector_ids),))
         return common.hits_from_rows(rows, self._products)
 
     def picture_counts(self, item_ids: Sequence[str]) -> dict[str, int]:

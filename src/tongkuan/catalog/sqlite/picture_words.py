@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tongkuan.catalog import keywords
+from tongkuan.catalog import common, keywords
 from tongkuan.catalog.sqlite.database import SqliteDatabase
 from tongkuan.catalog.sqlite.writer import reindex
 from tongkuan.domain.products import StagedImage
@@ -49,10 +49,7 @@ class SqlitePictureWords(SqliteDatabase):
         rows = self._rows_in(
             "SELECT item_id, name, words FROM images WHERE words IS NOT NULL AND item_id IN ({values})", item_ids
         )
-        found: dict[str, dict[str, str]] = {}
-        for item_id, name, words in rows:
-            found.setdefault(str(item_id), {})[str(name)] = str(words)
-        return found
+        return common.words_by_picture(rows)
 
     def reading_counts(self) -> tuple[int, int]:
         read, worded = self._db.execute("SELECT COUNT(words), COUNT(NULLIF(words, '')) FROM images").fetchone()

@@ -23,8 +23,7 @@ class SqliteSearchReads(SqliteDatabase):
     def hits(self, vector_ids: Sequence[int]) -> tuple[dict[int, tuple[Product, StoredImage]], dict[str, int]]:
         """What `hydrate` reads, and how many pictures each product has, in one query (a
         query's 200 candidates: 1.5 ms, against 1.8 ms in the three queries it replaces)."""
-        sql = f"SELECT {common.HIT_FIELDS} FROM images i JOIN items p ON p.item_id = i.item_id"
-        rows = self._rows_in(sql + " WHERE i.vector_id IN ({values})", vector_ids)
+        rows = self._rows_in(common.HITS_QUERY + " WHERE i.vector_id IN ({values})", vector_ids)
         return common.hits_from_rows(rows, self._products)
 
     def picture_counts(self, item_ids: Sequence[str]) -> dict[str, int]:
