@@ -249,7 +249,6 @@ class _Joined:
 
     def __init__(self) -> None:
         self.inputs: list[NDArray[np.float32]] = []
-        self.asked: list[float] = []  # when each joined (time.perf_counter)
         self.outputs: list[Any] | None = None
         self.error: BaseException | None = None
         self.began = self.ended = 0.0
@@ -331,7 +330,7 @@ class OnnxEncoder:
         parts: list[list[Any]] = []
         for start in range(0, len(images), size):
             batch = preprocess(images[start : start + size], self.spec)
-            if not background and self.joined > 1:
+            if not background:  # with `joined` 1, a search's group never takes another
                 parts.append(self._run_joined(wanted, batch, report))
                 continue
             asked = time.perf_counter()
@@ -365,16 +364,14 @@ class OnnxEncoder:
         asked = time.perf_counter()
         with self._turn:
             joining = self._joining
-            if joining is not None and joining.size + len(batch) <= self.joined:
-                joining.inputs.append(batch)  # the first of them runs it
-                joining.asked.append(asked)
-                mine, lead = len(joining.inputs) - 1, False
-                self._waiting += 1
-            else:
+            lead = joining is None or joining.size + len(batch) > self.joined
+            if lead:  # the first of a group runs it
                 joining = self._joining = _Joined()
-                joining.inputs.append(batch)
-                joining.asked.append(asked)
-                mine, lead = 0, True
+            else:
+                self._waiting += 1
+            assert joining is not None
+            joining.inputs.append(batch)
+            mine = len(joining.inputs) - 1
         if lead:
             self._run_group(wanted, joining)
         else:
