@@ -71,7 +71,9 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet-lite2")
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--pictures", type=int, default=320)
-    parser.add_argument("--read-text", action="store_true", help="The import reads the text on its pictures too.")
+    parser.add_argument(
+        "--read-text", action="store_true", help="The imports and the searches read the text on the pictures too."
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tongkuan-fairness-"))
     rows = read_rows(args.data / "grocery_store" / "labels.csv")

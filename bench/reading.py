@@ -23,6 +23,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import TypeVar
 
 from tongkuan.bench import (
     AUTO_SAMPLE,
@@ -37,6 +38,7 @@ from tongkuan.bench import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 GATES = (0.6, 0.8, 0.9)
 
@@ -60,7 +62,7 @@ def val_photos(root: Path, limit: int | None) -> list[tuple[str, Path, str]]:
             for r in csv.DictReader(handle)
             if r["split"] == "val"
         ]
-    return rows[:: max(1, len(rows) // limit)][:limit] if limit else rows
+    return spread(rows, limit) if limit else rows
 
 
 def recall(
@@ -85,9 +87,9 @@ def recall(
     return first / n, shown / n, with_words / max(1, shown), kinds
 
 
-def spread(paths: list[Path], count: int) -> list[Path]:
-    """`count` of `paths`, spread evenly over them (data sets are sorted by class)."""
-    return paths[:: max(1, len(paths) // count)][:count]
+def spread(items: list[T], count: int) -> list[T]:
+    """`count` of `items`, spread evenly over them (data sets are sorted by class)."""
+    return items[:: max(1, len(items) // count)][:count]
 
 
 def shapes(root: Path) -> dict[str, list[Path]]:
