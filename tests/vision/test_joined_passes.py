@@ -50,6 +50,11 @@ def alone(i: int) -> Outputs:
     return model.run([picture(i)])
 
 
+def colour(outputs: Outputs) -> np.ndarray:
+    """A stand-in embedding's colour part, at unit length."""
+    return outputs.embeddings[:, :3] / np.linalg.norm(outputs.embeddings[:, :3])
+
+
 def search_at_once(model: OnnxEncoder, count: int) -> dict[int, Outputs | BaseException]:
     """`count` searches in threads, the first holding the model while the others arrive."""
     out: dict[int, Outputs | BaseException] = {}
@@ -78,11 +83,7 @@ def test_searches_waiting_together_run_in_one_pass_and_each_gets_its_own_rows() 
         assert isinstance(got, Outputs)
         # the picture's own embedding, as a pass of its own gives it (the last column, its
         # row in the pass, is left out: it differs by design)
-        assert np.allclose(got.embeddings[:, :3] / np.linalg.norm(got.embeddings[:, :3]), _colour(alone(i)))
-
-
-def _colour(outputs: Outputs) -> np.ndarray:
-    return outputs.embeddings[:, :3] / np.linalg.norm(outputs.embeddings[:, :3])
+        assert np.allclose(colour(got), colour(alone(i)))
 
 
 def test_a_pass_takes_at_most_the_joined_pictures_and_the_rest_wait_for_the_next() -> None:
