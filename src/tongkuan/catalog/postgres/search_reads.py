@@ -22,7 +22,7 @@ class PostgresSearchReads(PostgresDatabase):
 
     def hits(self, vector_ids: Sequence[int]) -> tuple[dict[int, tuple[Product, StoredImage]], dict[str, int]]:
         """What `hydrate` reads, and how many pictures each product has, in one query."""
-        rows = self._rows(common.HITS_QUERY + " WHERE i.vector_id = ANY(%s)", (list(vector_ids),))
+        rows = self._rows(common.hits_query() + " WHERE i.vector_id = ANY(%s)", (list(vector_ids),))
         return common.hits_from_rows(rows, self._products)
 
     def picture_counts(self, item_ids: Sequence[str]) -> dict[str, int]:

@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS import_jobs (
 # The characters have a table of their own because FTS5's BM25 measures a row's length
 # over all its columns: beside the words, they would change how every query ranks.
 KEYWORDS_VERSION = keywords.VERSION
+HITS_INDEX = "images_hits"
 
 
 def words_row(title: str, shop: str) -> tuple[str, str, str, str]:
@@ -108,6 +109,10 @@ def migrate(db: sqlite3.Connection) -> None:
     if "words" not in columns:  # the text read on each picture (NULL: not read yet)
         db.execute("ALTER TABLE images ADD COLUMN words TEXT")
     db.execute("CREATE UNIQUE INDEX IF NOT EXISTS images_name ON images(item_id, name)")
+    # What a search reads of its candidate pictures (`common.PICTURE_FIELDS`), apart from
+    # their rows: each row holds its vector, so 200 candidates' rows lie on pages all over
+    # the file (about 150 bytes a picture; a search's reads 2.2 -> 1.5 ms at 10k pictures)
+    db.execute(f"CREATE INDEX IF NOT EXISTS {HITS_INDEX} ON images({common.PICTURE_FIELDS})")
     row = db.execute("SELECT value FROM meta WHERE key = 'keywords'").fetchone()
     if row is None or row[0] != KEYWORDS_VERSION:  # item_chars came with version 2
         db.execute("DELETE FROM item_words")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tongkuan.catalog import common
-from tongkuan.catalog.sqlite.database import SqliteDatabase
+from tongkuan.catalog.sqlite.database import HITS_INDEX, SqliteDatabase
 from tongkuan.catalog.sqlite.filters import filter_sql
 from tongkuan.domain.categories import Category
 from tongkuan.domain.products import Product, ProductFilter, StoredImage
@@ -22,8 +22,9 @@ class SqliteSearchReads(SqliteDatabase):
 
     def hits(self, vector_ids: Sequence[int]) -> tuple[dict[int, tuple[Product, StoredImage]], dict[str, int]]:
         """What `hydrate` reads, and how many pictures each product has, in one query (a
-        query's 200 candidates: 1.5 ms, against 1.8 ms in the three queries it replaces)."""
-        rows = self._rows_in(common.HITS_QUERY + " WHERE i.vector_id IN ({values})", vector_ids)
+        query's 200 candidates: 1.5 ms at 10k pictures)."""
+        pictures = f"images i INDEXED BY {HITS_INDEX}"  # never the rows, which hold the vectors
+        rows = self._rows_in(common.hits_query(pictures) + " WHERE i.vector_id IN ({values})", vector_ids)
         return common.hits_from_rows(rows, self._products)
 
     def picture_counts(self, item_ids: Sequence[str]) -> dict[str, int]:
