@@ -19,7 +19,7 @@ from tongkuan.cli import main
 from tongkuan.engine import Engine
 from tongkuan.search.query import SearchQuery
 from tongkuan.search.text_match import text_scores, tokens
-from tongkuan.vision.reading import TextReader
+from tongkuan.vision.reading import ReadText, TextReader
 
 FONT = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
 if not FONT.exists():
@@ -59,6 +59,16 @@ def carton(
     return scene.filter(ImageFilter.GaussianBlur(0.8))
 
 
+def fruit(colour: tuple[int, int, int], size: int = 360, words: str = "") -> Image.Image:
+    """A round fruit of one colour on a plain background, with `words` on a small sticker."""
+    picture = Image.new("RGB", (size, size), (236, 234, 228))
+    draw = ImageDraw.Draw(picture)
+    draw.ellipse((size // 6, size // 6, size * 5 // 6, size * 5 // 6), fill=colour)
+    if words:
+        draw.text((size // 3, size // 2), words, font=ImageFont.truetype(str(FONT), size // 10), fill=(250, 250, 250))
+    return picture
+
+
 @pytest.fixture(scope="module")
 def reader() -> TextReader:
     return TextReader(threads=2)
@@ -70,6 +80,7 @@ def test_the_reader_reads_chinese_and_english_and_nothing_where_there_is_no_text
     assert {"纯牛奶", "oatly", "250ml"} <= words, read
     assert all(line.confidence >= 0.6 and line.box.x2 > line.box.x1 for line in read)
     assert reader.read(Image.new("RGB", (300, 200), (128, 128, 128))) == []
+    assert reader.read(fruit((200, 30, 40))) == []  # the detector boxes a disc, read as "•": no word
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8))
     assert isinstance(reader.read(noise), list)  # noise may read as fragments; it never fails
     assert reader.read(Image.new("RGB", (3, 2))) == []  # too small to hold text
@@ -116,6 +127,8 @@ def test_cartons_that_look_alike_are_told_apart_by_their_words_on_each_backend(
     engine = Engine(settings_for(data_dir, read_text="on", **servers))
     try:
         assert engine.catalog.reading_counts() == (len(CARTONS), len(CARTONS))
+        ids, _ = engine.catalog.vectors()
+        assert engine.catalog.showed_words([*ids.tolist(), 10**9]) == dict.fromkeys(ids.tolist(), True)
         for item_id, words in CARTONS.items():
             photo = carton(words, size=420, background=(200, 190, 170), shot=True)
             found = engine.search(engine.decode(_png(photo)), SearchQuery(limit=3))
@@ -135,6 +148,49 @@ def test_cartons_that_look_alike_are_told_apart_by_their_words_on_each_backend(
         assert [p.item_id for p in engine.catalog.keyword_search("bravo")[0]] == ["bravo"]
     finally:
         engine.close()
+
+
+def test_a_photo_like_the_catalogs_wordless_pictures_is_not_read(model_cache: Path, tmp_path: Path) -> None:
+    data_dir = new_data_dir(tmp_path / "data", model_cache)
+    folder = tmp_path / "fruit"
+    ingest_cartons(data_dir, tmp_path / "cartons", "on")
+    colours = [(200, 30, 40), (240, 160, 20), (90, 170, 40), (120, 40, 120)]
+    for n, colour in enumerate(colours):
+        folder.mkdir(exist_ok=True)
+        fruit(colour).save(folder / f"{n}.png")
+    engine = Engine(settings_for(data_dir, model=MODEL, read_text="on"))
+    try:
+        from tests.conftest import as_records
+
+        lines = [
+            {"itemId": f"fruit-{n}", "title": f"fruit {n}", "images": [str(folder / f"{n}.png")]} for n in range(4)
+        ]
+        assert not engine.ingester().ingest(as_records(lines)).failures
+        assert engine.catalog.reading_counts() == (len(CARTONS) + 4, len(CARTONS))
+        reader = engine.searcher.reader
+        assert reader is not None
+        counted = CountingReader(reader)
+        engine.searcher.reader = counted  # type: ignore[assignment]
+        # an apple with a sticker saying "Oatly": its nearest catalog pictures are wordless fruit,
+        # so it is not read, and the Oatly carton is not pulled up by the sticker
+        found = engine.search(engine.decode(_png(fruit((205, 35, 45), words="Oatly"))), SearchQuery(limit=3))
+        assert found.words == () and counted.reads == 0 and found.hits[0].product.item_id == "fruit-0"
+        carton_photo = carton(CARTONS["oatly"], size=420, background=(200, 190, 170), shot=True)
+        found = engine.search(engine.decode(_png(carton_photo)), SearchQuery(limit=3))
+        assert "oatly" in found.words and counted.reads == 1
+    finally:
+        engine.close()
+
+
+class CountingReader:
+    """A reader that counts the pictures it reads."""
+
+    def __init__(self, reader: TextReader) -> None:
+        self.reader, self.reads = reader, 0
+
+    def read(self, image: Image.Image) -> list[ReadText]:
+        self.reads += 1
+        return self.reader.read(image)
 
 
 def test_read_text_reads_a_catalog_ingested_without_reading_and_resumes(model_cache: Path, tmp_path: Path) -> None:

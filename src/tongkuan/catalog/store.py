@@ -288,6 +288,10 @@ class PictureWords(Protocol):
         """Pictures read so far, and how many of them showed words."""
         ...
 
+    def showed_words(self, vector_ids: Sequence[int]) -> dict[int, bool]:
+        """Whether each of the given pictures showed words when read (unread ones left out)."""
+        ...
+
 
 class Catalog(
     ProductStore,

@@ -10,7 +10,6 @@ not, written in between, is left out of that search.)
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 
@@ -35,6 +34,10 @@ DEFAULT_TOP_CATEGORIES = 4
 # Pictures fetched from the index before grouping by product: enough that a relevant
 # product's best pictures are all among them (grocery rank-1 0.611 at 30, 0.628 at 200).
 MIN_CANDIDATES = 200
+# Catalog pictures nearest a query that decide whether it is read: the grocery val photos
+# whose three nearest studio shots mostly show no words are 173 of the 198 on which nothing
+# is read, and skipping them changes no rank-1 answer (docs/benchmarks.md).
+NEAREST_READ = 3
 
 __all__ = ["SearchHit", "SearchOptions", "SearchQuery", "SearchResults", "Searcher"]
 
@@ -59,7 +62,6 @@ class Searcher:
         self.reader = reader  # reads the text on query pictures (None: the catalog's show none)
         self.texts = texts
         self.matching = matching or TextMatch()
-        self._reading = ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-reading")
         self.lock = threading.Lock()
         # descriptions of recent query pictures, by (content key, crop, region): what the
         # model says of a picture does not change between the pages of its search
@@ -78,14 +80,11 @@ class Searcher:
         time of each stage is added to `clock`. A `key` names the picture's content (its hash):
         a picture searched again by the same key, crop and region is not described again."""
         clock = clock if clock is not None else StageClock()
-        # the text is read while the model describes the picture: the two overlap on the cores
-        reading = self._reading.submit(self._words, image, query, key) if self._reads(query) else None
         clock.start(Stage.VISION)
         with timed_inference(partial(_passes, clock)):
             described = self._describe(image, query, key)
-        clock.start(Stage.READ)  # only the wait for reading to end, after the description
-        words = reading.result() if reading is not None else self._words(image, query, key)
-        clock.stop()
+        clock.start(Stage.READ)
+        words = self._words(image, query, key, described)
         with self.lock:
             clock.start(Stage.INDEX)
             self.index.sync()  # before the snapshot: a shared index records its position outside it
@@ -107,8 +106,11 @@ class Searcher:
             and query.distinct
         )
 
-    def _words(self, image: Image.Image, query: SearchQuery, key: str | None) -> tuple[str, ...]:
-        """The words read on the picture (the asked region of it) that the reader is sure of."""
+    def _words(
+        self, image: Image.Image, query: SearchQuery, key: str | None, described: Description
+    ) -> tuple[str, ...]:
+        """The words read on the picture (the asked region of it) that the reader is sure of,
+        where the catalog pictures it looks most like show words."""
         if query.words is not None:
             return query.words
         if not self._reads(query) or self.reader is None:
@@ -119,6 +121,8 @@ class Searcher:
             with self._described_lock:
                 if (known := cache.get(wanted)) is not None:
                     return known
+        if not self._looks_worded(described):
+            return ()
         region = query.region
         seen = image if region is None else image.crop((region.x1, region.y1, region.x2, region.y2))
         lines = [(line.text, line.confidence) for line in self.reader.read(seen)]
@@ -127,6 +131,19 @@ class Searcher:
             with self._described_lock:
                 cache[wanted] = words
         return words
+
+    def _looks_worded(self, described: Description) -> bool:
+        """Whether the picture is worth reading: not when most of the catalog pictures nearest
+        it were read and showed no words (fruit, clothes), where reading would cost a search
+        two to three times its time for words that match nothing (docs/benchmarks.md)."""
+        assert self.texts is not None
+        with self.lock:
+            self.index.sync()
+            _, ids = self.index.search(self.index.space(described.embedding[None, :]), NEAREST_READ)
+        nearest = [int(i) for i in ids[0] if i >= 0]
+        showed = self.texts.showed_words(nearest)
+        wordless = sum(1 for vector_id in nearest if showed.get(vector_id) is False)
+        return wordless <= len(nearest) // 2
 
     def search_words(self, words: str, query: SearchQuery, clock: StageClock | None = None) -> SearchResults:
         """Rank catalog products by how well their pictures show `words` (the model's text

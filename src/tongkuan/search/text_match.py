@@ -81,14 +81,16 @@ IMAGE_CANDIDATES = 50  # the picture ranking's best products the text may reorde
 
 
 class TextReads(Protocol):
-    """What matching reads of the catalog: keyword search over titles and picture words, and
-    each product's searched text."""
+    """What matching reads of the catalog: keyword search over titles and picture words, each
+    product's searched text, and which pictures showed words."""
 
     def keyword_search(
         self, text: str, sort: SortOrder = ..., where: ProductFilter | None = None, offset: int = 0, limit: int = 20
     ) -> tuple[list[Product], int]: ...
 
     def searched_texts(self, item_ids: Sequence[str]) -> dict[str, str]: ...
+
+    def showed_words(self, vector_ids: Sequence[int]) -> dict[int, bool]: ...
 
 
 @dataclass(frozen=True)

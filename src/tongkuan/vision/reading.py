@@ -75,7 +75,7 @@ class TextReader:
 
     def read(self, image: Image.Image) -> list[ReadText]:
         """The lines of text on `image`, top to bottom, those read with confidence at least
-        `min_confidence`; [] for a picture with no text."""
+        `min_confidence` and holding a letter or digit; [] for a picture with no text."""
         scale = max(1.0, MIN_SIDE / max(1, max(image.size)))
         if scale > 1 and min(image.size) >= 8:
             image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
@@ -89,7 +89,8 @@ class TextReader:
         found = []
         for points, (text, confidence) in zip(boxes, lines, strict=True):
             text = text.strip()
-            if text and confidence >= self.min_confidence:
+            # a line of no letter or digit is a shape read as text (a round fruit as "•")
+            if confidence >= self.min_confidence and any(c.isalnum() for c in text):
                 xs, ys = points[:, 0] / scale, points[:, 1] / scale  # in the picture's own pixels
                 box = Box(int(xs.min()), int(math.ceil(xs.max())), int(ys.min()), int(math.ceil(ys.max())))
                 found.append(ReadText(text, float(confidence), box))

@@ -51,3 +51,10 @@ class PostgresPictureWords(PostgresDatabase):
     def reading_counts(self) -> tuple[int, int]:
         ((read, worded),) = self._rows("SELECT COUNT(words), COUNT(NULLIF(words, '')) FROM images", ())
         return int(read), int(worded)
+
+    def showed_words(self, vector_ids: Sequence[int]) -> dict[int, bool]:
+        rows = self._rows(
+            "SELECT vector_id, words <> '' FROM images WHERE words IS NOT NULL AND vector_id = ANY(%s)",
+            (list(vector_ids),),
+        )
+        return {int(vector_id): bool(worded) for vector_id, worded in rows}

@@ -54,3 +54,9 @@ class SqlitePictureWords(SqliteDatabase):
     def reading_counts(self) -> tuple[int, int]:
         read, worded = self._db.execute("SELECT COUNT(words), COUNT(NULLIF(words, '')) FROM images").fetchone()
         return int(read), int(worded)
+
+    def showed_words(self, vector_ids: Sequence[int]) -> dict[int, bool]:
+        rows = self._rows_in(
+            "SELECT vector_id, words <> '' FROM images WHERE words IS NOT NULL AND vector_id IN ({values})", vector_ids
+        )
+        return {int(vector_id): bool(worded) for vector_id, worded in rows}
