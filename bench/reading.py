@@ -1,6 +1,6 @@
 """Reading the text on the product: what it adds to search, measured through the service.
 
-    .venv/bin/python bench/reading.py [--data ../shared/data] [--limit N] [--shapes]
+    .venv/bin/python bench/reading.py [--data ../shared/data] [--limit N] [--shapes | --latency [--against REF]]
 
 A catalog of the 81 grocery studio shots (one picture per product, read at ingest) is
 searched with the held-out val photos (shoppers' photos of the same products), three ways:
@@ -10,6 +10,11 @@ and the words read on their pictures. Titles are the products' names, or uninfor
 once; the text weight and confidence gate are swept over those. Then each is searched as
 the service searches it ("as served": read only where the catalog pictures nearest it show
 words, at the default weight and gate). The last line is JSON.
+
+`--latency [--against REF]` measures instead the query latency through `tongkuan serve`
+on the studio-shot catalog (names as titles): sequential V2 searches by `picUrl` of val
+photos on which nothing confident is read and of photos on which words are, with reading
+off, with it on as the code at git commit REF had it (optional), and on as now; two rounds.
 
 `--shapes` measures instead what `TONGKUAN_READ_TEXT=auto` decides for catalogs of other
 shapes: the first `AUTO_SAMPLE` pictures of each (spread over the data set) are read as
@@ -158,12 +163,76 @@ def auto_by_shape(root: Path) -> dict[str, object]:
     return out
 
 
+def latency(root: Path, against: str | None) -> dict[str, object]:
+    """Sequential p50 of photos without and with text, reading off and on (and on at `against`)."""
+    import httpx
+    import numpy as np
+    from perf import APP, Server, checkout  # bench/perf.py
+
+    from tongkuan.bench import FileServer, free_port
+
+    work = Path(tempfile.mkdtemp(prefix="tongkuan-reading-"))
+    engine = Engine(Settings(data_dir=work / "data", read_text="on"))
+    records = [
+        SourceRecord(f"{n}", {"itemId": item_id, "title": name}, [str(shot)])
+        for n, (item_id, name, shot) in enumerate(products(root))
+    ]
+    engine.ingester().ingest(records)
+    assert engine.searcher.reader is not None
+    showing: dict[bool, list[Path]] = {True: [], False: []}
+    for _, path, _ in val_photos(root, None):  # what the reader reads on each, confidently
+        lines = [(t.text, t.confidence) for t in engine.searcher.reader.read(engine.decode(path.read_bytes()).image)]
+        showing[bool(query_tokens(lines, TextMatch().gate))].append(path)
+    engine.close()
+    photos = {"showing no text": spread(showing[False], 50), "showing text": spread(showing[True], 50)}
+    runs = [("off", {"TONGKUAN_READ_TEXT": "off"}), ("on", {"TONGKUAN_READ_TEXT": "on"})]
+    if against:
+        runs.insert(1, (f"on at {against}", {"TONGKUAN_READ_TEXT": "on", "PYTHONPATH": str(checkout(against, work))}))
+    files = FileServer(root)
+    files.start()
+    out: dict[str, object] = {}
+    try:
+        for round_ in (1, 2):
+            for name, env in runs:
+                server = Server(work / "data", free_port(), env)
+                server.start()
+                base = f"http://127.0.0.1:{server.port}/taobao/image-search/url"
+                p50 = {}
+                with httpx.Client(timeout=60) as http:
+                    for kind, paths in photos.items():
+                        urls = [
+                            httpx.URL(base, params={"appKey": APP[0], "appSecret": APP[1], "picUrl": files.url(str(p.relative_to(root)))})
+                            for p in paths
+                        ]  # fmt: skip
+                        for url in urls[:3]:
+                            http.get(url)  # warm up
+                        taken = []
+                        for url in urls:
+                            started = time.perf_counter()
+                            http.get(url).raise_for_status()
+                            taken.append(time.perf_counter() - started)
+                        p50[kind] = round(1000 * float(np.median(taken)), 1)
+                server.stop()
+                out[f"round {round_}: {name}, p50 ms"] = p50
+                print(round_, name, p50, flush=True)
+    finally:
+        files.stop()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--limit", type=int, default=None, help="Val photos to search (default: all).")
     parser.add_argument("--shapes", action="store_true", help="What auto decides for other catalogs, instead.")
+    parser.add_argument("--latency", action="store_true", help="Query latency with reading off and on, instead.")
+    parser.add_argument(
+        "--against", default=None, metavar="REF", help="With --latency: also reading on at this commit."
+    )
     args = parser.parse_args()
+    if args.latency:
+        print(json.dumps(latency(args.data, args.against)))
+        return
     if args.shapes:
         print(json.dumps(auto_by_shape(args.data)))
         return
