@@ -5,43 +5,17 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from tongkuan.vision.encoder import (
-    BACKGROUND_CHUNK,
-    BACKGROUND_MAX_WAIT_S,
-    ModelSpec,
-    OnnxEncoder,
-    background_inference,
-)
-
-RUN_S = 0.05  # one inference on the stand-in model
-
-
-class SlowSession:
-    """Stands in for an ONNX Runtime session: each run takes RUN_S and is logged."""
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, int]] = []
-
-    def run(self, wanted: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        batch = next(iter(feeds.values()))
-        self.log.append((threading.current_thread().name, len(batch)))
-        time.sleep(RUN_S)
-        # each picture's embedding is its own mean colour, so order can be checked
-        return [np.repeat(batch.mean(axis=(2, 3)), 2, axis=1)]
+from tests.utils.stand_in import RUN_S, SlowSession, colours, stand_in_encoder
+from tongkuan.vision.encoder import BACKGROUND_CHUNK, BACKGROUND_MAX_WAIT_S, OnnxEncoder, background_inference
 
 
 def encoder() -> tuple[OnnxEncoder, SlowSession]:
-    spec = ModelSpec(name="stand-in", path=Path("unused.onnx"), input_size=8, dim=6)
-    encoder = OnnxEncoder(spec)
-    session = SlowSession()
-    encoder._session = session  # loaded already
-    return encoder, session
+    return stand_in_encoder()
 
 
 def pictures(count: int) -> list[Image.Image]:
@@ -75,8 +49,8 @@ def test_a_search_waits_for_one_background_chunk_not_the_whole_batch() -> None:
     assert session.log[:2] == [("ingest", BACKGROUND_CHUNK), ("search", 1)]
     assert [size for name, size in session.log if name == "ingest"] == [BACKGROUND_CHUNK] * 4
     # the background batch's results come back whole and in order
-    whole = model.run(pictures(16)).embeddings
-    assert np.allclose(background_out[0].embeddings, whole)
+    whole = model.run(pictures(16))
+    assert np.allclose(colours(background_out[0]), colours(whole))
 
 
 def test_searches_run_whole_batches_as_before() -> None:

@@ -11,34 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tongkuan.vision.encoder import ModelSpec, OnnxEncoder, Outputs, background_inference
+from tests.utils.stand_in import RUN_S, SlowSession, colours, stand_in_encoder
+from tongkuan.vision.encoder import OnnxEncoder, Outputs, background_inference
 from tongkuan.vision.registry import resolve_model
-
-RUN_S = 0.05  # one pass of the stand-in model
-
-
-class SlowSession:
-    """Stands in for an ONNX Runtime session: each pass takes RUN_S and is logged; each
-    picture's embedding is its own mean colour, so whose rows came back can be checked."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.sizes: list[int] = []
-        self.fail = fail
-
-    def run(self, wanted: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        batch = next(iter(feeds.values()))
-        self.sizes.append(len(batch))
-        time.sleep(RUN_S)
-        if self.fail:
-            raise RuntimeError("the model's pass failed")
-        return [np.concatenate([batch.mean(axis=(2, 3)), np.arange(len(batch))[:, None]], axis=1)]
 
 
 def encoder(joined: int, fail: bool = False) -> tuple[OnnxEncoder, SlowSession]:
-    spec = ModelSpec(name="stand-in", path=Path("unused.onnx"), input_size=8, dim=4)
-    model = OnnxEncoder(spec, joined=joined)
-    model._session = session = SlowSession(fail)  # loaded already
-    return model, session
+    return stand_in_encoder(joined, fail)
 
 
 def picture(i: int) -> Image.Image:
@@ -48,11 +27,6 @@ def picture(i: int) -> Image.Image:
 def alone(i: int) -> Outputs:
     model, _ = encoder(joined=1)
     return model.run([picture(i)])
-
-
-def colour(outputs: Outputs) -> np.ndarray:
-    """A stand-in embedding's colour part, at unit length."""
-    return outputs.embeddings[:, :3] / np.linalg.norm(outputs.embeddings[:, :3])
 
 
 def search_at_once(model: OnnxEncoder, count: int) -> dict[int, Outputs | BaseException]:
@@ -83,7 +57,7 @@ def test_searches_waiting_together_run_in_one_pass_and_each_gets_its_own_rows() 
         assert isinstance(got, Outputs)
         # the picture's own embedding, as a pass of its own gives it (the last column, its
         # row in the pass, is left out: it differs by design)
-        assert np.allclose(colour(got), colour(alone(i)))
+        assert np.allclose(colours(got), colours(alone(i)))
 
 
 def test_a_pass_takes_at_most_the_joined_pictures_and_the_rest_wait_for_the_next() -> None:
