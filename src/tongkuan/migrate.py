@@ -103,11 +103,12 @@ def _copy_words(target: MigrationTarget, read: dict[str, dict[str, str]]) -> Non
     the source's, where the target has not read them yet."""
     words = []
     known = target.picture_words(list(read)) if read else {}
+    pictures = target.pictures_of(list(read)) if read else {}
     for item_id, by_name in read.items():
         kept = known.get(item_id, {})
         words += [
             (image.vector_id, by_name[image.name])
-            for image in target.images_of(item_id)
+            for image in pictures.get(item_id, [])
             if image.name in by_name and image.name not in kept
         ]
     if words:

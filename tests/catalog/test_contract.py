@@ -154,6 +154,7 @@ def everything(catalog: Catalog) -> dict[str, object]:
             "pages": pages,
             "get": {i: catalog.get(i) for i in items[:-1]},
             "images_of": {i: catalog.images_of(i) for i in items},
+            "pictures_of": catalog.pictures_of(items),
             "image_hashes": {i: catalog.image_hashes(i) for i in items},
             "first_images": catalog.first_images(items),
             "pictures_with_vectors": catalog.pictures_with_vectors(items),
@@ -165,6 +166,7 @@ def everything(catalog: Catalog) -> dict[str, object]:
             "hydrate": catalog.hydrate(asked),
             "hits": catalog.hits(asked),
             "picture_counts": catalog.picture_counts(items),
+            "showed_words": catalog.showed_words(asked),
             "count_products": {
                 str(category): catalog.count_products(category)
                 for category in [None, Category.TOPS, Category.SHOES, Category.SNACKS]
@@ -217,6 +219,7 @@ def test_every_write_and_read_answers_alike(BACKENDS: dict[str, Catalog]) -> Non
         ("a record only", lambda c: c.upsert(Product("no-pictures", "只有记录", reserve_price=Decimal("-0.00")), None)),
         ("new pictures", lambda c: c.upsert(PRODUCTS[1], [picture(40, "front"), picture(41, "back")])),
         ("the record, pictures kept", lambda c: c.upsert(dataclasses.replace(PRODUCTS[2], title="燕麦奶 新"), None)),
+        ("words read", lambda c: c.set_picture_words(list(zip(c.image_ids()[:2], ["Oatly 1L", ""], strict=True)))),
         ("a picture added", lambda c: c.add_image("Z-3", picture(50, "side"))),
         ("a picture replaced", lambda c: c.add_image("b-2", picture(51, "front"))),
         ("a picture removed", lambda c: c.delete_image("a-1", "0")),

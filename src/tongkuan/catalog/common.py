@@ -232,6 +232,14 @@ def pictures_from_rows(rows: Sequence[Sequence[Any]]) -> list[StoredImage]:
     return [StoredImage(int(v), item_id, h, loc, name) for v, item_id, h, loc, name in rows]
 
 
+def pictures_by_product(rows: Sequence[Sequence[Any]]) -> dict[str, list[StoredImage]]:
+    """Each product's pictures, in the rows' order, from rows of `PICTURE_FIELDS`."""
+    found: dict[str, list[StoredImage]] = {}
+    for picture in pictures_from_rows(rows):
+        found.setdefault(picture.item_id, []).append(picture)
+    return found
+
+
 # Products `BuiltProducts` keeps (a few kB each): a busy catalog's recent candidates.
 PRODUCTS_KEPT = 8192
 

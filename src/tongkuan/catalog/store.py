@@ -82,6 +82,10 @@ class ProductReader(Protocol):
         """A product's pictures in order (empty if it is not there)."""
         ...
 
+    def pictures_of(self, item_ids: Sequence[str]) -> dict[str, list[StoredImage]]:
+        """Each of the given products' pictures in order (products without any left out)."""
+        ...
+
     def image_hashes(self, item_id: str) -> list[str]:
         """Content hashes of a product's pictures in order (empty if it is not there)."""
         ...

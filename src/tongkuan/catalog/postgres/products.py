@@ -33,13 +33,14 @@ class PostgresProductReader(PostgresDatabase):
         return [common.product_from_row(r) for r in rows]
 
     def images_of(self, item_id: str) -> list[StoredImage]:
-        return [
-            StoredImage(int(v), item_id, h, loc, name)
-            for v, h, loc, name in self._rows(
-                "SELECT vector_id, content_hash, location, name FROM images WHERE item_id = %s ORDER BY position",
-                (item_id,),
-            )
-        ]
+        return self.pictures_of([item_id]).get(item_id, [])
+
+    def pictures_of(self, item_ids: Sequence[str]) -> dict[str, list[StoredImage]]:
+        rows = self._rows(
+            f"SELECT {common.PICTURE_FIELDS} FROM images WHERE item_id = ANY(%s) ORDER BY item_id, position",
+            (list(item_ids),),
+        )
+        return common.pictures_by_product(rows)
 
     def image_hashes(self, item_id: str) -> list[str]:
         rows = self._rows("SELECT content_hash FROM images WHERE item_id = %s ORDER BY position", (item_id,))
