@@ -271,3 +271,28 @@ def test_keyword_quality_beats_substring_matching_on_product1m(data_root: Path, 
     assert ours["ndcg@10"] >= MIN_NDCG and ours["recall@20"] >= MIN_RECALL
     assert ours["ndcg@10"] >= MIN_GAIN_OVER_SUBSTRING * like["ndcg@10"]
     assert ours["recall@20"] >= MIN_GAIN_OVER_SUBSTRING * like["recall@20"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_words_gone_from_a_products_pictures_no_longer_find_it(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    catalog = open_catalog(kind, request, tmp_path)
+    vector = np.ones(4, np.float32)
+    catalog.upsert(
+        Product("p", "plain carton"),
+        [NewImage("h1", "1.jpg", vector, "front"), NewImage("h2", "2.jpg", vector, "back")],
+    )
+    front, back = (picture.vector_id for picture in catalog.images_of("p"))
+    catalog.set_picture_words([(front, "Oatly"), (back, "Havre")])
+    assert [p.item_id for p in catalog.keyword_search("oatly")[0]] == ["p"]
+    catalog.set_picture_words([(front, "")])  # read again: no word on it after all
+    assert catalog.keyword_search("oatly")[0] == []
+    assert [p.item_id for p in catalog.keyword_search("havre")[0]] == ["p"]
+    catalog.set_picture_words([(back, "")])  # no picture of it says a word now
+    assert catalog.keyword_search("havre")[0] == []
+    catalog.set_picture_words([(back, "Havre")])
+    catalog.delete_image("p", "back")
+    assert catalog.keyword_search("havre")[0] == []
+    assert [p.item_id for p in catalog.keyword_search("carton")[0]] == ["p"]
+    catalog.close()

@@ -29,7 +29,7 @@ class PostgresPictureWords(PostgresDatabase):
                 "(SELECT item_id FROM images WHERE vector_id = ANY(%s))",
                 ([v for v, _ in words],),
             ).fetchall()
-            reindex(cur, [common.product_from_row(row) for row in rows])
+            reindex(cur, [common.product_from_row(row) for row in rows], reset=True)
 
     def searched_texts(self, item_ids: Sequence[str]) -> dict[str, str]:
         if not item_ids:

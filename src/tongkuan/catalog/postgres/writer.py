@@ -128,9 +128,9 @@ class PostgresProductWriter(PostgresDatabase):
             _bump(cur, "products", -1)
 
 
-def reindex(cur: psycopg.Cursor[Any], products: Sequence[Product]) -> None:
-    """Give stored products' title keyword vectors the words read on their pictures (those
-    with none keep the vector of their title alone)."""
+def reindex(cur: psycopg.Cursor[Any], products: Sequence[Product], reset: bool = False) -> None:
+    """Give stored products' title keyword vectors the words read on their pictures; those
+    with none keep theirs, or with `reset` (their pictures changed) get their title's alone."""
     if not products:
         return
     read = dict(
@@ -143,21 +143,16 @@ def reindex(cur: psycopg.Cursor[Any], products: Sequence[Product]) -> None:
     cur.executemany(
         "UPDATE items SET title_words = %s::tsvector WHERE item_id = %s",
         [
-            (tsvector(keywords.searched_text(p.title, [read[p.item_id]])), p.item_id)
+            (tsvector(keywords.searched_text(p.title, [read[p.item_id]]) if p.item_id in read else p.title), p.item_id)
             for p in products
-            if p.item_id in read
+            if reset or p.item_id in read
         ],
     )
 
 
 def _reindex_ids(cur: psycopg.Cursor[Any], item_ids: Sequence[str]) -> None:
     rows = cur.execute(f"SELECT {common.ITEM_FIELDS} FROM items WHERE item_id = ANY(%s)", (list(item_ids),)).fetchall()
-    products = [common.product_from_row(row) for row in rows]
-    cur.executemany(
-        "UPDATE items SET title_words = %s::tsvector WHERE item_id = %s",
-        [(tsvector(p.title), p.item_id) for p in products],
-    )
-    reindex(cur, products)
+    reindex(cur, [common.product_from_row(row) for row in rows], reset=True)
 
 
 def _insert_images(cur: psycopg.Cursor[Any], pictures: Sequence[tuple[object, ...]]) -> list[int]:
