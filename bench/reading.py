@@ -1,7 +1,7 @@
 """Reading the text on the product: what it adds to search, measured through the service.
 
     .venv/bin/python bench/reading.py [--data ../shared/data] [--limit N]
-        [--shapes | --latency [--against REF] | --catalogs [--per-product N]]
+        [--shapes | --latency [--against REF] | --catalogs [SHAPES] [--per-product N]]
 
 A catalog of the 81 grocery studio shots (one picture per product, read at ingest) is
 searched with the held-out val photos (shoppers' photos of the same products), three ways:
@@ -17,11 +17,12 @@ on the studio-shot catalog (names as titles): sequential V2 searches by `picUrl`
 photos on which nothing confident is read and of photos on which words are, with reading
 off, with it on as the code at git commit REF had it (optional), and on as now; two rounds.
 
-`--catalogs [--per-product N]` measures instead what reading adds to two other shapes of
-catalog, read at ingestion: a retailer's (each product its studio shot and N shoppers'
-photos, names as titles) and listings (each of those photos a listing of its own, with an
-uninformative title); R@1 of the val photos by kind, reading off and on, and the ingest
-rate with reading.
+`--catalogs [retailer,listings,small] [--per-product N]` measures instead what reading adds
+to other shapes of catalog, read at ingestion: a retailer's (each product its studio shot
+and N shoppers' photos, names as titles), listings (each of those photos a listing of its
+own, with an uninformative title) and small pictures (five photos a product and the
+queries squashed to 120 px, as in-store crops); R@1 of the val photos by kind, reading off
+and on, and the ingest rate with reading.
 
 `--shapes` measures instead what `TONGKUAN_READ_TEXT=auto` decides for catalogs of other
 shapes: the first `AUTO_SAMPLE` pictures of each (spread over the data set) are read as
@@ -170,29 +171,38 @@ def auto_by_shape(root: Path) -> dict[str, object]:
     return out
 
 
-def other_catalogs(root: Path, per_product: int, limit: int | None) -> dict[str, object]:
-    """R@1 by kind of the val photos, reading off and on, on a retailer's catalog and on
-    listings, both read at ingestion."""
+SMALL_SIDE = 120  # small in-store crops, as bench/quality.py's small-picture table has them
+
+
+def other_catalogs(root: Path, per_product: int, limit: int | None, wanted: list[str]) -> dict[str, object]:
+    """R@1 by kind of the val photos, reading off and on, on catalogs of other shapes (those
+    `wanted` of: retailer, listings, small), read at ingestion."""
     with (root / "grocery_store" / "labels.csv").open(encoding="utf-8") as handle:
         train = [r for r in csv.DictReader(handle) if r["split"] == "train"]
     photos: dict[str, list[Path]] = {}
     for r in train:
         photos.setdefault(f"grocery-{int(r['class_id']):03d}", []).append(root / "grocery_store" / r["path"])
     named = products(root)
-    shapes = {
-        f"retailer (studio shot + {per_product} photos a product, names)": [
+    small = Path(tempfile.mkdtemp(prefix="tongkuan-small-"))
+    shapes = {  # name: (catalog records, the side pictures and queries are shrunk to, or None)
+        "retailer": (f"studio shot + {per_product} photos a product, names", None, [
             SourceRecord(item_id, {"itemId": item_id, "title": name}, [str(shot), *map(str, spread(photos[item_id], per_product))])
             for item_id, name, shot in named
-        ],
-        f"listings ({per_product} photos a product, a listing each, uninformative titles)": [
+        ]),
+        "listings": (f"{per_product} photos a product, a listing each, uninformative titles", None, [
             SourceRecord(f"{item_id}/{n}", {"itemId": f"{item_id}/{n}", "title": f"listing {item_id[-3:]}{n}"}, [str(path)])
             for item_id, _, _ in named
             for n, path in enumerate(spread(photos[item_id], per_product))
-        ],
+        ]),
+        "small": (f"5 photos a product at {SMALL_SIDE}x{SMALL_SIDE} px, queries too, uninformative titles", SMALL_SIDE, [
+            SourceRecord(item_id, {"itemId": item_id, "title": f"product {n}"}, [str(shrunk(path, small)) for path in spread(photos[item_id], 5)])
+            for n, (item_id, _, _) in enumerate(named)
+        ]),
     }  # fmt: skip
     queries = val_photos(root, limit)
     out: dict[str, object] = {"queries": len(queries)}
-    for shape, records in shapes.items():
+    for shape in wanted:
+        described, side, records = shapes[shape]
         with tempfile.TemporaryDirectory() as work:
             engine = Engine(Settings(data_dir=Path(work), read_text="on"))
             started = time.perf_counter()
@@ -202,7 +212,7 @@ def other_catalogs(root: Path, per_product: int, limit: int | None) -> dict[str,
             right: dict[str, dict[str, list[bool]]] = {"reading off": {}, "reading on": {}}
             shown = 0
             for item_id, path, kind in queries:
-                picture = engine.decode(path.read_bytes())
+                picture = engine.decode((shrunk(path, small) if side else path).read_bytes())
                 for name, query in (
                     ("reading off", SearchQuery(limit=1, read_text=False)),
                     ("reading on", SearchQuery(limit=1)),
@@ -213,7 +223,7 @@ def other_catalogs(root: Path, per_product: int, limit: int | None) -> dict[str,
                     shown += bool(found.words)
             engine.close()
         measured: dict[str, object] = {
-            "pictures": read, "with words": worded, "failures": len(report.failures),
+            "catalog": described, "pictures": read, "with words": worded, "failures": len(report.failures),
             "ingest pictures/s with reading": round(read / ingest_s, 1), "queries with words read": round(shown / len(queries), 3),
         }  # fmt: skip
         for name, by_kind in right.items():
@@ -224,6 +234,18 @@ def other_catalogs(root: Path, per_product: int, limit: int | None) -> dict[str,
         out[shape] = measured
         print(shape, measured, flush=True)
     return out
+
+
+def shrunk(path: Path, folder: Path) -> Path:
+    """A copy of the picture at `path` squashed to SMALL_SIDE px square, in `folder`."""
+    import hashlib
+
+    from PIL import Image
+
+    target = folder / f"{hashlib.sha1(str(path).encode()).hexdigest()}.png"
+    if not target.exists():
+        Image.open(path).convert("RGB").resize((SMALL_SIDE, SMALL_SIDE)).save(target)
+    return target
 
 
 def latency(root: Path, against: str | None) -> dict[str, object]:
@@ -292,11 +314,14 @@ def main() -> None:
     parser.add_argument(
         "--against", default=None, metavar="REF", help="With --latency: also reading on at this commit."
     )
-    parser.add_argument("--catalogs", action="store_true", help="A retailer's catalog and listings, instead.")
+    parser.add_argument(
+        "--catalogs", nargs="?", const="retailer,listings,small", default=None,
+        help="Other shapes of catalog instead (default: retailer,listings,small).",
+    )  # fmt: skip
     parser.add_argument("--per-product", type=int, default=10, help="With --catalogs: shoppers' photos a product.")
     args = parser.parse_args()
     if args.catalogs:
-        print(json.dumps(other_catalogs(args.data, args.per_product, args.limit)))
+        print(json.dumps(other_catalogs(args.data, args.per_product, args.limit, args.catalogs.split(","))))
         return
     if args.latency:
         print(json.dumps(latency(args.data, args.against)))
