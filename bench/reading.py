@@ -33,8 +33,10 @@ stops, the catalog searches as with reading off: it cannot lose a point.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -233,6 +235,7 @@ def other_catalogs(root: Path, per_product: int, limit: int | None, wanted: list
             }
         out[shape] = measured
         print(shape, measured, flush=True)
+    shutil.rmtree(small, ignore_errors=True)
     return out
 
 
@@ -283,7 +286,8 @@ def latency(root: Path, against: str | None) -> dict[str, object]:
                 server.start()
                 base = f"http://127.0.0.1:{server.port}/taobao/image-search/url"
                 p50 = {}
-                with httpx.Client(timeout=60) as http:
+                with httpx.Client(timeout=60) as http, contextlib.ExitStack() as stack:
+                    stack.callback(server.stop)
                     for kind, paths in photos.items():
                         urls = [
                             httpx.URL(base, params={"appKey": APP[0], "appSecret": APP[1], "picUrl": files.url(str(p.relative_to(root)))})
@@ -297,11 +301,11 @@ def latency(root: Path, against: str | None) -> dict[str, object]:
                             http.get(url).raise_for_status()
                             taken.append(time.perf_counter() - started)
                         p50[kind] = round(1000 * float(np.median(taken)), 1)
-                server.stop()
                 out[f"round {round_}: {name}, p50 ms"] = p50
                 print(round_, name, p50, flush=True)
     finally:
         files.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return out
 
 

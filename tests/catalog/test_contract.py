@@ -155,6 +155,7 @@ def everything(catalog: Catalog) -> dict[str, object]:
             "get": {i: catalog.get(i) for i in items[:-1]},
             "images_of": {i: catalog.images_of(i) for i in items},
             "pictures_of": catalog.pictures_of(items),
+            "pictures_of none": catalog.pictures_of([]),
             "image_hashes": {i: catalog.image_hashes(i) for i in items},
             "first_images": catalog.first_images(items),
             "pictures_with_vectors": catalog.pictures_with_vectors(items),
@@ -167,6 +168,7 @@ def everything(catalog: Catalog) -> dict[str, object]:
             "hits": catalog.hits(asked),
             "picture_counts": catalog.picture_counts(items),
             "showed_words": catalog.showed_words(asked),
+            "showed_words none": catalog.showed_words([]),
             "count_products": {
                 str(category): catalog.count_products(category)
                 for category in [None, Category.TOPS, Category.SHOES, Category.SNACKS]

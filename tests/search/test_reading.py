@@ -86,6 +86,13 @@ def test_the_reader_reads_chinese_and_english_and_nothing_where_there_is_no_text
     assert reader.read(Image.new("RGB", (3, 2))) == []  # too small to hold text
 
 
+def test_a_line_without_a_letter_or_digit_is_not_text(reader: TextReader, monkeypatch: pytest.MonkeyPatch) -> None:
+    box = np.array([[10, 10], [90, 10], [90, 40], [10, 40]], dtype=np.float32)
+    monkeypatch.setattr(reader, "_find", lambda bgr: [box, box + 40, box + 80])
+    monkeypatch.setattr(reader, "_recognise_all", lambda crops: [("•", 0.9), ("¥12", 0.9), ("- · -", 0.95)])
+    assert [line.text for line in reader.read(Image.new("RGB", (200, 200), (128, 128, 128)))] == ["¥12"]
+
+
 def test_tokens_keep_what_tells_products_apart() -> None:
     assert tokens("Tropicana 1.5L Mandarin, 250 ml") == {"tropicana", "1.5l", "mandarin", "250ml"}
     assert (

@@ -222,9 +222,11 @@ class Engine:
     def products_page(self, after: str | None, limit: int) -> tuple[list[ProductImages], str | None]:
         """Up to `limit` products after itemId `after`, in itemId order, with their pictures, and
         the cursor of the next page (None after the last)."""
-        products = self.catalog.products(after, limit)
+        with self.catalog.snapshot():  # the products and their pictures agree
+            products = self.catalog.products(after, limit)
+            pictures = self.catalog.pictures_of([p.item_id for p in products])
         next_cursor = products[-1].item_id if len(products) == limit else None
-        return [(p, self.catalog.images_of(p.item_id)) for p in products], next_cursor
+        return [(p, pictures.get(p.item_id, [])) for p in products], next_cursor
 
     def first_pictures(self, products: Sequence[Product]) -> dict[str, StoredImage]:
         """Each product's first picture by itemId, for listings that show one."""

@@ -7,7 +7,6 @@ from typing import Any
 
 from tongkuan.catalog.store import ProductReader
 from tongkuan.domain.products import is_web_url
-from tongkuan.errors import ProductNotFound
 from tongkuan.ingest.records import to_record
 
 PAGE = 500
@@ -19,25 +18,21 @@ def export_records(catalog: ProductReader, stored_picture: Callable[[str], str])
     A predicted category is left out, a named one kept. Pictures kept by URL are written
     as that URL; pictures in the image store as `stored_picture(file name)` (an absolute
     URL or path that a later import can read).
-    Each product is read whole in one snapshot; a product changed while the export runs
-    appears as it was before or after the change.
+    Each page of products is read with its pictures in one snapshot; a product changed while
+    the export runs appears as it was before or after the change.
     """
     cursor: str | None = None
     while True:
-        products = catalog.products(cursor, PAGE)
+        with catalog.snapshot():  # a page of products and all their pictures, in two queries
+            products = catalog.products(cursor, PAGE)
+            pictures = catalog.pictures_of([product.item_id for product in products])
         for product in products:
-            with catalog.snapshot():
-                pictures = catalog.images_of(product.item_id)
-                try:
-                    current = catalog.get(product.item_id)
-                except ProductNotFound:  # deleted since the page was read
-                    continue
-            if not pictures:
+            if not (shown := pictures.get(product.item_id)):
                 continue
-            record = {k: v for k, v in to_record(current).items() if v is not None and v != {}}
-            if current.category_predicted:
+            record = {k: v for k, v in to_record(product).items() if v is not None and v != {}}
+            if product.category_predicted:
                 record.pop("categoryId", None)  # predicted again on import, by whichever model imports it
-            record["images"] = [p.location if is_web_url(p.location) else stored_picture(p.location) for p in pictures]
+            record["images"] = [p.location if is_web_url(p.location) else stored_picture(p.location) for p in shown]
             yield record
         if len(products) < PAGE:
             return

@@ -34,9 +34,10 @@ DEFAULT_TOP_CATEGORIES = 4
 # Pictures fetched from the index before grouping by product: enough that a relevant
 # product's best pictures are all among them (grocery rank-1 0.611 at 30, 0.628 at 200).
 MIN_CANDIDATES = 200
-# Catalog pictures nearest a query that decide whether it is read: the grocery val photos
-# whose three nearest studio shots mostly show no words are 173 of the 198 on which nothing
-# is read, and skipping them changes no rank-1 answer (docs/benchmarks.md).
+# Catalog pictures nearest a query that decide whether it is read: of the grocery val photos
+# searched against the studio shots, 188 of 296 are then not read (173 of the 198 on which
+# nothing confident is read, 15 of the 98 on which words are), for one rank-1 answer lost
+# with names as titles and none without (docs/benchmarks.md).
 NEAREST_READ = 3
 
 __all__ = ["SearchHit", "SearchOptions", "SearchQuery", "SearchResults", "Searcher"]
@@ -85,6 +86,7 @@ class Searcher:
             described = self._describe(image, query, key)
         clock.start(Stage.READ)
         words = self._words(image, query, key, described)
+        clock.stop()  # waiting for the lock is no stage's
         with self.lock:
             clock.start(Stage.INDEX)
             self.index.sync()  # before the snapshot: a shared index records its position outside it
@@ -122,6 +124,9 @@ class Searcher:
                 if (known := cache.get(wanted)) is not None:
                     return known
         if not self._looks_worded(described):
+            if cache is not None:
+                with self._described_lock:
+                    cache[wanted] = ()
             return ()
         region = query.region
         seen = image if region is None else image.crop((region.x1, region.y1, region.x2, region.y2))
@@ -136,9 +141,9 @@ class Searcher:
         """Whether the picture is worth reading: not when most of the catalog pictures nearest
         it were read and showed no words (fruit, clothes), where reading would cost a search
         two to three times its time for words that match nothing (docs/benchmarks.md)."""
-        assert self.texts is not None
-        with self.lock:
-            self.index.sync()
+        if self.texts is None:
+            return False
+        with self.lock:  # the index as last synced: the search syncs it next
             _, ids = self.index.search(self.index.space(described.embedding[None, :]), NEAREST_READ)
         nearest = [int(i) for i in ids[0] if i >= 0]
         showed = self.texts.showed_words(nearest)
