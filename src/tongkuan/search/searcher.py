@@ -143,7 +143,8 @@ class Searcher:
         two to three times its time for words that match nothing (docs/benchmarks.md)."""
         if self.texts is None:
             return False
-        with self.lock:  # the index as last synced: the search syncs it next
+        with self.lock:
+            self.index.sync()  # pictures added since the last search count too
             _, ids = self.index.search(self.index.space(described.embedding[None, :]), NEAREST_READ)
         nearest = [int(i) for i in ids[0] if i >= 0]
         showed = self.texts.showed_words(nearest)
