@@ -121,14 +121,19 @@ def ingest_cartons(data_dir: Path, folder: Path, read_text: str, **servers: str)
         engine.close()
 
 
+def backend_settings(backend: str, request: pytest.FixtureRequest, collection: str) -> dict[str, str]:
+    """The settings naming the server backend (PostgreSQL + Milvus), or none for the embedded one."""
+    if backend != "server":
+        return {}
+    postgres, milvus = request.getfixturevalue("postgres"), request.getfixturevalue("milvus")
+    return {"catalog_url": new_database(postgres), "vectors_url": f"milvus://127.0.0.1:{milvus.port}/{collection}"}
+
+
 @pytest.mark.parametrize("backend", ["embedded", "server"])
 def test_cartons_that_look_alike_are_told_apart_by_their_words_on_each_backend(
     backend: str, model_cache: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    servers: dict[str, str] = {}
-    if backend == "server":
-        postgres, milvus = request.getfixturevalue("postgres"), request.getfixturevalue("milvus")
-        servers = {"catalog_url": new_database(postgres), "vectors_url": f"milvus://127.0.0.1:{milvus.port}/cartons"}
+    servers = backend_settings(backend, request, "cartons")
     data_dir = new_data_dir(tmp_path / "data", model_cache)
     ingest_cartons(data_dir, tmp_path / "cartons", "on", **servers)
     engine = Engine(settings_for(data_dir, read_text="on", **servers))
@@ -157,15 +162,19 @@ def test_cartons_that_look_alike_are_told_apart_by_their_words_on_each_backend(
         engine.close()
 
 
-def test_a_photo_like_the_catalogs_wordless_pictures_is_not_read(model_cache: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["embedded", "server"])
+def test_a_photo_like_the_catalogs_wordless_pictures_is_not_read(
+    backend: str, model_cache: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    servers = backend_settings(backend, request, "fruit")
     data_dir = new_data_dir(tmp_path / "data", model_cache)
     folder = tmp_path / "fruit"
-    ingest_cartons(data_dir, tmp_path / "cartons", "on")
+    ingest_cartons(data_dir, tmp_path / "cartons", "on", **servers)
     colours = [(200, 30, 40), (240, 160, 20), (90, 170, 40), (120, 40, 120)]
     for n, colour in enumerate(colours):
         folder.mkdir(exist_ok=True)
         fruit(colour).save(folder / f"{n}.png")
-    engine = Engine(settings_for(data_dir, model=MODEL, read_text="on"))
+    engine = Engine(settings_for(data_dir, model=MODEL, read_text="on", **servers))
     try:
         from tests.conftest import as_records
 
