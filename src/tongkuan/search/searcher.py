@@ -123,15 +123,12 @@ class Searcher:
             with self._described_lock:
                 if (known := cache.get(wanted)) is not None:
                     return known
-        if not self._looks_worded(described):
-            if cache is not None:
-                with self._described_lock:
-                    cache[wanted] = ()
-            return ()
-        region = query.region
-        seen = image if region is None else image.crop((region.x1, region.y1, region.x2, region.y2))
-        lines = [(line.text, line.confidence) for line in self.reader.read(seen)]
-        words = tuple(query_tokens(lines, self.matching.gate))
+        words: tuple[str, ...] = ()  # kept for the next pages too where not worth reading
+        if self._looks_worded(described):
+            region = query.region
+            seen = image if region is None else image.crop((region.x1, region.y1, region.x2, region.y2))
+            lines = [(line.text, line.confidence) for line in self.reader.read(seen)]
+            words = tuple(query_tokens(lines, self.matching.gate))
         if cache is not None:
             with self._described_lock:
                 cache[wanted] = words
