@@ -1,7 +1,7 @@
 """Reading the text on the product: what it adds to search, measured through the service.
 
     .venv/bin/python bench/reading.py [--data ../shared/data] [--limit N]
-        [--shapes | --latency [--against REF] | --catalogs [SHAPES] [--per-product N]]
+        [--shapes | --latency [--against REF] | --catalogs [SHAPES] [--per-product N] | --sides [SIDES]]
 
 A catalog of the 81 grocery studio shots (one picture per product, read at ingest) is
 searched with the held-out val photos (shoppers' photos of the same products), three ways:
@@ -24,6 +24,10 @@ own, with an uninformative title) and small pictures (five photos a product and 
 queries squashed to 120 px, as in-store crops); R@1 of the val photos by kind, reading off
 and on, and the ingest rate with reading.
 
+`--sides [384,480,640]` measures instead what the reader's resolution does: R@1 as served
+with the studio shots read at each longer side (the queries at the service's) and with the
+queries read at each (the studio shots at the service's), and the time a picture takes.
+
 `--shapes` measures instead what `TONGKUAN_READ_TEXT=auto` decides for catalogs of other
 shapes: the first `AUTO_SAMPLE` pictures of each (spread over the data set) are read as
 `auto` reads them, and the share that showed words decides whether it reads on. Where it
@@ -45,6 +49,7 @@ from typing import TypeVar
 from tongkuan.bench import (
     AUTO_SAMPLE,
     AUTO_SHARE,
+    READ_SIDE,
     Engine,
     SearchQuery,
     Settings,
@@ -52,6 +57,7 @@ from tongkuan.bench import (
     TextMatch,
     TextReader,
     query_tokens,
+    read_catalog_text,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,6 +74,15 @@ def products(root: Path) -> list[tuple[str, str, Path]]:
             (f"grocery-{int(r['class_id']):03d}", r["class_name"].replace("-", " "), folder / r["iconic_path"])
             for r in csv.DictReader(handle)
         ]
+
+
+def catalog_records(root: Path, titles: str) -> list[SourceRecord]:
+    """The studio-shot catalog's records, titled by the products' names or uninformatively
+    ("product 17": words from the pictures alone)."""
+    return [
+        SourceRecord(f"{n}", {"itemId": item_id, "title": name if titles == "names" else f"product {n}"}, [str(shot)])
+        for n, (item_id, name, shot) in enumerate(products(root))
+    ]
 
 
 def val_photos(root: Path, limit: int | None) -> list[tuple[str, Path, str]]:
@@ -114,6 +129,44 @@ def as_served(engine: Engine, queries: list[tuple[str, Path, str]], pictures: li
         first += bool(found.hits) and found.hits[0].product.item_id == item_id
         read += bool(found.words)
     return {"R@1": round(first / len(queries), 3), "queries with words read": round(read / len(queries), 3)}
+
+
+def by_side(root: Path, sides: list[int], limit: int | None) -> dict[str, object]:
+    """R@1 as served with the studio shots read at each longer side in `sides` (the queries
+    at the service's), and with the queries read at each (the shots at the service's)."""
+    queries = val_photos(root, limit)
+    pairs = [(side, READ_SIDE) for side in sides] + [(READ_SIDE, side) for side in sides if side != READ_SIDE]
+    summary: dict[str, object] = {"queries": len(queries)}
+    for titles in ("names", "uninformative"):
+        table: dict[str, object] = {}
+        for shots_side in dict.fromkeys(shots for shots, _ in pairs):
+            with tempfile.TemporaryDirectory() as work:
+                unread = Settings(data_dir=Path(work), read_text="off", query_cache=4096)
+                engine = Engine(unread)
+                engine.ingester().ingest(catalog_records(root, titles))
+                engine.close()
+                threads = unread.models.threads
+                started = time.perf_counter()
+                read, worded = read_catalog_text(unread, progress=False, reader=TextReader(threads, shots_side))
+                shot_ms = 1000 * (time.perf_counter() - started) / max(1, read)
+                for query_side in [query for shots, query in pairs if shots == shots_side]:
+                    engine = Engine(Settings(data_dir=Path(work), read_text="on", query_cache=4096))
+                    reader = engine.searcher.reader = TextReader(threads, query_side)
+                    pictures = [engine.decode(path.read_bytes()) for _, path, _ in queries]
+                    started = time.perf_counter()
+                    for picture in spread(pictures, 50):
+                        reader.read(picture.image)
+                    query_ms = 1000 * (time.perf_counter() - started) / len(spread(pictures, 50))
+                    served = as_served(engine, queries, pictures)
+                    engine.close()
+                    row = {
+                        **served, "shots with words": worded, "ms a shot": round(shot_ms),
+                        "ms a query photo": round(query_ms),
+                    }  # fmt: skip
+                    table[f"shots at {shots_side} px, queries at {query_side} px"] = row
+                    print(titles, shots_side, query_side, row, flush=True)
+        summary[titles] = table
+    return summary
 
 
 def spread(items: list[T], count: int) -> list[T]:
@@ -323,7 +376,14 @@ def main() -> None:
         help="Other shapes of catalog instead (default: retailer,listings,small).",
     )  # fmt: skip
     parser.add_argument("--per-product", type=int, default=10, help="With --catalogs: shoppers' photos a product.")
+    parser.add_argument(
+        "--sides", nargs="?", const="384,480,640", default=None,
+        help="The reader's resolution instead: longer sides to read at (default: 384,480,640).",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.sides:
+        print(json.dumps(by_side(args.data, [int(side) for side in args.sides.split(",")], args.limit)))
+        return
     if args.catalogs:
         print(json.dumps(other_catalogs(args.data, args.per_product, args.limit, args.catalogs.split(","))))
         return
@@ -338,16 +398,8 @@ def main() -> None:
     for titles in ("names", "uninformative"):
         with tempfile.TemporaryDirectory() as work:
             engine = Engine(Settings(data_dir=Path(work), read_text="on", query_cache=4096))
-            records = [
-                SourceRecord(
-                    f"{n}",
-                    {"itemId": item_id, "title": name if titles == "names" else f"product {n}"},
-                    [str(shot)],
-                )
-                for n, (item_id, name, shot) in enumerate(products(args.data))
-            ]
             started = time.perf_counter()
-            report = engine.ingester().ingest(records)
+            report = engine.ingester().ingest(catalog_records(args.data, titles))
             ingest_s = time.perf_counter() - started
             read, worded = engine.catalog.reading_counts()
             engine.close()

@@ -86,6 +86,18 @@ def test_the_reader_reads_chinese_and_english_and_nothing_where_there_is_no_text
     assert reader.read(Image.new("RGB", (3, 2))) == []  # too small to hold text
 
 
+def test_a_picture_is_read_at_the_readers_side_and_answered_in_its_own_pixels(reader: TextReader) -> None:
+    # a small picture is enlarged to the side, a large one shrunk to it: the same lines, in
+    # each picture's own pixels
+    small = carton(["Oatly", "Oat Drink 1L"], size=240)
+    large = small.resize((960, 960), Image.Resampling.BICUBIC)
+    boxes = [{line.text: line.box for line in reader.read(picture)} for picture in (small, large)]
+    assert "Oatly" in boxes[0] and "Oatly" in boxes[1], boxes
+    seen, seen_large = boxes[0]["Oatly"], boxes[1]["Oatly"]
+    for side, side_large in zip(seen.to_param().split(","), seen_large.to_param().split(","), strict=True):
+        assert abs(4 * int(side) - int(side_large)) <= 16, boxes
+
+
 def test_a_line_without_a_letter_or_digit_is_not_text(reader: TextReader, monkeypatch: pytest.MonkeyPatch) -> None:
     box = np.array([[10, 10], [90, 10], [90, 40], [10, 40]], dtype=np.float32)
     monkeypatch.setattr(reader, "_find", lambda bgr: [box, box + 40, box + 80])

