@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from tests.utils.fileserver import FileServer
 from tongkuan.api.app import create_app
 from tongkuan.api.auth import sign
+from tongkuan.cli.common import server_options
 from tongkuan.config import Settings
 from tongkuan.engine import Engine
 from tongkuan.ingest.readers import SourceRecord
@@ -151,15 +152,17 @@ class Service:
 
 
 @contextmanager
-def serve(app: FastAPI) -> Iterator[Service]:
-    """Run `app` with uvicorn in a thread on a free loopback port."""
+def serve(app: FastAPI, settings: Settings | None = None) -> Iterator[Service]:
+    """Run `app` with uvicorn in a thread on a free loopback port: with uvicorn's settings as
+    `tongkuan serve` makes them from `settings` where given, else uvicorn's defaults."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    options = {"host": "127.0.0.1", "port": port} if settings is None else server_options(settings, "127.0.0.1", port)
+    server = uvicorn.Server(uvicorn.Config(app, **{**options, "log_level": "warning"}))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while not server.started:
-        assert time.monotonic() < deadline, "service did not start"
+        assert time.monotonic() < deadline and thread.is_alive(), "service did not start"
         time.sleep(0.05)
     svc = Service(f"http://127.0.0.1:{port}")
     try:

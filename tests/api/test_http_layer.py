@@ -7,49 +7,25 @@ from __future__ import annotations
 
 import base64
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from tests.conftest import Service, free_port, new_data_dir, settings_for
+from tests.conftest import Service, new_data_dir, serve, settings_for
 from tongkuan.api.app import create_app
-from tongkuan.cli.common import KEEP_ALIVE_S, MAX_REQUEST_HEAD, server_options
-from tongkuan.config import Settings
+from tongkuan.cli.common import KEEP_ALIVE_S, MAX_REQUEST_HEAD
 
 MODEL = "efficientnet-lite0"
-
-
-@contextmanager
-def serving(settings: Settings) -> Iterator[Service]:
-    """The app on a free loopback port, with the uvicorn settings `tongkuan serve` uses."""
-    port = free_port()
-    options = {**server_options(settings, "127.0.0.1", port), "log_level": "warning"}
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "service did not start"
-        time.sleep(0.05)
-    service = Service(f"http://127.0.0.1:{port}")
-    try:
-        yield service
-    finally:
-        service.client.close()
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[Service]:
     data_dir = new_data_dir(tmp_path_factory.mktemp("http") / "data", model_cache)
-    with serving(settings_for(data_dir, model=MODEL, allow_loopback_fetch=False)) as svc:
+    settings = settings_for(data_dir, model=MODEL, allow_loopback_fetch=False)
+    with serve(create_app(settings), settings) as svc:  # as `tongkuan serve` runs it
         yield svc
 
 

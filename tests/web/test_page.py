@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import combinations
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -66,8 +67,13 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser, service: Service) -> Iterator[Page]:
+@contextmanager
+def opened(
+    browser: Browser, service: Service, secrets: tuple[str, ...] = ("appKey", "sign=", APP_SECRET)
+) -> Iterator[Page]:
+    """`service`'s page in a fresh desktop browser context (zh-CN). On leaving, the page must
+    have sent none of `secrets` in an address and done nothing its content security policy
+    refused."""
     context = browser.new_context(viewport=DESKTOP, locale="zh-CN", base_url=service.base_url)
     page = context.new_page()
     sent: list[str] = []
@@ -75,11 +81,19 @@ def page(browser: Browser, service: Service) -> Iterator[Page]:
     page.on("request", lambda request: sent.append(request.url))
     page.on("console", lambda message: refused.append(message.text) if "Content Security" in message.text else None)
     page.goto("/")
-    yield page
-    context.close()
-    leaked = [url for url in sent if "appKey" in url or "sign=" in url or APP_SECRET in url]
+    try:
+        yield page
+    finally:
+        context.close()
+    leaked = [url for url in sent if any(secret in url for secret in secrets)]
     assert not leaked, leaked  # the page never sends credentials
     assert not refused, refused  # nothing the page does breaks its content security policy
+
+
+@pytest.fixture
+def page(browser: Browser, service: Service) -> Iterator[Page]:
+    with opened(browser, service) as page:
+        yield page
 
 
 def search_params(page: Page, action) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -707,14 +721,14 @@ def chip_words(page: Page) -> list[str]:
     return page.locator("#read-words .word span").all_inner_texts()
 
 
-def test_the_words_read_on_a_photo_show_as_chips_to_remove_or_search_by(
-    browser: Browser, reading_service: Service, tmp_path: Path
-) -> None:
-    context = browser.new_context(viewport=DESKTOP, locale="zh-CN", base_url=reading_service.base_url)
-    page = context.new_page()
-    refused: list[str] = []
-    page.on("console", lambda message: refused.append(message.text) if "Content Security" in message.text else None)
-    page.goto("/")
+@pytest.fixture
+def reading_page(browser: Browser, reading_service: Service) -> Iterator[Page]:
+    with opened(browser, reading_service) as page:
+        yield page
+
+
+def test_the_words_read_on_a_photo_show_as_chips_to_remove_or_search_by(reading_page: Page, tmp_path: Path) -> None:
+    page = reading_page
     expect(page.locator("#read")).to_be_hidden()
     photo = tmp_path / "oatly.png"
     carton(CARTONS["oatly"], size=420, background=(200, 190, 170), shot=True).save(photo)
@@ -768,8 +782,6 @@ def test_the_words_read_on_a_photo_show_as_chips_to_remove_or_search_by(
         assert params["words"] == ",".join(words[n + 1 :])
     expect(read).to_be_hidden()
     expect(page.locator("#grid .card").first).to_be_visible()
-    context.close()
-    assert not refused, refused
 
 
 # --- operator mode: saving a search as a check ------------------------------------------
@@ -805,20 +817,10 @@ def operator_service(data_root: Path, model_cache: Path, tmp_path_factory: pytes
 
 @pytest.fixture
 def operator_page(browser: Browser, operator_service: Service) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP, locale="zh-CN", base_url=operator_service.base_url)
-    page = context.new_page()
-    sent: list[str] = []
-    refused: list[str] = []
-    page.on("request", lambda request: sent.append(request.url))
-    page.on("console", lambda message: refused.append(message.text) if "Content Security" in message.text else None)
-    page.goto("/")
-    yield page
-    stored = page.evaluate("() => JSON.stringify(localStorage)")
-    context.close()
-    leaked = [url for url in sent if ADMIN_TOKEN in url or "nope-not-the-token" in url]
-    assert not leaked, leaked  # the token never travels in an address
-    assert ADMIN_TOKEN not in stored  # nor stays beyond the browser tab
-    assert not refused, refused
+    with opened(browser, operator_service, secrets=(ADMIN_TOKEN, "nope-not-the-token")) as page:
+        yield page  # the token never travels in an address...
+        stored = page.evaluate("() => JSON.stringify(localStorage)")
+    assert ADMIN_TOKEN not in stored  # ...nor stays beyond the browser tab
 
 
 def saved_checks(service: Service) -> list[dict[str, object]]:
