@@ -1,14 +1,18 @@
 """The embedded catalog's search reads: a search's candidates are read from an index of what it
-needs, never from the pictures' rows, which hold their vectors."""
+needs, never from the pictures' rows, which hold their vectors; a catalog another process is
+upgrading (building that index on a large catalog) is waited for, not refused."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from tongkuan.catalog.sqlite import SqliteCatalog
+from tongkuan.catalog.sqlite import SqliteCatalog, database
 from tongkuan.catalog.sqlite.database import HITS_INDEX
 from tongkuan.domain.products import NewImage, Product
 
@@ -53,3 +57,29 @@ def test_a_catalog_written_before_the_hits_index_gets_it_when_opened(tmp_path: P
     found, _ = catalog.hits([2])
     assert found[2][0].item_id == "p1"
     catalog.close()
+
+
+def test_a_catalog_opened_while_another_upgrades_it_waits_for_the_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # building an index over a large catalog's pictures holds the write lock for longer than
+    # SQLite waits for it: a replica opening the file meanwhile waits for the upgrade instead
+    path = tmp_path / "catalog.db"
+    filled(path).close()
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_S", 0.2)
+    upgrade, upgrading = database.migrate, threading.Event()
+
+    def slow_upgrade(db: sqlite3.Connection) -> None:
+        if not upgrading.is_set():  # the first opener's upgrade outlasts the busy timeout
+            upgrading.set()
+            time.sleep(1.0)
+        upgrade(db)
+
+    monkeypatch.setattr(database, "migrate", slow_upgrade)
+    first = threading.Thread(target=lambda: SqliteCatalog(path, "m", DIM).close())
+    first.start()
+    assert upgrading.wait(timeout=10)
+    second = SqliteCatalog(path, "m", DIM)  # "database is locked" before
+    first.join()
+    found, _ = second.hits([1])
+    assert found[1][0].item_id == "p0"

@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS import_jobs (
 # over all its columns: beside the words, they would change how every query ranks.
 KEYWORDS_VERSION = keywords.VERSION
 HITS_INDEX = "images_hits"
+# How long a write waits for another's lock before it fails ("database is locked")
+BUSY_TIMEOUT_S = 30.0
 
 
 def words_row(title: str, shop: str) -> tuple[str, str, str, str]:
@@ -136,10 +138,14 @@ class SqliteDatabase:
         self._products = common.BuiltProducts()  # the products searches read, by their rows
         self._write_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db.executescript(SCHEMA)  # idempotent; executescript manages its own transaction
-        with self._write() as db:
-            self._check_model(db)
-            migrate(db)
+        # Openers take turns: an upgrade of a large catalog (an index over every picture)
+        # holds the write lock longer than a write waits for it, so another process opening
+        # the file meanwhile waits for the upgrade to end rather than failing
+        with self.exclusive("open"):
+            self._db.executescript(SCHEMA)  # idempotent; executescript manages its own transaction
+            with self._write() as db:
+                self._check_model(db)
+                migrate(db)
 
     @staticmethod
     def stored_model(path: Path) -> str | None:
@@ -165,7 +171,7 @@ class SqliteDatabase:
         return str(meta["model"]), int(meta["dim"])
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
