@@ -83,3 +83,4 @@ def test_a_catalog_opened_while_another_upgrades_it_waits_for_the_upgrade(
     first.join()
     found, _ = second.hits([1])
     assert found[1][0].item_id == "p0"
+    second.close()
